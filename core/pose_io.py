@@ -1,0 +1,175 @@
+"""The pose sequence carried between pipeline stages, and its ``.npz`` file (no pickles).
+
+A :class:`PoseSequence` holds what detection and lifting produced for one video, so later stages (smoothing,
+trajectory, retargeting, VMD writing) can be re-run from the file without detecting again (``--from-npz``).
+Frames follow ``core.conventions``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import skeletons
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PoseSequence:
+    """Per-frame 2D keypoints and 3D joints of one dancer.
+
+    Attributes:
+        keypoints_2d: ``(T, J2, 3)`` float32, image px of the (cropped) frame + confidence in [0, 1]; the backend's
+            native joint set, named by ``joint_names_2d`` (MEDIAPIPE33 or COCO17). Gap-filled frames carry the
+            interpolated positions and confidence 0.
+        joints_3d: ``(T, 27, 3)`` float32, ``camera`` frame, metres, root-relative (pelvis at the origin), joint set
+            ``skeletons.CANONICAL`` (NaN where the source lacks a joint), or ``None`` before lifting.
+        timestamps: ``(T,)`` float64 seconds, presentation time of each frame relative to the first kept frame.
+        frame_indices: ``(T,)`` int64 index of each frame in the source video (or keypoint file).
+        detected: ``(T,)`` bool, False where the frame had no detection and was gap-filled.
+        fps: the source's nominal frame rate.
+        image_size: ``(width, height)`` of the (cropped) frame in px.
+        joint_names_2d: names of the 2D joints (``skeletons.MEDIAPIPE33`` or ``skeletons.COCO17``).
+        backend: what produced the 2D keypoints (``"mediapipe"``, ``"detectron2"``, ``"openpose"``...).
+        lifter: what produced the 3D joints (``"mediapipe"``, ``"videopose3d"``, ``"import"``...).
+        source: the input path, for reports.
+        crop: ``(x, y, w, h)`` px in the source frame, or None.
+        trajectory: ``(T, 3)`` float32 root (pelvis) position in the camera frame, metres, or None.
+        notes: human-readable notes (gaps filled, frames that failed to decode...).
+    """
+
+    keypoints_2d: np.ndarray
+    timestamps: np.ndarray
+    frame_indices: np.ndarray
+    detected: np.ndarray
+    fps: float
+    image_size: tuple[int, int]
+    joint_names_2d: tuple[str, ...]
+    backend: str
+    joints_3d: np.ndarray | None = None
+    lifter: str = ""
+    source: str = ""
+    crop: tuple[int, int, int, int] | None = None
+    trajectory: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
+        t = self.keypoints_2d.shape[0] if self.keypoints_2d.ndim == 3 else -1
+        if self.keypoints_2d.ndim != 3 or self.keypoints_2d.shape[2] != 3:
+            raise ValueError(f"keypoints_2d must be (T, J, 3), got {self.keypoints_2d.shape}")
+        self.joint_names_2d = tuple(str(n) for n in self.joint_names_2d)
+        if len(self.joint_names_2d) != self.keypoints_2d.shape[1]:
+            raise ValueError(f"{len(self.joint_names_2d)} joint names for {self.keypoints_2d.shape[1]} 2D joints")
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        self.frame_indices = np.asarray(self.frame_indices, dtype=np.int64)
+        self.detected = np.asarray(self.detected, dtype=bool)
+        for name in ("timestamps", "frame_indices", "detected"):
+            if getattr(self, name).shape != (t,):
+                raise ValueError(f"{name} must be ({t},), got {getattr(self, name).shape}")
+        if self.joints_3d is not None:
+            self.joints_3d = np.asarray(self.joints_3d, dtype=np.float32)
+            if self.joints_3d.shape != (t, len(skeletons.CANONICAL), 3):
+                raise ValueError(f"joints_3d must be ({t}, {len(skeletons.CANONICAL)}, 3), got {self.joints_3d.shape}")
+        if self.trajectory is not None:
+            self.trajectory = np.asarray(self.trajectory, dtype=np.float32)
+            if self.trajectory.shape != (t, 3):
+                raise ValueError(f"trajectory must be ({t}, 3), got {self.trajectory.shape}")
+        if t > 1 and np.any(np.diff(self.timestamps) <= 0):
+            raise ValueError("timestamps must increase strictly")
+        self.fps = float(self.fps)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        if self.crop is not None:
+            self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
+
+    def __len__(self) -> int:
+        return int(self.keypoints_2d.shape[0])
+
+    def keypoints_canonical_2d(self) -> np.ndarray:
+        """2D keypoints in the ``CANONICAL`` set: ``(T, 27, 3)`` px + confidence (NaN where the set lacks a joint)."""
+        return skeletons.to_canonical(self.keypoints_2d, self.joint_names_2d, has_confidence=True)
+
+    def keypoints_coco17(self) -> np.ndarray:
+        """2D keypoints as COCO-17: ``(T, 17, 3)`` px + confidence (the input of VideoPose3D)."""
+        return skeletons.to_coco17(self.keypoints_2d, self.joint_names_2d)
+
+
+def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = False) -> Path:
+    """Write ``poses`` to ``path`` (``.npz``, compressed, no object arrays) atomically.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.array(FORMAT_VERSION),
+        "keypoints_2d": poses.keypoints_2d,
+        "timestamps": poses.timestamps,
+        "frame_indices": poses.frame_indices,
+        "detected": poses.detected,
+        "fps": np.array(poses.fps),
+        "image_size": np.array(poses.image_size, dtype=np.int64),
+        "joint_names_2d": np.array(poses.joint_names_2d, dtype=np.str_),
+        "joint_names_3d": np.array(skeletons.CANONICAL, dtype=np.str_),
+        "backend": np.array(poses.backend, dtype=np.str_),
+        "lifter": np.array(poses.lifter, dtype=np.str_),
+        "source": np.array(poses.source, dtype=np.str_),
+        "notes": np.array(poses.notes, dtype=np.str_),
+    }
+    if poses.joints_3d is not None:
+        arrays["joints_3d"] = poses.joints_3d
+    if poses.crop is not None:
+        arrays["crop"] = np.array(poses.crop, dtype=np.int64)
+    if poses.trajectory is not None:
+        arrays["trajectory"] = poses.trajectory
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> PoseSequence:
+    """Read a file written by :func:`save` (never unpickles).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a pose file of this project, or inconsistent arrays (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pose file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npz pose file ({e})") from e
+    if "format_version" not in d or "keypoints_2d" not in d:
+        raise ValueError(f"{path}: not an Anime MMD pose file (no format_version/keypoints_2d)")
+    if int(d["format_version"]) > FORMAT_VERSION:
+        raise ValueError(f"{path}: pose file version {int(d['format_version'])} is newer than this program")
+    try:
+        if "joint_names_3d" in d and tuple(str(n) for n in d["joint_names_3d"]) != skeletons.CANONICAL:
+            raise ValueError("its 3D joint set differs from this program's CANONICAL set")
+        return PoseSequence(
+            keypoints_2d=d["keypoints_2d"], timestamps=d["timestamps"], frame_indices=d["frame_indices"],
+            detected=d["detected"], fps=float(d["fps"]), image_size=tuple(d["image_size"].tolist()),
+            joint_names_2d=tuple(str(n) for n in d["joint_names_2d"]), backend=str(d["backend"]),
+            joints_3d=d.get("joints_3d"), lifter=str(d.get("lifter", "")), source=str(d.get("source", "")),
+            crop=tuple(d["crop"].tolist()) if "crop" in d else None, trajectory=d.get("trajectory"),
+            notes=[str(n) for n in d.get("notes", [])],
+        )
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from e
