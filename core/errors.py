@@ -1,0 +1,16 @@
+"""Errors the pipeline reports to users (CLI exit message, worker ``error`` line, Blender report)."""
+from __future__ import annotations
+
+#: Error codes, stable across the CLI, the worker protocol and the add-on.
+CODES = ("bad_input", "no_frames", "no_detection", "missing_dependency", "bad_model", "exists", "cancelled", "internal")
+
+
+class PipelineError(RuntimeError):
+    """A failure a user can act on: ``code`` is one of :data:`CODES`, ``message`` says what to do."""
+
+    def __init__(self, code: str, message: str):
+        if code not in CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
