@@ -15,9 +15,6 @@ from core.formats import vmd
 from core.formats.cp932 import decode_name, decode_names, encode_name
 from core.formats.errors import FormatError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vmd"
-if not DATA.is_dir():
-    pytest.skip(f"shared VMD samples not found at {DATA}", allow_module_level=True)
 
 YYB = "YYB式初音ミク_10th_v"
 # MMD_FACTS §1.8: file -> (bytes, signature version, model name, bone, morph, cam, light, shadow,
@@ -36,8 +33,14 @@ LINEAR = (20, 20, 107, 107)
 
 
 @pytest.fixture(scope="module")
-def motions():
-    return {name: vmd.read(DATA / name) for name in TABLE}
+def vmd_dir(shared_data) -> Path:
+    """../shared/data/vmd (the shared_data fixture skips with a reason if the data is absent)."""
+    return shared_data / "vmd"
+
+
+@pytest.fixture(scope="module")
+def motions(vmd_dir):
+    return {name: vmd.read(vmd_dir / name) for name in TABLE}
 
 
 def assert_same_records(a: vmd.VmdMotion, b: vmd.VmdMotion):
@@ -51,14 +54,14 @@ def assert_same_records(a: vmd.VmdMotion, b: vmd.VmdMotion):
 
 # ------------------------------------------------------------------------------------------ real files
 
-def test_all_shared_files_are_in_the_table():
-    assert sorted(p.name for p in DATA.glob("*.vmd")) == sorted(TABLE)
+def test_all_shared_files_are_in_the_table(vmd_dir):
+    assert sorted(p.name for p in vmd_dir.glob("*.vmd")) == sorted(TABLE)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_counts_match_facts_table(motions, name):
+def test_counts_match_facts_table(vmd_dir, motions, name):
     size, sig, model, nb, nm, nc, nl, ns, npk, nsec = TABLE[name]
-    assert (DATA / name).stat().st_size == size
+    assert (vmd_dir / name).stat().st_size == size
     m = motions[name]
     assert m.signature_version == sig
     assert m.model_name == model
@@ -71,9 +74,9 @@ def test_counts_match_facts_table(motions, name):
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_round_trip_is_exact(motions, name):
+def test_round_trip_is_exact(vmd_dir, motions, name):
     m = motions[name]
-    raw = (DATA / name).read_bytes()
+    raw = (vmd_dir / name).read_bytes()
     out = vmd.dumps(m)
     again = vmd.loads(out, name="again")
     assert_same_records(m, again)
@@ -160,8 +163,8 @@ def test_1bone_cube_rotation_curve(motions):
     assert (keys["interpolation"][custom] == built).all()
 
 
-def test_old_signature_with_10_byte_model_name():
-    body = (DATA / "test_1bone_cube_motion.vmd").read_bytes()[50:]
+def test_old_signature_with_10_byte_model_name(vmd_dir):
+    body = (vmd_dir / "test_1bone_cube_motion.vmd").read_bytes()[50:]
     data = b"Vocaloid Motion Data file".ljust(30, b"\0") + b"OldModel\0\0" + body
     m = vmd.loads(data)
     assert m.signature_version == "file" and m.model_name == "OldModel"
@@ -174,8 +177,8 @@ def test_old_signature_with_10_byte_model_name():
 
 @pytest.mark.parametrize("name", ["physics_toggle_test_yyb10th.vmd", "test_append_bone.vmd",
                                   "openmmd_output_sample.vmd"])
-def test_truncated_files_raise_format_error(tmp_path, name):
-    raw = (DATA / name).read_bytes()
+def test_truncated_files_raise_format_error(vmd_dir, tmp_path, name):
+    raw = (vmd_dir / name).read_bytes()
     nb = struct.unpack_from("<I", raw, 50)[0]
     bone_end = 54 + 111 * nb
     nm = struct.unpack_from("<I", raw, bone_end)[0]
@@ -194,8 +197,8 @@ def test_truncated_files_raise_format_error(tmp_path, name):
         assert 0 <= err.value.offset <= cut
 
 
-def test_files_may_end_after_sections_2_4_5():
-    raw = (DATA / "physics_toggle_test_yyb10th.vmd").read_bytes()
+def test_files_may_end_after_sections_2_4_5(vmd_dir):
+    raw = (vmd_dir / "physics_toggle_test_yyb10th.vmd").read_bytes()
     full = vmd.loads(raw)
     end2 = 50 + 4 + 111 * 454 + 4 + 23 * 100
     for end, count in ((end2, 2), (end2 + 8, 4), (end2 + 12, 5)):
@@ -209,8 +212,8 @@ def test_files_may_end_after_sections_2_4_5():
             vmd.loads(raw[:bad_end])
 
 
-def test_count_larger_than_file(tmp_path):
-    raw = bytearray((DATA / "test_1bone_cube_motion.vmd").read_bytes())
+def test_count_larger_than_file(vmd_dir, tmp_path):
+    raw = bytearray((vmd_dir / "test_1bone_cube_motion.vmd").read_bytes())
     struct.pack_into("<I", raw, 50, 1000)
     p = tmp_path / "liar.vmd"
     p.write_bytes(bytes(raw))
@@ -220,8 +223,8 @@ def test_count_larger_than_file(tmp_path):
     assert "liar.vmd" in str(err.value) and "1000" in str(err.value)
 
 
-def test_bad_signature_and_trailing_garbage():
-    raw = (DATA / "test_append_bone.vmd").read_bytes()
+def test_bad_signature_and_trailing_garbage(vmd_dir):
+    raw = (vmd_dir / "test_append_bone.vmd").read_bytes()
     with pytest.raises(FormatError) as err:
         vmd.loads(b"PMX " + raw[4:], name="x.vmd")
     assert err.value.offset == 0 and "x.vmd" in str(err.value)
@@ -278,18 +281,18 @@ def test_names_colliding_after_cut_are_rejected():
 
 # ------------------------------------------------------------------------------------------ writing
 
-def test_write_refuses_to_overwrite(tmp_path, motions):
+def test_write_refuses_to_overwrite(vmd_dir, tmp_path, motions):
     m = motions["test_append_bone.vmd"]
     p = tmp_path / "out.vmd"
     vmd.write(p, m)
     first = p.read_bytes()
-    assert first == (DATA / "test_append_bone.vmd").read_bytes()
+    assert first == (vmd_dir / "test_append_bone.vmd").read_bytes()
     other = motions["test_1bone_cube_motion.vmd"]
     with pytest.raises(FileExistsError, match="overwrite"):
         vmd.write(p, other)
     assert p.read_bytes() == first
     vmd.write(p, other, overwrite=True)
-    assert p.read_bytes() == (DATA / "test_1bone_cube_motion.vmd").read_bytes()
+    assert p.read_bytes() == (vmd_dir / "test_1bone_cube_motion.vmd").read_bytes()
     assert sorted(os.listdir(tmp_path)) == ["out.vmd"]  # no temp files left
 
 

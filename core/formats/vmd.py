@@ -38,7 +38,6 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
