@@ -1,0 +1,184 @@
+"""core.video: probing and streaming decode on the real videos in ../shared/data/videos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="PyAV (av) is not installed: the video stage cannot run")
+
+from core import video  # noqa: E402
+from core.errors import PipelineError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def videos(shared_data) -> Path:
+    return shared_data / "videos"
+
+
+@pytest.fixture(scope="module")
+def kunkun(videos) -> Path:
+    return videos / "kunkun_dance_864x480_25fps.mp4"
+
+
+def test_probe_kunkun(kunkun):
+    info = video.probe(kunkun)
+    assert (info.width, info.height) == (864, 480)
+    assert info.fps == pytest.approx(25.051, abs=1e-3)
+    assert info.frame_count == 338
+    assert info.duration == pytest.approx(13.49, abs=0.05)
+    assert info.codec == "h264"
+    assert info.rotation == 0 and info.hidden_frames == 0
+
+
+def test_full_decode_kunkun_counts_and_pts_times(kunkun):
+    it = video.iter_frames(kunkun)
+    idx, times, shapes = [], [], set()
+    first_pixels = None
+    for f in it:
+        idx.append(f.index)
+        times.append(f.time)
+        shapes.add((f.image.shape, f.image.dtype.str))
+        if first_pixels is None:
+            first_pixels = f.image.copy()
+    assert idx == list(range(338))
+    assert shapes == {((480, 864, 3), "|u1")}
+    t = np.array(times)
+    # kunkun's stream is 25.051 fps (time base 1/25051, 1000 ticks a frame): times come from the real pts
+    np.testing.assert_allclose(t, np.arange(338) * 1000 / 25051, atol=1e-9)
+    assert it.report.finished and it.report.complete
+    assert it.report.decoded == it.report.expected == 338
+    assert it.report.message() == ""
+    assert first_pixels.std() > 10  # a real picture, not a blank frame
+
+
+def test_window_2_to_4_seconds(kunkun):
+    full = {f.index: f for f in video.iter_frames(kunkun, start=1.9, end=2.2)}
+    it = video.iter_frames(kunkun, start=2.0, end=4.0)
+    frames = list(it)
+    assert len(frames) == 50
+    t = np.array([f.time for f in frames])
+    assert t.min() >= 2.0 and t.max() < 4.0
+    assert np.all(np.diff(t) > 0)
+    # indices are those of a full decode: frame 51 is the first at or after 2.0 s (51 / 25.051 = 2.036 s)
+    assert [f.index for f in frames] == list(range(51, 101))
+    # the seek landed on the same picture a decode from an earlier point gives
+    np.testing.assert_array_equal(frames[0].image, full[51].image)
+    assert it.report.windowed and it.report.complete and it.report.message() == ""
+
+
+def test_crop_cuts_the_displayed_frame(videos):
+    path = videos / "anime_dance_sidebyside_1536x768_25fps.mp4"
+    whole = next(iter(video.iter_frames(path, end=0.01))).image
+    it = video.iter_frames(path, end=0.01, crop=(768, 0, 768, 768))
+    cropped = [f.image for f in it]
+    assert len(cropped) == 1
+    assert cropped[0].shape == (768, 768, 3) and cropped[0].flags.c_contiguous
+    np.testing.assert_array_equal(cropped[0], whole[:, 768:])
+
+
+def test_figure_skater_reports_185_of_207(videos):
+    """The container lists 207 frames but its edit list starts presentation 22 frames in: 185 decode."""
+    path = videos / "figure_skater_1280x720_25fps.mp4"
+    info = video.probe(path)
+    assert (info.frame_count, info.hidden_frames, info.presented_frames) == (207, 22, 185)
+    it = video.iter_frames(path)
+    n = sum(1 for _ in it)
+    r = it.report
+    assert n == r.decoded == 185
+    assert r.expected == 207 and r.hidden == 22 and r.error is None
+    assert r.complete  # nothing a player would show is missing
+    assert r.message().startswith("decoded 185 of 207 frames: ")
+    assert "edit list hides 22 frames" in r.message()
+
+
+def test_truncated_file_ends_iteration_and_reports(kunkun, tmp_path):
+    """A real truncation: kunkun remuxed with the index first (faststart), then cut in half."""
+    src = av.open(str(kunkun))
+    s = src.streams.video[0]
+    remuxed = tmp_path / "faststart.mp4"
+    out = av.open(str(remuxed), "w", options={"movflags": "faststart"})
+    o = out.add_stream_from_template(s)
+    for p in src.demux(s):
+        if p.dts is None:
+            continue
+        p.stream = o
+        out.mux(p)
+    out.close()
+    src.close()
+    data = remuxed.read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+
+    it = video.iter_frames(cut)
+    frames = [f.index for f in it]  # must not raise
+    r = it.report
+    assert 50 < len(frames) < 300
+    assert frames == list(range(len(frames)))
+    assert r.decoded == len(frames) and r.expected == 338 and not r.complete
+    assert r.message().startswith(f"decoded {len(frames)} of 338 frames: ")
+
+
+def test_damaged_stream_error_is_reported_not_raised(kunkun, tmp_path):
+    data = bytearray(kunkun.read_bytes())
+    # flip bytes inside the media data (kunkun's mdat spans bytes 40..662215)
+    for k in range(300_000, 320_000, 7):
+        data[k] ^= 0xFF
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    it = video.iter_frames(bad)
+    n = sum(1 for _ in it)
+    assert 0 < n < 338
+    assert it.report.decoded == n and not it.report.complete
+    assert it.report.error or "never arrived" in it.report.message()
+
+
+@pytest.mark.parametrize("crop", [(800, 0, 100, 100), (0, 0, 864, 481), (-1, 0, 10, 10), (0, 0, 0, 10),
+                                  (0, 0, 10.5, 10), (1, 2, 3)])
+def test_bad_crop_is_a_clear_value_error(kunkun, crop):
+    with pytest.raises(ValueError, match="crop"):
+        video.iter_frames(kunkun, crop=crop)
+
+
+def test_bad_window(kunkun):
+    with pytest.raises(ValueError, match="after start"):
+        video.iter_frames(kunkun, start=3.0, end=2.0)
+    with pytest.raises(PipelineError) as e:
+        video.iter_frames(kunkun, start=20.0)
+    assert e.value.code == "no_frames" and "13.49" in e.value.message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PipelineError) as e:
+        video.probe(tmp_path / "nope.mp4")
+    assert e.value.code == "bad_input" and "no such file" in e.value.message
+
+
+def test_pmx_is_not_a_video(shared_data):
+    with pytest.raises(PipelineError) as e:
+        video.iter_frames(shared_data / "pmx" / "yw_test_model" / "yw_test_model.pmx")
+    assert e.value.code == "bad_input" and "not a video" in e.value.message
+
+
+def test_display_rotation_is_applied(tmp_path):
+    """A phone-style file: 64x32 coded frames with a display matrix saying 'rotate 90 degrees clockwise'."""
+    path = tmp_path / "rot.mp4"
+    out = av.open(str(path), "w")
+    s = out.add_stream("mpeg4", rate=25)
+    s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+    s.set_display_rotation(-90)  # PyAV/FFmpeg: degrees counter-clockwise
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:16, :16] = 255  # white block at the coded top-left
+    for _ in range(3):
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    info = video.probe(path)
+    assert (info.width, info.height, info.rotation) == (32, 64, 270)
+    frames = [f.image for f in video.iter_frames(path)]
+    assert len(frames) == 3 and frames[0].shape == (64, 32, 3)
+    # rotated clockwise, the coded top-left corner is shown at the top-right
+    assert frames[0][:12, -12:].mean() > 200 and frames[0][:12, :12].mean() < 50
