@@ -220,12 +220,12 @@ def detect_stage(opts: EstimateOptions, progress: Progress | None = None) -> pos
 
 # --------------------------------------------------------------------------------------------------- motion stage
 
-def _smooth_finite(x: np.ndarray, t: np.ndarray, strength: float, speed_scale: float) -> np.ndarray:
+def _smooth_finite(x: np.ndarray, t: np.ndarray, strength: float) -> np.ndarray:
     """Smooth the columns of ``(T, J, C)`` that have values; all-NaN joints (absent in the source) stay NaN."""
     out = np.array(x, dtype=np.float64)
     cols = np.isfinite(out).all(axis=(0, 2))
     if cols.any():
-        out[:, cols] = filters.smooth(out[:, cols], t, strength, speed_scale=speed_scale)
+        out[:, cols] = filters.smooth(out[:, cols], t, strength)
     return out
 
 
@@ -243,7 +243,7 @@ def key_times(t_last: float, key_fps: float = 30.0) -> tuple[np.ndarray, np.ndar
 def world_joints(poses: pose_io.PoseSequence, opts: EstimateOptions) -> np.ndarray:
     """Smoothed absolute joints in the camera frame, levelled: ``(T, 27, 3)`` metres (``core.conventions``)."""
     t = poses.timestamps - poses.timestamps[0]
-    j3 = _smooth_finite(poses.joints_3d, t, opts.smoothing, speed_scale=1.0)
+    j3 = _smooth_finite(poses.joints_3d, t, opts.smoothing)
     if poses.trajectory is not None:
         root = np.asarray(poses.trajectory, dtype=np.float64)
     elif poses.keypoints_2d.shape[1] > 0:
@@ -256,7 +256,7 @@ def world_joints(poses: pose_io.PoseSequence, opts: EstimateOptions) -> np.ndarr
     else:
         root = np.zeros((len(poses), 3))
     # Depth from a monocular view is the noisiest axis: smooth the trajectory at least moderately.
-    root = filters.smooth(root, t, max(opts.smoothing, 0.6), speed_scale=1.0) if len(root) >= 3 else root
+    root = filters.smooth(root, t, max(opts.smoothing, 0.6))
     absolute = j3 + root[:, None, :]
     if opts.level:
         absolute = absolute @ trajectory.up_rotation(j3).T
