@@ -207,9 +207,7 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
     by_index = {int(i): k for k, i in enumerate(poses.frame_indices)}
     first, last = int(poses.frame_indices[0]), int(poses.frame_indices[-1])
     total = last - first + 1
-    # seek a second before the first pose frame (by the nominal rate); frames are then matched by exact index
-    start = first / info.fps - 1.0 if info.fps > 0 else 0.0
-    frames = video.iter_frames(src, start=start if start > 0 else None)
+    frames = _frames_from(video, src, first, info.fps)
 
     codec = _pick_codec()
     w, h = info.width + info.width % 2, info.height + info.height % 2  # yuv420p needs even sizes
@@ -259,6 +257,32 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
         raise
     progress("overlay", written, written)
     return out
+
+
+def _frames_from(video, src: Path, first: int, fps: float):
+    """Frames of ``src`` from index ``first`` on: seek a second before it by the nominal rate, and decode from the
+    top instead when that lands past it (variable frame rate). Frames are matched by exact index afterwards."""
+    start = first / fps - 1.0 if fps > 0 else 0.0
+    if start > 0:
+        try:
+            it = video.iter_frames(src, start=start)
+        except PipelineError:  # "start after the end": the nominal rate is off
+            it = iter(())
+        head = next(it, None)
+        if head is not None and head.index <= first:
+            yield head
+            try:
+                yield from it
+            finally:
+                it.close()
+            return
+        if hasattr(it, "close"):
+            it.close()
+    it = video.iter_frames(src)
+    try:
+        yield from it
+    finally:
+        it.close()
 
 
 def _decorate(img, frame, by_index, kp, detected, names, offset, crop, min_confidence) -> None:

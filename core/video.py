@@ -84,6 +84,8 @@ class DecodeReport:
         expected: frames the container lists for the whole stream (``VideoInfo.frame_count``).
         hidden: frames the container's edit list hides (``VideoInfo.hidden_frames``); FFmpeg does not present them.
         error: first decoding / demuxing error message, or None. Iteration stopped there.
+        dropped: frames decoded but not yielded because they had no timestamp or one not after the previous frame's
+            (broken timestamps; yielded times always increase strictly).
         windowed: True when ``start`` or ``end`` limited the decode (then ``decoded < expected`` is normal).
         finished: True once the iteration has ended (stream end, window end, or error).
     """
@@ -92,6 +94,7 @@ class DecodeReport:
     expected: int = 0
     hidden: int = 0
     error: str | None = None
+    dropped: int = 0
     windowed: bool = False
     finished: bool = False
 
@@ -111,6 +114,8 @@ class DecodeReport:
         reasons = []
         if self.error is not None:
             reasons.append(f"decoding stopped at an error: {self.error}")
+        if self.dropped:
+            reasons.append(f"{self.dropped} frames without an increasing timestamp were dropped")
         if self.windowed:
             return f"decoded {self.decoded} frames in the window: " + "; ".join(reasons) if reasons else ""
         missing = self.expected - self.decoded
@@ -344,6 +349,7 @@ class FrameIterator:
                     stream.thread_type = "AUTO"
                     index, count_skipped = 0, True
             end_s = self.end
+            last_pts = None
             frames = container.decode(stream)
             while True:
                 try:
@@ -353,7 +359,8 @@ class FrameIterator:
                 except av.FFmpegError as e:
                     self.report.error = str(e)
                     break
-                if frame.pts is None:
+                if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                    self.report.dropped += 1
                     continue
                 if start_pts is not None and frame.pts < start_pts:
                     index += count_skipped
@@ -370,6 +377,7 @@ class FrameIterator:
                     image = image[y:y + h, x:x + w]
                 image = np.ascontiguousarray(image)
                 self.report.decoded += 1
+                last_pts = frame.pts
                 yield VideoFrame(index=index, time=t, image=image)
                 index += 1
         finally:
@@ -391,9 +399,9 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
         a :class:`FrameIterator` (iterate it; read ``.report`` afterwards, ``.info`` any time).
     Raises:
         PipelineError("bad_input"): missing file, not a video (e.g. a .pmx), no video stream.
-        PipelineError("no_frames"): no decodable frame at all, or none in the window (the message gives the
-            video's length). Raised when this function is called (first frame check) or, for the window, on the
-            first ``next()``: see :func:`detect.detect_video`, which checks the count.
+        PipelineError("no_frames"): no decodable frame at all, or ``start`` at or after the end (the message gives
+            the video's length). A window that holds no frame otherwise just yields nothing (callers check the count,
+            as :func:`core.detect.detect_video` does).
         ValueError: a crop outside the frame or a bad window (messages say the valid range).
     """
     start, end = _validate_window(start, end)

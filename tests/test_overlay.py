@@ -153,3 +153,16 @@ def test_edges_cover_the_joint_sets():
     pairs = {tuple(sorted(p)) for p in MEDIAPIPE33_EDGES}
     assert {tuple(sorted((mirror[a], mirror[b]))) for a, b in pairs} == pairs
     assert edges_for(("a", "b")) == ()
+
+
+def test_overlay_source_frames_survive_a_wrong_nominal_rate(kunkun):
+    """Seeking by the nominal rate can overshoot on variable-rate video: then decoding restarts from the top."""
+    from core.overlay import _frames_from
+
+    ok = _frames_from(video, kunkun, 150, 25.051)  # a second before frame 150: lands at or before it
+    head = next(ok)
+    assert 100 < head.index <= 150
+    ok.close()
+    overshoot = _frames_from(video, kunkun, 150, 5.0)  # "29 s" is past the end: start again at frame 0
+    idx = [f.index for f in overshoot]
+    assert idx == list(range(338))
