@@ -383,6 +383,8 @@ def fill_gaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not missing.any():
         return v, missing
     never = np.flatnonzero(missing.all(axis=0))
+    if len(never) == v.shape[1]:
+        raise ValueError(f"none of the {len(v)} frames has 2D keypoints; cannot lift")
     if len(never):
         names = [skeletons.COCO17[j] if v.shape[1] == 17 else str(j) for j in never]
         raise ValueError(f"joints {names} have no finite position in any frame; cannot lift")
