@@ -173,6 +173,7 @@ class WorkerProcess:
             pass
         self._reap()
         if self.terminal is None:
+            self._stderr_thread.join(timeout=1.0)  # its last words are usually the reason
             self._emit(protocol.error("internal", self._crash_text(), origin="client", reason="crash",
                                       returncode=self.proc.returncode))
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +82,23 @@ class ProtocolError(ValueError):
     """A line that is not a valid protocol message or request (the message says what is wrong)."""
 
 
-def install_command(repo_root: str | Path | None = None) -> str:
+def install_command(repo_root: str | Path | None = None, *, cuda: bool = False) -> str:
     """The command that makes a complete worker environment (shown to users when something is missing).
 
-    ``repo_root`` is the directory holding ``tools/install_deps.py`` (default: the parent of this package).
+    ``repo_root`` is the directory that may hold ``tools/install_deps.py`` (default: the parent of this package).
+    When the script is there (a source checkout) the command names it by its absolute path; otherwise (an
+    installed extension, which does not ship ``tools/``) it is the command to run in the Anime MMD source folder.
+    ``cuda`` adds ``--cuda`` (a CUDA build of torch).
     """
     root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[1]
     script = root / "tools" / "install_deps.py"
-    text = str(script)
-    if any(c in text for c in " \t'\"$`\\"):
-        text = '"' + text.replace('"', '\\"') + '"'
-    return f"python {text}"
+    python = "python" if os.name == "nt" else "python3"
+    text = "tools/install_deps.py"
+    if script.is_file():
+        text = str(script)
+        if any(c in text for c in " \t'\"$`\\"):
+            text = '"' + text.replace('"', '\\"') + '"'
+    return f"{python} {text}" + (" --cuda" if cuda else "")
 
 
 def requirements_for(options: dict[str, Any] | None) -> tuple[str, ...]:

@@ -277,7 +277,8 @@ def serve(request_line: bytes, writer: MessageWriter) -> int:
     if str(options.get("device", "cpu")).lower() == "cuda" and hello["cuda"] is False:
         writer.send(protocol.error("missing_dependency",
                                    "device CUDA was chosen but torch in the worker environment sees no CUDA GPU; "
-                                   "choose CPU or install a CUDA build of torch"))
+                                   "choose CPU, or install a CUDA build of torch with: "
+                                   f"{protocol.install_command(REPO_ROOT, cuda=True)}"))
         return 1
     try:
         result = estimate(request, writer)

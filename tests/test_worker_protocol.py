@@ -537,3 +537,29 @@ def test_clean_stale_removes_only_old_temporaries(tmp_path):
     assert cache.clean_stale(tmp_path) == [old_tmp]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.npz", "def.npz.x2.tmp.npz"]
     assert cache.cache_path(tmp_path, "k") == tmp_path / "k.npz"
+
+
+def test_install_command_names_the_script(tmp_path):
+    py = "python" if os.name == "nt" else "python3"
+    assert protocol.install_command(tmp_path) == f"{py} tools/install_deps.py"  # not shipped: run in the source
+    assert protocol.install_command(tmp_path, cuda=True) == f"{py} tools/install_deps.py --cuda"
+    root = tmp_path / "my tools"
+    (root / "tools").mkdir(parents=True)
+    (root / "tools" / "install_deps.py").write_text("")
+    assert protocol.install_command(root) == f'{py} "{root / "tools" / "install_deps.py"}"'
+    assert protocol.install_command(REPO) == f"{py} {REPO / 'tools' / 'install_deps.py'}"
+
+
+def test_cuda_requested_without_a_cuda_torch(tmp_path):
+    try:
+        import torch
+    except ImportError:
+        pytest.skip("needs torch in this interpreter")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot be shown")
+    messages, rc, _ = run_worker(estimate_request(tmp_path, device="cuda"), env=fake_env("ok"))
+    assert rc == 1 and messages[0]["cuda"] is False and messages[0]["versions"]["torch"] == torch.__version__
+    err = messages[-1]
+    assert err["code"] == "missing_dependency" and "no CUDA GPU" in err["message"]
+    assert err["message"].endswith("install_deps.py --cuda")
+    assert not (tmp_path / "out").exists()
