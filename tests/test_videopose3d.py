@@ -375,3 +375,17 @@ def test_cpn_checkpoint_takes_h36m_ordered_input(tmp_path):
     assert np.allclose(a(mirrored, (W, H)), expect, atol=1e-5)
     with pytest.raises(ValueError, match="input_joints"):
         vp.VideoPose3DLifter.from_checkpoint(cpn, input_joints="body25")
+
+
+def test_mediapipe_keypoints_feed_the_temporal_model(lifter27):
+    """BlazePose-33 2D keypoints (the default detector) go through their COCO-17 subset into the lifter."""
+    n = 30
+    mp = np.full((n, 33, 3), np.nan, np.float32)
+    coco = random_keypoints(n, seed=11)
+    mp[:, [skeletons.MEDIAPIPE33.index(j) for j in skeletons.COCO17]] = coco
+    poses = pose_io.PoseSequence(keypoints_2d=mp, timestamps=np.arange(n) / 30, frame_indices=np.arange(n),
+                                 detected=np.ones(n, bool), fps=30, image_size=(W, H),
+                                 joint_names_2d=skeletons.MEDIAPIPE33, backend="mediapipe")
+    lifted = vp.lift_pose_sequence(poses, lifter27)
+    assert np.allclose(lifted.joints_3d[:, :17], lifter27(coco.astype(np.float32), (W, H)), atol=1e-6)
+    assert lifted.backend == "mediapipe" and lifted.lifter == "videopose3d" and lifted.trajectory is None
