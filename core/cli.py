@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lifter", default="native", choices=("native", "videopose3d"),
                    help="3D from the backend itself (native) or VideoPose3D's temporal model")
     e.add_argument("--checkpoint", help="VideoPose3D checkpoint (.bin) for --lifter videopose3d")
+    e.add_argument("--detectron2-model", default="R101", choices=("R50", "R101", "X101"),
+                   help="Keypoint R-CNN variant for --backend detectron2 (FPN 3x configs)")
+    e.add_argument("--weights-dir", help="folder of downloaded weights (default ~/.cache/anime_mmd/weights)")
     e.add_argument("--from-npz", help="re-run from a pose file written by an earlier run (no detection)")
     e.add_argument("--from-keypoints", help="keypoints from other tools: detectron2 .npz, VideoPose3D .npz/.npy, "
                                             "or an OpenPose JSON folder")
@@ -105,7 +108,8 @@ def _estimate(args: argparse.Namespace) -> int:
         key_fps=args.key_fps, backend=args.backend, lifter=args.lifter, checkpoint=args.checkpoint,
         from_npz=args.from_npz, from_keypoints=args.from_keypoints, keypoints_fps=args.keypoints_fps,
         image_size=args.image_size, smoothing=args.smoothing, device=args.device, overlay=args.overlay,
-        npz=args.npz, overwrite=args.overwrite, level=args.level, hfov=args.hfov)
+        npz=args.npz, overwrite=args.overwrite, level=args.level, hfov=args.hfov,
+        detectron2_model=args.detectron2_model, weights_dir=args.weights_dir)
     bars = _Bars(args.quiet)
     try:
         result = run(opts, progress=bars)

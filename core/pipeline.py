@@ -59,6 +59,8 @@ class EstimateOptions:
         overwrite: allow replacing existing output files.
         level: remove the camera's tilt (:func:`core.trajectory.up_rotation`).
         hfov: assumed horizontal field of view of the camera, degrees (for the trajectory).
+        detectron2_model: Keypoint R-CNN variant for ``backend="detectron2"``: ``R50``, ``R101`` or ``X101`` (FPN 3x).
+        weights_dir: where downloaded weights are found (``core.weights.find_weights``).
     """
 
     video: str | None = None
@@ -82,6 +84,8 @@ class EstimateOptions:
     overwrite: bool = False
     level: bool = True
     hfov: float = trajectory.DEFAULT_HFOV_DEG
+    detectron2_model: str = "R101"
+    weights_dir: str | None = None
 
     def validate(self) -> None:
         """Check the options before any long work; raises :class:`PipelineError` ("bad_input"/"exists")."""
@@ -165,17 +169,18 @@ def _fill(poses: pose_io.PoseSequence) -> pose_io.PoseSequence:
 
 
 def _lift_videopose3d(poses: pose_io.PoseSequence, opts: EstimateOptions, progress: Progress) -> pose_io.PoseSequence:
-    from .lifting.videopose3d import VideoPose3DLifter  # torch: worker side only
+    from .lifting.videopose3d import VideoPose3DLifter, lift_pose_sequence  # torch: worker side only
 
     if poses.keypoints_2d.shape[1] == 0:
         raise PipelineError("bad_input", "these keypoints are already 3D; drop --lifter videopose3d")
-    progress("lift", 0, len(poses))
-    lifter = VideoPose3DLifter.from_checkpoint(opts.checkpoint, device=opts.device)
-    h36m = lifter(poses.keypoints_coco17(), poses.image_size)
-    progress("lift", len(poses), len(poses))
-    j3 = skeletons.h36m17_to_canonical(h36m)
-    traj = getattr(lifter, "last_trajectory", None)
-    return replace(poses, joints_3d=j3, lifter="videopose3d", trajectory=traj)
+    try:
+        lifter = VideoPose3DLifter.from_checkpoint(opts.checkpoint, device=opts.device)
+    except FileNotFoundError as e:
+        raise PipelineError("bad_input", f"{opts.checkpoint}: checkpoint not found ({e})") from e
+    except ImportError as e:
+        raise PipelineError("missing_dependency", f"the VideoPose3D lifter needs torch ({e}); "
+                                                  "run python3 tools/install_deps.py") from e
+    return lift_pose_sequence(poses, lifter, progress)
 
 
 def detect_stage(opts: EstimateOptions, progress: Progress | None = None) -> pose_io.PoseSequence:
@@ -204,8 +209,11 @@ def detect_stage(opts: EstimateOptions, progress: Progress | None = None) -> pos
     else:
         from .detect import detect_video
 
+        backend_options = {}
+        if opts.backend == "detectron2":
+            backend_options = {"model": opts.detectron2_model, "weights_dir": opts.weights_dir}
         poses = detect_video(opts.video, backend=opts.backend, start=opts.start, end=opts.end, crop=opts.crop,
-                             device=opts.device, progress=progress)
+                             device=opts.device, progress=progress, backend_options=backend_options)
     if len(poses) == 0:
         raise PipelineError("no_frames", f"{poses.source or 'the input'} holds no frames in the chosen range")
     if poses.keypoints_2d.shape[1] > 0:

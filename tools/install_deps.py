@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cuda", action="store_true", help="install a CUDA build of torch")
     ap.add_argument("--weights", action="store_true", help="download the official model weights (needs internet)")
     ap.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR, help="where weights go / are found")
+    ap.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
+                    help="expected SHA-256 of a weights file (no official checksums are published; repeatable)")
     ap.add_argument("--detectron2", action="store_true", help="install detectron2 from source (needs internet)")
     ap.add_argument("--venv", type=Path, default=REPO / ".venv", help="virtual environment folder (default .venv)")
     ap.add_argument("--python", default=sys.executable, help="interpreter to create the venv with")
@@ -113,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         stamp_file.write_text(stamp + "\n")
         log(f"ready: {py} (torch {check.stdout.strip()})")
     if args.weights:
-        code = ("import sys; from pathlib import Path; from core import weights; "
-                "sys.exit(weights.install_all(Path(sys.argv[1])))")
-        rc = subprocess.call([str(py), "-c", code, str(args.weights_dir)], cwd=REPO)
+        sums = dict(s.split("=", 1) for s in args.sha256 if "=" in s)
+        bad = [s for s in args.sha256 if "=" not in s]
+        if bad:
+            sys.exit(f"[install_deps] --sha256 wants NAME=HEX, got {bad}")
+        code = ("import json, sys; from pathlib import Path; from core import weights; "
+                "sys.exit(weights.install_all(Path(sys.argv[1]), sha256=json.loads(sys.argv[2]) or None))")
+        rc = subprocess.call([str(py), "-c", code, str(args.weights_dir), json.dumps(sums)], cwd=REPO)
         if rc != 0:
             return rc
     log(f"main job: {py.relative_to(REPO) if py.is_relative_to(REPO) else py} -m core estimate VIDEO -o OUT.vmd "
