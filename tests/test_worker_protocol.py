@@ -281,10 +281,7 @@ def test_estimate_refuses_to_overwrite(tmp_path):
 
 
 def test_real_pipeline_reports_bad_input(tmp_path):
-    pytest.importorskip("core.pipeline")
-    missing = [m for m in protocol.requirements_for({"video": "v"}) if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"the real pipeline path needs {missing}")
+    _real_pipeline_or_skip()
     messages, rc, _ = run_worker(estimate_request(tmp_path), env=worker_client.worker_env())
     assert rc == 1
     assert messages[-1]["code"] == "bad_input" and "clip.mp4" in messages[-1]["message"]
@@ -563,3 +560,39 @@ def test_cuda_requested_without_a_cuda_torch(tmp_path):
     assert err["code"] == "missing_dependency" and "no CUDA GPU" in err["message"]
     assert err["message"].endswith("install_deps.py --cuda")
     assert not (tmp_path / "out").exists()
+
+
+def _real_pipeline_or_skip() -> None:
+    pytest.importorskip("core.pipeline")
+    missing = [m for m in protocol.requirements_for({"video": "v"}) if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the real pipeline needs {missing} in this interpreter")
+
+
+def test_client_runs_the_real_pipeline_on_a_real_clip(tmp_path, shared_data):
+    """One second of a real dance video through the real worker (PyAV + MediaPipe): the libraries' chatter stays
+    on stderr and the pose file arrives."""
+    _real_pipeline_or_skip()
+    video = shared_data / "videos" / "kunkun_dance_864x480_25fps.mp4"
+    req = protocol.estimate_request({"video": str(video), "start": 0.0, "end": 1.0}, tmp_path / "kunkun.npz")
+    with WorkerProcess(sys.executable, req) as worker:
+        messages = drain(worker, timeout=120)
+    assert messages[-1]["type"] == "done", messages[-1]
+    result = messages[-1]["result"]
+    poses = pose_io.load(tmp_path / "kunkun.npz")
+    assert result["frames"] == len(poses) and 20 <= len(poses) <= 30  # 25 fps, one second
+    assert result["image_size"] == [864, 480] and result["backend"] == "mediapipe" and result["has_3d"]
+    assert poses.detected.mean() > 0.8  # a single dancer, whole body visible
+    detect = [m for m in messages if m["type"] == "progress" and m["stage"] == "detect"]
+    assert detect and detect[-1]["done"] == detect[-1]["total"] == len(poses)
+    assert worker.proc.returncode == 0
+
+
+def test_real_pipeline_rejects_a_file_that_is_not_a_video(tmp_path):
+    _real_pipeline_or_skip()
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are not video frames\n" * 100)
+    messages, rc, _ = run_worker(protocol.estimate_request({"video": str(fake)}, tmp_path / "o.npz"),
+                                 env=worker_client.worker_env())
+    assert rc == 1 and messages[-1]["code"] == "bad_input" and "notes.mp4" in messages[-1]["message"]
+    assert not (tmp_path / "o.npz").exists()

@@ -224,3 +224,22 @@ def test_check_worker_writes_the_summary_into_the_preferences(est, addon, tmp_pa
     assert bpy.ops.anime_mmd.check_worker() == {"FINISHED"}
     assert p.worker_status.startswith("Python ") and f"numpy {numpy.__version__}" in p.worker_status
     assert "CUDA " in p.worker_status and "Missing" not in p.worker_status
+
+
+def test_estimate_a_real_clip_with_the_installed_worker(est, scene, shared_data, tmp_path, addon):
+    """The real worker of the installed extension (its own ``core``) on one second of a real video."""
+    import importlib.util
+
+    missing = [m for m in ("numpy", "av", "mediapipe") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the real worker needs {missing} in this interpreter")
+    set_python(sys.executable)
+    props = scene.anime_mmd
+    props.video_path = str(shared_data / "videos" / "kunkun_dance_864x480_25fps.mp4")
+    props.start_time, props.end_time = 2.0, 3.0
+    message = est.run_blocking(bpy.context, timeout=120)
+    assert message["type"] == "done", message
+    poses = addon.core("pose_io").load(props.result_npz)
+    assert 20 <= len(poses) <= 30 and poses.image_size == (864, 480) and poses.joints_3d is not None
+    assert poses.timestamps[0] == pytest.approx(0.0) and poses.frame_indices[0] >= 45  # from 2 s at 25 fps
+    assert props.status.startswith(f"Estimated {len(poses)} frames")
