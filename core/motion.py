@@ -1,0 +1,144 @@
+"""Dense MMD bone motion (every listed bone keyed on every frame) and its conversion to / from VMD.
+
+A :class:`BoneMotion` is what ``core.retarget.retarget`` returns and what the VMD writer and the Blender add-on
+consume: per bone, a local key rotation (x, y, z, w; relative to the parent's posed frame) and/or a key translation
+(offset from rest in the parent's posed axes, MMD units), at integer MMD frames (30 fps). Semantics: MMD_FACTS.md
+§2.2; axes and quaternion order: ``core.conventions``. numpy and the standard library only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import quat as Q
+from .formats import vmd as vmd_format
+
+__all__ = ["BoneMotion"]
+
+
+@dataclass
+class BoneMotion:
+    """Dense bone keys: every bone in ``rotations`` / ``locations`` has a value on every frame.
+
+    Attributes:
+        frames: ``(T,)`` int64 MMD frame numbers (30 fps), strictly increasing, >= 0.
+        rotations: bone name -> ``(T, 4)`` float64 unit quaternions (x, y, z, w), local (MMD_FACTS §2.2).
+        locations: bone name -> ``(T, 3)`` float64 translations from rest, MMD units, parent's posed axes.
+        model_name: the target model's name (used as the VMD header's model name by default).
+        meta: free-form facts about how the motion was made (e.g. ``retarget``'s scale and ground shift).
+
+    A bone may appear in either dict or both; :meth:`to_vmd` writes identity / zero for the missing half.
+
+    Raises:
+        ValueError: (on construction) frames not 1-D, not integer, negative or not strictly increasing; an array of
+            the wrong shape; non-finite values.
+    """
+
+    frames: np.ndarray
+    rotations: dict = field(default_factory=dict)
+    locations: dict = field(default_factory=dict)
+    model_name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        f = np.asarray(self.frames)
+        if f.ndim != 1:
+            raise ValueError(f"BoneMotion: frames must be (T,), got shape {f.shape}")
+        if f.size and not np.issubdtype(f.dtype, np.integer):
+            if not np.all(np.isfinite(f)) or np.any(f != np.round(f)):
+                raise ValueError("BoneMotion: frames must be integers (MMD frames at 30 fps)")
+        f = f.astype(np.int64)
+        if f.size and (f[0] < 0 or np.any(np.diff(f) <= 0)):
+            raise ValueError("BoneMotion: frames must be >= 0 and strictly increasing")
+        self.frames = f
+        t = f.shape[0]
+        rot, loc = {}, {}
+        for src, dst, width, what in ((self.rotations, rot, 4, "rotations"), (self.locations, loc, 3, "locations")):
+            for name, arr in dict(src).items():
+                a = np.asarray(arr, dtype=np.float64)
+                if a.shape != (t, width):
+                    raise ValueError(f"BoneMotion.{what}[{name!r}] must be ({t}, {width}) for {t} frames, "
+                                     f"got {a.shape}")
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"BoneMotion.{what}[{name!r}] contains NaN or inf")
+                dst[str(name)] = Q.normalize(a) if width == 4 else a
+        self.rotations, self.locations = rot, loc
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def bone_names(self) -> list[str]:
+        """Keyed bones: those with rotations (in insertion order), then those with only a translation."""
+        return list(self.rotations) + [n for n in self.locations if n not in self.rotations]
+
+    def to_vmd(self, model_name: str | None = None):
+        """A :class:`core.formats.vmd.VmdMotion` with every listed bone keyed on every frame.
+
+        Rotations are made sign-continuous per bone first (MMD_FACTS §5.1); interpolation is the linear MMD pattern
+        (§1.5, ``LINEAR_INTERPOLATION``). Keys are grouped by bone.
+
+        Args:
+            model_name: VMD header model name (default: :attr:`model_name`); cut to 20 cp932 bytes by the writer.
+
+        Raises:
+            ValueError: a bone name that cp932 cannot encode or two names equal after the 15-byte cut
+                (from ``make_bone_keys``); no bones.
+        """
+        names = self.bone_names
+        if not names:
+            raise ValueError("BoneMotion.to_vmd: no bones to write")
+        t = self.n_frames
+        rot = np.empty((t, len(names), 4))
+        loc = np.zeros((t, len(names), 3))
+        for j, n in enumerate(names):
+            rot[:, j] = Q.make_continuous(self.rotations[n]) if n in self.rotations else Q.identity(t)
+            if n in self.locations:
+                loc[:, j] = self.locations[n]
+        keys = vmd_format.make_bone_keys(names, self.frames, loc, rot)
+        return vmd_format.VmdMotion(model_name=self.model_name if model_name is None else model_name,
+                                    bone_keys=keys)
+
+    @classmethod
+    def from_vmd(cls, motion, *, sparse: str = "error") -> "BoneMotion":
+        """Dense arrays from a VMD motion's bone keys (inverse of :meth:`to_vmd`).
+
+        The frame axis is the union of all key frames. A bone keyed on every one of those frames gets a rotation and
+        a location track (duplicate (bone, frame) keys: the later one wins, as ``vmd.sort_keys`` / [BM] do).
+
+        Args:
+            motion: a ``VmdMotion`` (or its ``bone_keys`` array).
+            sparse: what to do with a bone that is not keyed on every frame: ``"error"`` (default) raises, ``"skip"``
+                leaves it out (no interpolation is done here).
+
+        Raises:
+            ValueError: no bone keys; a sparse bone with ``sparse="error"``; an unknown ``sparse`` value.
+        """
+        if sparse not in ("error", "skip"):
+            raise ValueError(f"BoneMotion.from_vmd: sparse must be 'error' or 'skip', got {sparse!r}")
+        keys = motion.bone_keys if hasattr(motion, "bone_keys") else np.asarray(motion)
+        if len(keys) == 0:
+            raise ValueError("BoneMotion.from_vmd: the motion has no bone keys")
+        keys = vmd_format.sort_keys(keys)
+        names = vmd_format.decode_names(keys["name"])
+        frames = np.unique(keys["frame"].astype(np.int64))
+        rot_all = vmd_format.rotations_xyzw(keys)
+        loc_all = keys["location"].astype(np.float64)
+        rotations, locations, missing = {}, {}, []
+        order = list(dict.fromkeys(names.tolist()))
+        for name in order:
+            sel = np.flatnonzero(names == name)
+            f = keys["frame"][sel].astype(np.int64)
+            if f.shape != frames.shape or np.any(f != frames):
+                missing.append(f"{name} ({len(f)} of {len(frames)} frames)")
+                continue
+            rotations[name] = rot_all[sel]
+            locations[name] = loc_all[sel]
+        if missing and sparse == "error":
+            raise ValueError("BoneMotion.from_vmd: bones not keyed on every frame: " + ", ".join(missing[:10])
+                             + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                             + " (pass sparse='skip' to leave them out)")
+        model_name = getattr(motion, "model_name", "")
+        return cls(frames=frames, rotations=rotations, locations=locations, model_name=model_name)

@@ -1,0 +1,601 @@
+"""3D joints of a dancer -> MMD bone rotations and translations on a target model (numpy only).
+
+Input: ``joints (T, 27, 3)`` in the ``CANONICAL`` order of ``core.skeletons`` (H36M-17 + toe tips, heels, hand
+index / pinky knuckles, ears), **MMD axes and units** (``core.conventions``: left-handed, Y up, the dancer faces -Z,
+the dancer's left is +X, 1 unit = 8 cm), absolute positions including the root trajectory. The extras may be NaN
+(all frames or some). Output: a :class:`core.motion.BoneMotion` keyed on every frame.
+
+Method (MMD_FACTS.md §2.2): for each keyed bone b we build ``G_b``, the world rotation taking b from its rest pose to
+the dancer's pose, from joint directions; the key is ``q_b = W_parent⁻¹ G_b`` where ``W_parent`` is the world rotation
+of b's parent bone under the keys already computed (unkeyed ancestors such as グルーブ, 腰, 肩P, 肩C, 腕捩, 手捩 are
+identity, and rotation inheritance such as mat4's 上半身3 = 0.4 × 上半身2 is included, so the model plays back the
+pose). Rest directions are the *target model's*: the same joints are read off its rest skeleton
+(:func:`rest_joints`), so a pose produced by the model itself comes back as the same keys (see the tests).
+
+Per bone (``d_r`` = rest direction, the "parent-transported" frame is the parent's world rotation):
+
+* 下半身: frame from the hip line (LHip - RHip, exact) and the lumbar direction Hip -> Spine (sets the pelvis pitch,
+  which the joints cannot see: Hip, LHip, RHip are collinear).
+* 上半身: Hip -> Spine (Hip -> Thorax when the model has no 上半身2), twist from the mean of the hip and shoulder
+  lines; 上半身2: Spine -> Thorax, twist from the shoulder line. So torso twist is shared between the two.
+* 頭: ears (lateral) and nose (forward) when present, else Nose -> Head with the chest's lateral axis; 首: shortest
+  arc from its rest direction to Thorax -> (head pivot implied by the head frame): no neck twist (unobservable; the
+  head takes it).
+* 肩: shortest arc (no twist) from the shoulder pivot, carried by the chest, to the shoulder joint.
+* 腕 + ひじ and 足 + ひざ: a hinge model. The upper bone's twist is chosen so that the lower bone is a rotation about
+  the model's hinge axis (elbow: ``d_r × forward`` so the elbow flexes toward -Z; knee: ``d_r × back`` so bending the
+  knee is a negative rotation about +X, MMD_FACTS §2.2), solved in closed form. Below a bend of ~15° the bend plane
+  is noise, so the twist blends smoothly (smoothstep over 15°..30°) to the parent-transported, twist-free frame:
+  nothing flips when a limb straightens.
+* 手首: hand frame from the wrist, index and pinky knuckles; its twist about the forearm goes into ひじ (MMD keeps
+  twist on 腕捩 / 手捩, which are never keyed, MMD_FACTS §5.5), the rest (flexion / deviation) into 手首. Identity
+  relative to the forearm without hand points.
+* 足首: foot frame from ankle -> toe and heel -> ankle; shortest arc to the toe with the toe only; identity relative
+  to the shin with neither.
+* センター: translation only (no rotation, MMD_FACTS §5.7), chosen so the model's hip point lands on the dancer's.
+* 足ＩＫ: translation = ankle position given by FK of the computed keys on this model - rest 足ＩＫ position, in the
+  IK bone's (unanimated) parent frame; rotation = the ankle's world rotation, so つま先ＩＫ follows the foot
+  (MMD_FACTS §2.5, §5.3): IK-on playback agrees with FK.
+
+Quaternion signs are made continuous per bone (MMD_FACTS §5.1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import quat as Q
+from .motion import BoneMotion
+from .rest_skeleton import RestSkeleton
+from .skeletons import CANONICAL
+
+__all__ = ["retarget", "rest_joints", "joints_from_pose", "virtual_joints", "KEYED_BONES", "REQUIRED_BONES",
+           "HINGE_BLEND_DEG"]
+
+J = {n: i for i, n in enumerate(CANONICAL)}
+_N_CORE = 17
+
+#: Bones :func:`retarget` keys when the model has them (rotation; センター translation only; 足ＩＫ both).
+KEYED_BONES: tuple[str, ...] = (
+    "センター", "下半身", "上半身", "上半身2", "首", "頭",
+    "左肩", "左腕", "左ひじ", "左手首", "右肩", "右腕", "右ひじ", "右手首",
+    "左足", "左ひざ", "左足首", "右足", "右ひざ", "右足首", "左足ＩＫ", "右足ＩＫ",
+)
+
+#: Bones a target model must have.
+REQUIRED_BONES: tuple[str, ...] = (
+    "センター", "下半身", "上半身", "首", "頭",
+    "左腕", "左ひじ", "左手首", "右腕", "右ひじ", "右手首", "左足", "左ひざ", "左足首", "右足", "右ひざ", "右足首",
+)
+
+#: Bend angles (degrees) between which the hinge twist blends from parent-transported (below) to bend-plane (above).
+HINGE_BLEND_DEG: tuple[float, float] = (15.0, 30.0)
+
+_FORWARD = np.array([0.0, 0.0, -1.0])      # the model faces -Z (MMD_FACTS 2.1)
+_EX = np.array([1.0, 0.0, 0.0])
+
+# Head points relative to the 頭 pivot, in units of the model's leg length (hip -> knee -> ankle, ~0.85 m on an
+# adult): a human-proportioned layout (pivot ~ atlas; ear canal 3.5 cm above; nose tip 10 cm in front of the ears,
+# 2 cm below; vertex 15 cm above the ears; ears 15 cm apart). Only directions between these points matter for the
+# rest frames; the offsets place the head pivot for the neck direction.
+_HEAD_POINTS = {
+    "Nose": (0.0, 0.011, -0.106),
+    "Head": (0.0, 0.175, 0.012),
+    "LEar": (0.088, 0.035, 0.012),
+    "REar": (-0.088, 0.035, 0.012),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model-side joints
+
+
+def _leg_length(rest: RestSkeleton) -> float:
+    p = rest.positions
+    total = 0.0
+    for s in "左右":
+        hip, knee, ankle = (p[rest.find(s + n)] for n in ("足", "ひざ", "足首"))
+        total += np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee)
+    return total / 2.0
+
+
+def _check_model(rest: RestSkeleton) -> None:
+    missing = [n for n in REQUIRED_BONES if rest.index_of(n) is None]
+    if missing:
+        raise ValueError(f"target model {rest.model_name!r} lacks the bones {missing} that retargeting needs "
+                         f"(standard MMD bones, MMD_FACTS §4)")
+    c = rest.find("センター")
+    for n in ("下半身", "上半身"):
+        if c not in rest.ancestors(rest.find(n)):
+            raise ValueError(f"target model {rest.model_name!r}: {n} is not under センター; cannot put the root "
+                             f"translation on センター")
+
+
+def virtual_joints(rest: RestSkeleton) -> dict[str, tuple[int, np.ndarray]]:
+    """Where each ``CANONICAL`` joint sits on the model: joint name -> (bone index, offset (3,) in that bone's rest
+    frame, MMD units). The joint's posed position is ``world_pos[bone] + world_rot[bone] · offset``.
+
+    Hip = midpoint of 左足/右足 (carried by 下半身); hips, knees, ankles, shoulders (腕), elbows, wrists = those bones;
+    Spine = 上半身2 (or the midpoint of 上半身 and 首); Thorax = 首; toes = つま先; heels = かかと or a point on
+    the ground 0.065 leg lengths behind the ankle; hand index / pinky = 人指１ / 小指１ or points 0.45 forearm
+    lengths beyond the wrist; nose, head top, ears: :data:`_HEAD_POINTS` on 頭.
+
+    Raises:
+        ValueError: the model lacks a :data:`REQUIRED_BONES` bone.
+    """
+    _check_model(rest)
+    p = rest.positions
+    f = rest.find
+    L = _leg_length(rest)
+    out: dict[str, tuple[int, np.ndarray]] = {}
+    lower = f("下半身")
+    out["Hip"] = (lower, 0.5 * (p[f("左足")] + p[f("右足")]) - p[lower])
+    for side, tag in (("左", "L"), ("右", "R")):
+        out[tag + "Hip"] = (f(side + "足"), np.zeros(3))
+        out[tag + "Knee"] = (f(side + "ひざ"), np.zeros(3))
+        out[tag + "Foot"] = (f(side + "足首"), np.zeros(3))
+        out[tag + "Shoulder"] = (f(side + "腕"), np.zeros(3))
+        out[tag + "Elbow"] = (f(side + "ひじ"), np.zeros(3))
+        out[tag + "Wrist"] = (f(side + "手首"), np.zeros(3))
+        ankle = f(side + "足首")
+        toe = rest.index_of(side + "つま先")
+        toe_off = p[toe] - p[ankle] if toe is not None else np.array([0.0, -p[ankle, 1], -0.25 * L])
+        out[tag + "FootIndex"] = (ankle, toe_off)
+        heel = rest.index_of(side + "かかと")
+        heel_off = (p[heel] - p[ankle]) if heel is not None else np.array([0.0, toe_off[1], 0.065 * L])
+        out[tag + "Heel"] = (ankle, heel_off)
+        wrist, elbow = f(side + "手首"), f(side + "ひじ")
+        fore = p[wrist] - p[elbow]
+        d = fore / max(np.linalg.norm(fore), 1e-9)
+        fwd = _FORWARD - np.dot(_FORWARD, d) * d
+        fwd /= max(np.linalg.norm(fwd), 1e-9)
+        hand = 0.45 * np.linalg.norm(fore)
+        for name, bone, default in (("HandIndex", "人指１", hand * (0.95 * d + 0.2 * fwd)),
+                                    ("HandPinky", "小指１", hand * (0.85 * d - 0.2 * fwd))):
+            b = rest.index_of(side + bone)
+            out[tag + name] = (wrist, p[b] - p[wrist] if b is not None else default)
+    upper2 = rest.index_of("上半身2")
+    if upper2 is not None:
+        out["Spine"] = (upper2, np.zeros(3))
+    else:
+        up = f("上半身")
+        out["Spine"] = (up, 0.5 * (p[f("首")] - p[up]))
+    out["Thorax"] = (f("首"), np.zeros(3))
+    head = f("頭")
+    for name, off in _HEAD_POINTS.items():
+        out[name] = (head, np.asarray(off) * L)
+    return out
+
+
+def joints_from_pose(rest: RestSkeleton, positions: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """Read ``CANONICAL`` joints off a posed model (e.g. the output of :meth:`RestSkeleton.fk`).
+
+    Args:
+        rest: the model.
+        positions: ``(T, N, 3)`` world bone positions (MMD units).
+        rotations: ``(T, N, 4)`` world bone rotations (rest -> posed).
+    Returns:
+        ``(T, 27, 3)`` float64 joints in MMD axes and units (:func:`virtual_joints`).
+    Raises:
+        ValueError: shapes do not match the model.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    rot = np.asarray(rotations, dtype=np.float64)
+    n = len(rest)
+    if pos.ndim != 3 or pos.shape[1:] != (n, 3) or rot.shape != pos.shape[:2] + (4,):
+        raise ValueError(f"joints_from_pose: expected positions (T, {n}, 3) and rotations (T, {n}, 4), "
+                         f"got {pos.shape} and {rot.shape}")
+    out = np.empty((pos.shape[0], len(CANONICAL), 3))
+    for name, (bone, off) in virtual_joints(rest).items():
+        out[:, J[name]] = pos[:, bone] + Q.rotate(rot[:, bone], off)
+    return out
+
+
+def rest_joints(rest: RestSkeleton) -> np.ndarray:
+    """The model's own ``CANONICAL`` joints at rest, ``(27, 3)`` MMD units (rest directions come from these)."""
+    n = len(rest)
+    return joints_from_pose(rest, rest.positions[None], Q.identity((1, n)))[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Geometry helpers (all vectorised over T)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 1e-12, v / n, np.nan)
+
+
+def _dot(a, b):
+    return np.sum(a * b, axis=-1)
+
+
+def _frame_rotation(p, s, p_r, s_r, fallback: np.ndarray) -> np.ndarray:
+    """World rotation taking the rest frame (p_r, s_r) to the current frame (p, s); ``fallback`` where undefined."""
+    fr = Q.frame_matrix(p_r, s_r)
+    fc = Q.frame_matrix(p, s)
+    g = fc @ fr.T
+    bad = ~np.all(np.isfinite(g), axis=(-2, -1))
+    g[bad] = np.eye(3)
+    q = Q.from_matrix(g)
+    if np.any(bad):
+        q[bad] = np.broadcast_to(fallback, q.shape)[bad]
+    return q
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _wrap(a):
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def _hinge_pair(w_parent, d1, d2, d1_r, d2_r, flex_dir):
+    """Upper-bone world rotation and lower-bone local rotation for a hinge joint (elbow / knee).
+
+    The upper bone swings from its parent-transported rest direction onto ``d1`` and then twists about itself by the
+    angle that puts ``d2`` on the cone a hinge rotation about the rest hinge axis ``h = d1_r × flex_dir`` sweeps
+    out from ``d2_r`` (two solutions; the one flexing toward ``flex_dir``). The lower bone is that hinge rotation,
+    followed by a (normally zero) shortest-arc residual. Where the limb is nearly straight the bend plane is noise:
+    the twist is weighted by a smoothstep of the bend angle over :data:`HINGE_BLEND_DEG`, down to the
+    parent-transported, twist-free frame. (Holding the last seen twist instead was tried: on long straight-arm swings
+    it drifts further from the truth than this rest-anchored choice.)
+
+    Args: w_parent (T,4); d1, d2 (T,3) current upper / lower directions; d1_r, d2_r (3,) rest; flex_dir (3,).
+    Returns: (G_upper (T,4) world, q_lower_hinge (T,4) local to the upper bone, before any forearm twist).
+    """
+    a = d1_r / np.linalg.norm(d1_r)
+    e2r = d2_r / np.linalg.norm(d2_r)
+    h = np.cross(a, flex_dir)
+    h /= np.linalg.norm(h)
+    k = np.cross(a, h)
+    u1, u2 = _unit(d1), _unit(d2)
+    swing = Q.multiply(Q.from_two_vectors(Q.rotate(w_parent, a), u1), w_parent)
+    v = Q.rotate(Q.conjugate(swing), u2)
+    vh, vk = v @ h, v @ k
+    rho = np.hypot(vh, vk)
+    c_h = float(e2r @ h)
+    cos_t = np.clip(c_h / np.maximum(rho, 1e-12), -1.0, 1.0)
+    theta_t = np.arctan2(-np.sqrt(1.0 - cos_t ** 2), cos_t)
+    phi = _wrap(np.arctan2(vk, vh) - theta_t)
+    bend = np.degrees(np.arccos(np.clip(_dot(u1, u2), -1.0, 1.0)))
+    lo, hi = HINGE_BLEND_DEG
+    w = _smoothstep((bend - lo) / (hi - lo))
+    g_up = Q.multiply(swing, Q.from_axis_angle(np.broadcast_to(a, d1.shape), w * phi))
+    u = Q.rotate(Q.conjugate(g_up), u2)
+    beta = _wrap(np.arctan2(-(u @ k), u @ a) - np.arctan2(-(e2r @ k), e2r @ a))
+    hinge = Q.from_axis_angle(np.broadcast_to(h, d1.shape), beta)
+    residual = Q.from_two_vectors(Q.rotate(hinge, e2r), u)
+    return g_up, Q.multiply(residual, hinge)
+
+
+class _Pose:
+    """World rotations of the model's bones under the keys set so far (unkeyed = identity, plus rotation
+    inheritance as in :meth:`RestSkeleton.fk`). Caches are dropped whenever a key changes."""
+
+    def __init__(self, rest: RestSkeleton, t: int):
+        self.rest, self.t = rest, t
+        self.local: dict[int, np.ndarray] = {}
+        self._world: dict[int, np.ndarray] = {}
+        self._eff: dict[int, np.ndarray | None] = {}
+
+    def set_world(self, name: str, g: np.ndarray) -> np.ndarray:
+        """Key bone ``name`` so that its world rotation is ``g``; returns the local key."""
+        i = self.rest.find(name)
+        q = Q.multiply(Q.conjugate(self.parent_world(name)), g)
+        self.local[i] = q
+        self._world, self._eff = {}, {}
+        return q
+
+    def _eff_local(self, i: int, guard=()) -> np.ndarray | None:
+        if i in self._eff:
+            return self._eff[i]
+        q = self.local.get(i)
+        r = self.rest
+        src = int(r.inherit_source[i])
+        if r.inherit_rotation[i] and src >= 0 and r.inherit_ratio[i] != 0.0 and src not in guard:
+            qs = self._eff_local(src, guard + (i,))
+            if qs is not None:
+                part = Q.slerp(Q.identity(self.t), qs, r.inherit_ratio[i])
+                q = part if q is None else Q.multiply(q, part)
+        self._eff[i] = q
+        return q
+
+    def world(self, i: int) -> np.ndarray:
+        if i in self._world:
+            return self._world[i]
+        p = int(self.rest.parents[i])
+        wp = Q.identity((self.t,)) if p < 0 else self.world(p)
+        q = self._eff_local(i)
+        w = wp if q is None else Q.multiply(wp, q)
+        self._world[i] = w
+        return w
+
+    def parent_world(self, name: str) -> np.ndarray:
+        p = int(self.rest.parents[self.rest.find(name)])
+        return Q.identity((self.t,)) if p < 0 else self.world(p)
+
+    def offset(self, a: int, b: int) -> np.ndarray:
+        """World vector from bone ``a`` to its descendant ``b`` (``(T, 3)``), under the current keys."""
+        chain = [b]
+        while chain[-1] != a:
+            p = int(self.rest.parents[chain[-1]])
+            if p < 0:
+                raise ValueError(f"{self.rest.names[b]} is not below {self.rest.names[a]}")
+            chain.append(p)
+        chain.reverse()
+        r = self.rest.positions
+        out = np.zeros((self.t, 3))
+        for u, v in zip(chain[:-1], chain[1:]):
+            out += Q.rotate(self.world(u), r[v] - r[u])
+        return out
+
+    def inherits_between(self, a: int, b: int) -> bool:
+        """Whether an unkeyed bone between ``a`` and its descendant ``b`` inherits a rotation."""
+        p = int(self.rest.parents[b])
+        while p != a and p >= 0:
+            if self.rest.inherit_rotation[p] and self.rest.inherit_source[p] >= 0 and p not in self.local:
+                return True
+            p = int(self.rest.parents[p])
+        return False
+
+
+_CHEST_ITERATIONS = 12
+
+
+def _key_upper2(pose: _Pose, g_obs: np.ndarray, p_r: np.ndarray, s_r: np.ndarray) -> np.ndarray:
+    """Key 上半身2 so the *model* reproduces the observed chest frame ``g_obs``; returns the local key.
+
+    The frame is built from Spine -> Thorax (上半身2 -> 首) and the shoulder line (左腕 - 右腕), points that hang
+    below 上半身2. Where an unkeyed bone in between inherits rotation (mat4's 上半身3 takes 0.4 × 上半身2,
+    MMD_FACTS §3.4) they are not rigid with 上半身2, so we iterate: predict the frame the model would show under the
+    current key (Thorax through the bone chain, shoulders with 肩 at rest), and correct the key by the remaining
+    world error (a contraction by about |1 - 1.4| per step for mat4). Without such inheritance one pass is exact.
+    """
+    r = pose.rest
+    chest, neck = r.find("上半身2"), r.find("首")
+    arm_l, arm_r = r.find("左腕"), r.find("右腕")
+    g = g_obs
+    q = pose.set_world("上半身2", g)
+    if not any(pose.inherits_between(chest, b) for b in (neck, arm_l, arm_r)):
+        return q
+    for _ in range(_CHEST_ITERATIONS):
+        p_pred = pose.offset(chest, neck)
+        s_pred = pose.offset(chest, arm_l) - pose.offset(chest, arm_r)
+        g_pred = _frame_rotation(p_pred, s_pred, p_r, s_r, g)
+        g = Q.normalize(Q.multiply(Q.multiply(g_obs, Q.conjugate(g_pred)), g))
+        q = pose.set_world("上半身2", g)
+    return q
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _validate(joints, frames):
+    j = np.asarray(joints, dtype=np.float64)
+    if j.ndim != 3 or j.shape[1:] != (len(CANONICAL), 3) or j.shape[0] < 1:
+        raise ValueError(f"retarget: joints must be (T, {len(CANONICAL)}, 3) CANONICAL joints in MMD units, "
+                         f"T >= 1, got shape {j.shape}")
+    if np.any(np.isinf(j)):
+        raise ValueError("retarget: joints contain inf")
+    core_bad = ~np.all(np.isfinite(j[:, :_N_CORE]), axis=2)
+    if np.any(core_bad):
+        tt, jj = np.nonzero(core_bad)
+        names = sorted({CANONICAL[i] for i in jj})
+        raise ValueError(f"retarget: the H36M-17 joints must be finite on every frame (fill gaps first); "
+                         f"{len(np.unique(tt))} frames have NaN, first frame {int(tt[0])}, joints {names}")
+    if frames is None:
+        f = np.arange(j.shape[0], dtype=np.int64)
+    else:
+        f = np.asarray(frames)
+        if f.shape != (j.shape[0],):
+            raise ValueError(f"retarget: frames must be ({j.shape[0]},), got {f.shape}")
+    return j, f
+
+
+def _present(j, *names):
+    """(T,) bool: all listed joints finite on that frame."""
+    return np.all(np.isfinite(j[:, [J[n] for n in names]]), axis=(1, 2))
+
+
+def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | None = None, fit_scale: bool = True,
+             ground: bool = True, center_start: bool = True, ground_percentile: float = 5.0) -> BoneMotion:
+    """Retarget dancer joints onto a model: MMD keys on every frame (see the module docstring for the method).
+
+    Args:
+        joints: ``(T, 27, 3)`` float, ``CANONICAL`` order, MMD axes and units, absolute (root trajectory included).
+            The 17 H36M joints must be finite; the extras (toes, heels, hand points, ears) may be NaN.
+        rest: the target model (:meth:`RestSkeleton.from_pmx` or :meth:`RestSkeleton.standard`).
+        frames: ``(T,)`` MMD frame numbers (30 fps); default ``0..T-1``.
+        fit_scale: scale the dancer by (model leg length) / (dancer's median leg length), hip -> knee -> ankle
+            averaged over both legs, before computing translations (MMD_FACTS §5.8). Rotations do not depend on it.
+        ground: shift vertically so that the ``ground_percentile`` percentile over frames of the lower ankle's height
+            equals the model's rest ankle height (feet on y = 0 as on the model); no per-frame contact is forced, so
+            jumps survive.
+        center_start: shift センター (and with it the feet) horizontally so the dance starts at the origin.
+        ground_percentile: see ``ground``.
+
+    Returns:
+        :class:`BoneMotion` with rotations for the model's :data:`KEYED_BONES` (not センター), locations for センター
+        and 左右足ＩＫ, all sign-continuous; ``meta`` holds ``scale`` (dancer -> model), ``ground_shift`` (units added
+        to y) and ``start_offset`` (the horizontal shift applied by ``center_start``).
+
+    Raises:
+        ValueError: wrong shapes, non-finite H36M joints, a model lacking :data:`REQUIRED_BONES`, frames of the
+            wrong shape (BoneMotion checks that they increase).
+    """
+    j, f = _validate(joints, frames)
+    _check_model(rest)
+    t = j.shape[0]
+    find = rest.find
+    rp = rest.positions
+    rj = rest_joints(rest)
+    has = lambda n: rest.index_of(n) is not None  # noqa: E731
+
+    # --- scale and ground (translations only) ---------------------------------------------------------------
+    meta = {"scale": 1.0, "ground_shift": 0.0, "start_offset": np.zeros(3)}
+    if fit_scale:
+        leg = 0.5 * sum(np.linalg.norm(j[:, J[s + "Knee"]] - j[:, J[s + "Hip"]], axis=1)
+                        + np.linalg.norm(j[:, J[s + "Foot"]] - j[:, J[s + "Knee"]], axis=1) for s in "LR")
+        med = float(np.median(leg))
+        if not med > 1e-9:
+            raise ValueError("retarget: the dancer's legs have zero length; cannot fit the scale")
+        meta["scale"] = _leg_length(rest) / med
+        j = j * meta["scale"]
+    if ground:
+        low = np.minimum(j[:, J["LFoot"], 1], j[:, J["RFoot"], 1])
+        rest_ankle = 0.5 * (rp[find("左足首"), 1] + rp[find("右足首"), 1])
+        meta["ground_shift"] = float(rest_ankle - np.percentile(low, ground_percentile))
+        j = j.copy()
+        j[..., 1] += meta["ground_shift"]
+
+    pose = _Pose(rest, t)
+    ident = Q.identity((t,))
+    rot: dict[str, np.ndarray] = {}
+
+    def key(name, g):
+        rot[name] = pose.set_world(name, g)
+
+    lat_hip = j[:, J["LHip"]] - j[:, J["RHip"]]
+    lat_hip_r = rj[J["LHip"]] - rj[J["RHip"]]
+    lat_sh = j[:, J["LShoulder"]] - j[:, J["RShoulder"]]
+    lat_sh_r = rj[J["LShoulder"]] - rj[J["RShoulder"]]
+
+    # --- torso --------------------------------------------------------------------------------------------------
+    g_lower = _frame_rotation(lat_hip, j[:, J["Spine"]] - j[:, J["Hip"]], lat_hip_r, rj[J["Spine"]] - rj[J["Hip"]],
+                              pose.parent_world("下半身"))
+    key("下半身", g_lower)
+    has_u2 = has("上半身2")
+    top = "Spine" if has_u2 else "Thorax"
+    if has_u2:
+        s_cur = _unit(lat_hip) + _unit(lat_sh)
+        s_rest = lat_hip_r / np.linalg.norm(lat_hip_r) + lat_sh_r / np.linalg.norm(lat_sh_r)
+    else:
+        s_cur, s_rest = lat_sh, lat_sh_r
+    key("上半身", _frame_rotation(j[:, J[top]] - j[:, J["Hip"]], s_cur, rj[J[top]] - rj[J["Hip"]], s_rest,
+                                 pose.parent_world("上半身")))
+    if has_u2:
+        p_r, s_r = rj[J["Thorax"]] - rj[J["Spine"]], lat_sh_r
+        rot["上半身2"] = _key_upper2(pose, _frame_rotation(j[:, J["Thorax"]] - j[:, J["Spine"]], lat_sh, p_r, s_r,
+                                                          pose.parent_world("上半身2")), p_r, s_r)
+
+    # --- head and neck ------------------------------------------------------------------------------------------
+    w_neck_parent = pose.parent_world("首")
+    ears = _present(j, "LEar", "REar")
+    mid_ear = 0.5 * (j[:, J["LEar"]] + j[:, J["REar"]])
+    mid_ear_r = 0.5 * (rj[J["LEar"]] + rj[J["REar"]])
+    g_head = _frame_rotation(j[:, J["Head"]] - j[:, J["Nose"]], Q.rotate(w_neck_parent, _EX),
+                             rj[J["Head"]] - rj[J["Nose"]], _EX, w_neck_parent)
+    ref = j[:, J["Head"]].copy()
+    ref_r = np.broadcast_to(rj[J["Head"]], ref.shape).copy()
+    if np.any(ears):
+        g_ears = _frame_rotation(j[:, J["LEar"]] - j[:, J["REar"]], j[:, J["Nose"]] - mid_ear,
+                                 rj[J["LEar"]] - rj[J["REar"]], rj[J["Nose"]] - mid_ear_r, g_head)
+        g_head = np.where(ears[:, None], g_ears, g_head)
+        ref = np.where(ears[:, None], mid_ear, ref)
+        ref_r = np.where(ears[:, None], mid_ear_r, ref_r)
+    head = find("頭")
+    pivot = ref - Q.rotate(g_head, ref_r - rp[head])
+    d_neck_r = rp[head] - rp[find("首")]
+    if np.linalg.norm(d_neck_r) > 1e-6:
+        q_neck = Q.from_two_vectors(d_neck_r, Q.rotate(Q.conjugate(w_neck_parent), pivot - j[:, J["Thorax"]]))
+    else:
+        q_neck = ident
+    key("首", Q.multiply(w_neck_parent, q_neck))
+    key("頭", g_head)
+
+    # --- arms ---------------------------------------------------------------------------------------------------
+    for side, tag in (("左", "L"), ("右", "R")):
+        if has(side + "肩"):
+            sh = find(side + "肩")
+            w = pose.parent_world(side + "肩")
+            piv = j[:, J["Thorax"]] + Q.rotate(w, rp[sh] - rj[J["Thorax"]])
+            d_r = rp[find(side + "腕")] - rp[sh]
+            q = Q.from_two_vectors(d_r, Q.rotate(Q.conjugate(w), j[:, J[tag + "Shoulder"]] - piv)) \
+                if np.linalg.norm(d_r) > 1e-6 else ident
+            key(side + "肩", Q.multiply(w, q))
+        arm, elbow, wrist = find(side + "腕"), find(side + "ひじ"), find(side + "手首")
+        d1_r, d2_r = rp[elbow] - rp[arm], rp[wrist] - rp[elbow]
+        g_arm, q_elbow = _hinge_pair(pose.parent_world(side + "腕"),
+                                     j[:, J[tag + "Elbow"]] - j[:, J[tag + "Shoulder"]],
+                                     j[:, J[tag + "Wrist"]] - j[:, J[tag + "Elbow"]], d1_r, d2_r, _FORWARD)
+        key(side + "腕", g_arm)
+        g_fore = Q.multiply(g_arm, q_elbow)
+        hand = _present(j, tag + "HandIndex", tag + "HandPinky")
+        g_hand = g_fore
+        if np.any(hand):
+            idx, pky = j[:, J[tag + "HandIndex"]], j[:, J[tag + "HandPinky"]]
+            idx_r, pky_r = rj[J[tag + "HandIndex"]], rj[J[tag + "HandPinky"]]
+            g_obs = _frame_rotation(0.5 * (idx + pky) - j[:, J[tag + "Wrist"]], idx - pky,
+                                    0.5 * (idx_r + pky_r) - rj[J[tag + "Wrist"]], idx_r - pky_r, g_fore)
+            g_hand = np.where(hand[:, None], g_obs, g_fore)
+            rel = Q.multiply(Q.conjugate(g_fore), g_hand)
+            twist, _ = Q.twist_swing(rel, d2_r)
+            g_fore = Q.multiply(g_fore, twist)
+        key(side + "ひじ", g_fore)
+        key(side + "手首", g_hand)
+
+    # --- legs ---------------------------------------------------------------------------------------------------
+    for side, tag in (("左", "L"), ("右", "R")):
+        hip, knee, ankle = find(side + "足"), find(side + "ひざ"), find(side + "足首")
+        g_thigh, q_knee = _hinge_pair(pose.parent_world(side + "足"),
+                                      j[:, J[tag + "Knee"]] - j[:, J[tag + "Hip"]],
+                                      j[:, J[tag + "Foot"]] - j[:, J[tag + "Knee"]],
+                                      rp[knee] - rp[hip], rp[ankle] - rp[knee], -_FORWARD)
+        key(side + "足", g_thigh)
+        g_shin = Q.multiply(g_thigh, q_knee)
+        key(side + "ひざ", g_shin)
+        toe, heel = J[tag + "FootIndex"], J[tag + "Heel"]
+        w_foot = pose.parent_world(side + "足首")
+        toe_ok = _present(j, tag + "FootIndex")
+        both = toe_ok & _present(j, tag + "Heel")
+        g_foot = w_foot
+        if np.any(toe_ok):
+            g_toe = Q.multiply(Q.from_two_vectors(Q.rotate(w_foot, rj[toe] - rj[J[tag + "Foot"]]),
+                                                  j[:, toe] - j[:, J[tag + "Foot"]]), w_foot)
+            g_foot = np.where(toe_ok[:, None], g_toe, g_foot)
+        if np.any(both):
+            g_full = _frame_rotation(j[:, toe] - j[:, J[tag + "Foot"]], j[:, J[tag + "Foot"]] - j[:, heel],
+                                     rj[toe] - rj[J[tag + "Foot"]], rj[J[tag + "Foot"]] - rj[heel], g_foot)
+            g_foot = np.where(both[:, None], g_full, g_foot)
+        key(side + "足首", g_foot)
+
+    # --- センター: put the model's hip point on the dancer's ------------------------------------------------------
+    lower = find("下半身")
+    hip_bone, hip_off = virtual_joints(rest)["Hip"]
+    center_t = j[:, J["Hip"]] - Q.rotate(g_lower, hip_off) - rp[lower]
+    if center_start:
+        meta["start_offset"] = np.array([-center_t[0, 0], 0.0, -center_t[0, 2]])
+        center_t = center_t + meta["start_offset"]
+    loc = {"センター": center_t}
+
+    # --- 足ＩＫ from FK of the keys just computed (MMD_FACTS 2.5, 5.3) -----------------------------------------------
+    names = {i: n for i, n in enumerate(rest.names)}
+    rot_named = {names[i]: q for i, q in pose.local.items()}
+    iks = [c for c in rest.ik_chains if c.bone in ("左足ＩＫ", "右足ＩＫ")]
+    if iks:
+        want = []
+        for c in iks:
+            want.append(c.target)
+            p = int(rest.parents[find(c.bone)])
+            if p >= 0:
+                want.append(rest.names[p])
+        wpos, wrot = rest.fk(rot_named, loc, bones=want)
+        col = {n: k for k, n in enumerate(want)}
+        for c in iks:
+            ik = find(c.bone)
+            p = int(rest.parents[ik])
+            tgt_pos, tgt_rot = wpos[:, col[c.target]], wrot[:, col[c.target]]
+            if p >= 0:
+                pw, pr = wpos[:, col[rest.names[p]]], wrot[:, col[rest.names[p]]]
+                loc[c.bone] = Q.rotate(Q.conjugate(pr), tgt_pos - pw) - (rp[ik] - rp[p])
+                rot[c.bone] = Q.multiply(Q.conjugate(pr), tgt_rot)
+            else:
+                loc[c.bone] = tgt_pos - rp[ik]
+                rot[c.bone] = tgt_rot
+
+    order = [n for n in KEYED_BONES if n in rot]
+    rotations = {n: Q.make_continuous(Q.normalize(rot[n])) for n in order}
+    return BoneMotion(frames=f, rotations=rotations, locations=loc, model_name=rest.model_name, meta=meta)
