@@ -249,6 +249,8 @@ def _hinge_pair(w_parent, d1, d2, d1_r, d2_r, flex_dir):
     a = d1_r / np.linalg.norm(d1_r)
     e2r = d2_r / np.linalg.norm(d2_r)
     h = np.cross(a, flex_dir)
+    if np.linalg.norm(h) < 1e-6:         # a rest limb pointing along the flex direction: any perpendicular hinge
+        h = np.cross(a, _EX if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
     h /= np.linalg.norm(h)
     k = np.cross(a, h)
     u1, u2 = _unit(d1), _unit(d2)
@@ -596,6 +598,6 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
                 loc[c.bone] = tgt_pos - rp[ik]
                 rot[c.bone] = tgt_rot
 
-    order = [n for n in KEYED_BONES if n in rot]
-    rotations = {n: Q.make_continuous(Q.normalize(rot[n])) for n in order}
-    return BoneMotion(frames=f, rotations=rotations, locations=loc, model_name=rest.model_name, meta=meta)
+    rotations = {n: Q.make_continuous(Q.normalize(rot[n])) for n in KEYED_BONES if n in rot}
+    locations = {n: loc[n] for n in KEYED_BONES if n in loc}
+    return BoneMotion(frames=f, rotations=rotations, locations=locations, model_name=rest.model_name, meta=meta)
