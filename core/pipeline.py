@@ -308,9 +308,7 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: EstimateOptions):
     missing = ~np.isfinite(absolute).all(axis=(0, 2))
     resampled[:, missing] = np.nan
     joints_mmd = conventions.camera_to_mmd(resampled)
-    motion = retarget(joints_mmd, rest)
-    motion.frames = frames
-    return motion
+    return retarget(joints_mmd, rest, frames=frames)
 
 
 # --------------------------------------------------------------------------------------------------- run
