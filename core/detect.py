@@ -85,11 +85,19 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     info = frames.info
     total = _expected_frames(info, frames.start, frames.end)
 
+    # Decode on a background thread so that decoding and colour conversion (PyAV releases the GIL) overlap with the
+    # detector instead of adding to it; the first frames decode while the model is being built.
+    stream = _Prefetch(frames)
     own_backend = isinstance(backend, str)
     if own_backend:
         from .backends import get_backend
 
-        model = get_backend(backend, device=device, **(backend_options or {}))
+        try:
+            model = get_backend(backend, device=device, **(backend_options or {}))
+        except BaseException:
+            stream.close()
+            frames.close()
+            raise
     else:
         model = backend
     indices: list[int] = []
@@ -99,7 +107,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     try:
         progress("detect", 0, total)
         batch: list = []
-        for frame in frames:
+        for frame in stream:
             batch.append(frame)
             if len(batch) >= batch_size:
                 _run(model, batch, indices, times, dets)
@@ -111,6 +119,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             _run(model, batch, indices, times, dets)
         progress("detect", len(dets), len(dets))
     finally:
+        stream.close()
         frames.close()
         if own_backend:
             model.close()
@@ -170,6 +179,58 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         detected=detected, fps=info.fps, image_size=image_size, joint_names_2d=names, backend=model.name,
         joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, notes=notes,
     )
+
+
+class _Prefetch:
+    """Iterate ``frames`` on a daemon thread, ``depth`` frames ahead (bounded memory: depth x one frame).
+
+    Exceptions raised while decoding are re-raised in the consuming thread; :meth:`close` stops the thread early.
+    """
+
+    _END = object()
+
+    def __init__(self, frames, depth: int = 12):
+        import queue
+        import threading
+
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="anime-mmd-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._put(frame):
+                    return
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer
+            self._put(e)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list) -> None:
