@@ -23,7 +23,8 @@ What is built (MMD_FACTS.md sections 3 and 4):
   same model-space rotation), influence = |ratio|, axes inverted for a negative ratio. Exact for ratio ±1 (D bones,
   腰キャンセル, 肩C); an approximation of MMD's slerp for fractional ratios (捩1-3). Fixed / local axes, local
   inherit and external parents are not modelled (they do not change how VMD keys are read, MMD_FACTS 2.2).
-* **Mesh** with the PMX vertices, faces (winding reversed: PMX front faces are clockwise, MMD_FACTS 3.3),
+* **Mesh** with the PMX vertices, faces (winding reversed: PMX front faces are clockwise, MMD_FACTS 3.3; of
+  faces repeated on the same vertices only the most opaque material's is kept, Blender allows one),
   UVs (V flipped: PMX uses V down), custom normals, one vertex group per weighted bone (BDEF1/2/4; SDEF as BDEF2,
   QDEF as BDEF4), an Armature modifier, and one material per PMX material with its texture. Texture paths are
   relative to the PMX (``\\`` separators, case-insensitive fallback); a missing or unreadable texture is a warning,
@@ -446,6 +447,15 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     v = model.vertices
     nv = len(v)
     faces = np.asarray(model.faces, dtype=np.int64).reshape(-1, 3)[:, ::-1]  # reverse winding (MMD_FACTS 3.3)
+    counts = np.array([m.index_count // 3 for m in model.materials], dtype=np.int64)
+    face_mat = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    if len(face_mat) != len(faces):
+        face_mat = np.zeros(len(faces), dtype=np.int32)
+    keep = _unique_faces(faces, face_mat, model.materials)
+    if len(keep) != len(faces):
+        warnings.append(f"{len(faces) - len(keep)} of {len(faces)} faces repeat other faces (same vertices, e.g. "
+                        f"material variants that morphs switch on); one per place is kept, the most opaque")
+    faces, face_mat = faces[keep], face_mat[keep]
     nf = len(faces)
     me = bpy.data.meshes.new(name)
     created.append(me)
@@ -459,10 +469,8 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     # Material slots and per-face material index from the materials' index ranges (MMD_FACTS 3.3).
     for m in mats:
         me.materials.append(m)
-    counts = np.array([m.index_count // 3 for m in model.materials], dtype=np.int64)
-    mat_index = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-    if len(mat_index) == nf:
-        me.polygons.foreach_set("material_index", mat_index)
+    if len(mats):
+        me.polygons.foreach_set("material_index", face_mat)
     me.polygons.foreach_set("use_smooth", np.ones(nf, dtype=bool))
     uv = np.asarray(v.uvs, dtype=np.float32).reshape(nv, 2).copy()
     uv[:, 1] = 1.0 - uv[:, 1]  # PMX V points down
@@ -471,8 +479,7 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     me.update(calc_edges=True)
     me.validate(clean_customdata=False)
     if len(me.polygons) != nf:
-        warnings.append(f"{nf - len(me.polygons)} of {nf} faces were duplicates of other faces (same vertices) and "
-                        f"were dropped")
+        warnings.append(f"{nf - len(me.polygons)} invalid faces were dropped")
     normals = conv.mmd_to_blender(np.asarray(v.normals, dtype=np.float64))
     lengths = np.linalg.norm(normals, axis=1, keepdims=True)
     if np.all(np.isfinite(normals)) and np.all(lengths > 1e-8):
@@ -488,6 +495,22 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
         mod = obj.modifiers.new("Armature", "ARMATURE")
         mod.object = arm_obj
     return obj
+
+
+def _unique_faces(faces: np.ndarray, face_mat: np.ndarray, materials) -> np.ndarray:
+    """Indices of the faces to build, in file order: of faces on the same three vertices (Blender allows only one),
+    keep the one whose material is the most opaque (diffuse alpha), the first in the file on a tie. Models stack
+    such copies for material variants that morphs fade in (mat4: 頬染め over the face, alpha 0)."""
+    if len(faces) == 0:
+        return np.arange(0)
+    alpha = np.array([float(m.diffuse[3]) for m in materials] or [1.0])[np.clip(face_mat, 0, None)]
+    key = np.sort(faces, axis=1)
+    _, group = np.unique(key, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.lexsort((np.arange(len(faces)), -alpha, group))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = group[order[1:]] != group[order[:-1]]
+    return np.sort(order[first])
 
 
 def _assign_weights(obj, bone_names, vid, bid, w) -> None:
