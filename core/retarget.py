@@ -402,8 +402,39 @@ def _present(j, *names):
     return np.all(np.isfinite(j[:, [J[n] for n in names]]), axis=(1, 2))
 
 
+def match_widths(joints: np.ndarray, rest: RestSkeleton) -> np.ndarray:
+    """Bring the dancer's hip and shoulder widths to the model's, about each pair's midpoint.
+
+    Detectors put the hip points on the outside of the pelvis (BlazePose's are ~1.5x wider than an MMD model's
+    足 bones, relative to leg length). Taking thigh directions from such points makes a model with narrower hips
+    cross its feet whenever the dancer stands with feet together. Moving LHip/RHip (and LShoulder/RShoulder) towards
+    their midpoint by ``model width / dancer's median width`` keeps each knee, ankle, elbow and wrist where it is,
+    so limbs are aimed from the model's own joints. A dancer already built like the model is unchanged.
+
+    Args:
+        joints: ``(T, 27, 3)`` ``CANONICAL``, MMD axes, already scaled to the model.
+        rest: the target model.
+    Returns:
+        ``(T, 27, 3)`` copy with the four joints moved.
+    """
+    j = np.array(joints, dtype=np.float64)
+    rj = rest_joints(rest)
+    for left, right in (("LHip", "RHip"), ("LShoulder", "RShoulder")):
+        a, b = J[left], J[right]
+        width = np.linalg.norm(j[:, a] - j[:, b], axis=1)
+        med = float(np.median(width))
+        if not med > 1e-9:
+            continue
+        k = float(np.linalg.norm(rj[a] - rj[b])) / med
+        mid = 0.5 * (j[:, a] + j[:, b])
+        j[:, a] = mid + (j[:, a] - mid) * k
+        j[:, b] = mid + (j[:, b] - mid) * k
+    return j
+
+
 def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | None = None, fit_scale: bool = True,
-             ground: bool = True, center_start: bool = True, ground_percentile: float = 5.0) -> BoneMotion:
+             ground: bool = True, center_start: bool = True, ground_percentile: float = 5.0,
+             adapt_widths: bool = True) -> BoneMotion:
     """Retarget dancer joints onto a model: MMD keys on every frame (see the module docstring for the method).
 
     Args:
@@ -418,6 +449,7 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
             jumps survive.
         center_start: shift センター (and with it the feet) horizontally so the dance starts at the origin.
         ground_percentile: see ``ground``.
+        adapt_widths: aim thighs and upper arms from the model's hip and shoulder width (:func:`match_widths`).
 
     Returns:
         :class:`BoneMotion` with rotations for the model's :data:`KEYED_BONES` (not センター), locations for センター
@@ -446,6 +478,8 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
             raise ValueError("retarget: the dancer's legs have zero length; cannot fit the scale")
         meta["scale"] = _leg_length(rest) / med
         j = j * meta["scale"]
+    if adapt_widths:
+        j = match_widths(j, rest)
     if ground:
         low = np.minimum(j[:, J["LFoot"], 1], j[:, J["RFoot"], 1])
         rest_ankle = 0.5 * (rp[find("左足首"), 1] + rp[find("右足首"), 1])

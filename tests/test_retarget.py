@@ -25,7 +25,7 @@ import pytest
 from core import quat as Q
 from core.motion import BoneMotion
 from core.rest_skeleton import RestSkeleton
-from core.retarget import (HINGE_BLEND_DEG, KEYED_BONES, joints_from_pose, rest_joints, retarget,
+from core.retarget import (HINGE_BLEND_DEG, KEYED_BONES, joints_from_pose, match_widths, rest_joints, retarget,
                            virtual_joints)
 from core.skeletons import CANONICAL, CANONICAL_EXTRAS
 
@@ -378,11 +378,12 @@ def test_real_videopose3d_dance_on_mat4(model, shared_data):
             assert np.all(np.isfinite(v))
         pos, wrot = rest.fk(m.rotations, m.locations)
         back = joints_from_pose(rest, pos, wrot)
+        aimed = match_widths(joints * m.meta["scale"], rest)  # limbs are aimed from the model's hip/shoulder width
         # every limb segment and the head's Nose -> Head and the chest's Spine -> Thorax point the dancer's way
         for a, b in (("LShoulder", "LElbow"), ("LElbow", "LWrist"), ("RShoulder", "RElbow"), ("RElbow", "RWrist"),
                      ("LHip", "LKnee"), ("LKnee", "LFoot"), ("RHip", "RKnee"), ("RKnee", "RFoot"),
                      ("Nose", "Head"), ("Spine", "Thorax")):
-            err = angle_deg(back[:, J[b]] - back[:, J[a]], joints[:, J[b]] - joints[:, J[a]])
+            err = angle_deg(back[:, J[b]] - back[:, J[a]], aimed[:, J[b]] - aimed[:, J[a]])
             assert err.max() < 1e-3, (name, a, b)
         hips = angle_deg(back[:, J["LHip"]] - back[:, J["RHip"]], joints[:, J["LHip"]] - joints[:, J["RHip"]])
         assert hips.max() < 1e-6
@@ -471,3 +472,25 @@ def test_bone_motion_checks_and_vmd(tmp_path):
         BoneMotion(frames=[0], locations={"センター": [[np.nan, 0, 0]]})
     with pytest.raises(ValueError, match="no bones"):
         BoneMotion(frames=[0]).to_vmd()
+
+
+def test_wide_detector_hips_do_not_cross_the_models_feet(model):
+    """BlazePose's hip points sit ~1.5x wider than MMD 足 bones: feet together must not become crossed feet."""
+    rest = model("mat4")
+    rj = rest_joints(rest)
+    T = 20
+    joints = np.repeat(rj[None], T, 0)
+    w = 0.5 * (rj[J["LHip"]] - rj[J["RHip"]])
+    for tag, sign in (("L", 1.0), ("R", -1.0)):
+        joints[:, J[tag + "Hip"]] += sign * 0.6 * w          # dancer's hip points 1.6x wider than the model's
+        for j_name in ("Knee", "Foot", "FootIndex", "Heel"):
+            joints[:, J[tag + j_name]] -= sign * 0.8 * w     # knees and feet together, inside the model's hips
+    m = retarget(joints, rest, ground=False, center_start=False)
+    pos, _ = rest.fk(m.rotations, m.locations)
+    gap = pos[:, rest.index_of("左足首"), 0] - pos[:, rest.index_of("右足首"), 0]
+    dancer_gap = joints[:, J["LFoot"], 0] - joints[:, J["RFoot"], 0]
+    assert np.all(gap > 0), "the model's ankles crossed"
+    np.testing.assert_allclose(gap, dancer_gap, rtol=0.05)  # the feet keep the dancer's spacing
+    unadapted = retarget(joints, rest, ground=False, center_start=False, adapt_widths=False)
+    pos_u, _ = rest.fk(unadapted.rotations, unadapted.locations)
+    assert np.all(pos_u[:, rest.index_of("左足首"), 0] - pos_u[:, rest.index_of("右足首"), 0] < gap)
