@@ -181,3 +181,64 @@ def test_apply_operator_from_a_pose_file(addon, scene, yw_pmx, shared_data, tmp_
     with pytest.raises(RuntimeError, match="Apply failed"):
         bpy.ops.anime_mmd.apply()
     assert len(bpy.data.actions) == n_actions
+
+
+def test_mmd_tools_style_armature(addon, scene, yw_pmx, tmp_path):
+    """An armature like MMD Tools makes: English bone names, the Japanese name in ``pose_bone.mmd_bone.name_j``,
+    and bone rolls of its own. Rest skeleton, apply and export must go by the Japanese names and convert with each
+    bone's real rest orientation."""
+    pmx = addon.core("formats.pmx")
+    rs = addon.core("rest_skeleton")
+    vmd = addon.core("formats.vmd")
+    motion_mod = addon.core("motion")
+
+    class FakeMMDBone(bpy.types.PropertyGroup):
+        name_j: bpy.props.StringProperty()
+        name_e: bpy.props.StringProperty()
+
+    bpy.utils.register_class(FakeMMDBone)
+    bpy.types.PoseBone.mmd_bone = bpy.props.PointerProperty(type=FakeMMDBone)
+    try:
+        arm = addon.pmx_import.import_pmx(yw_pmx, bpy.context).armature
+        rng = np.random.default_rng(3)
+        bpy.context.view_layer.objects.active = arm
+        bpy.ops.object.mode_set(mode="EDIT")
+        for eb in arm.data.edit_bones:
+            eb.roll = float(rng.uniform(-np.pi, np.pi))
+        bpy.ops.object.mode_set(mode="OBJECT")
+        for i, pb in enumerate(arm.pose.bones):
+            pb.mmd_bone.name_j = pb.bone["mmd_name_j"]
+            for key in list(pb.bone.keys()):
+                del pb.bone[key]
+            pb.name = f"bone_{i:03d}"
+        for pb in arm.pose.bones:
+            for c in pb.constraints:
+                if c.type == "IK":
+                    c.mute = True
+        got = addon.armature_rest.rest_skeleton(arm)
+        want = rs.RestSkeleton.from_pmx(pmx.read(yw_pmx))
+        assert sorted(got.names) == sorted(want.names)
+        assert {c.bone for c in got.ik_chains} == {c.bone for c in want.ik_chains}
+        motion = _known_motion(addon, want)
+        addon.action_writer.apply_motion(arm, motion, name="mmd_tools_style", scene=scene)
+        bmap = addon.armature_rest.bone_name_map(arm)
+        names = [n for n in want.names if "ＩＫ" not in n and n in bmap]
+        pos, _ = want.fk(motion.rotations, motion.locations)
+        conv = addon.core("conventions")
+        for f in CHECK_FRAMES:
+            scene.frame_set(f)
+            heads = np.array([tuple(arm.pose.bones[bmap[n]].head) for n in names])
+            err = np.linalg.norm(conv.blender_to_mmd(heads) - pos[f, [want.find(n) for n in names]], axis=1)
+            assert err.max() < 5e-4, (f, names[int(err.argmax())], err.max())
+        out = tmp_path / "mt.vmd"
+        addon.vmd_export.export_vmd(arm, out)
+        back = motion_mod.BoneMotion.from_vmd(vmd.read(out))
+        # Japanese names, not bone_NNN.
+        assert set(back.rotations) | set(back.locations) == set(motion.rotations) | set(motion.locations)
+        for name, q in motion.rotations.items():
+            assert np.all(np.abs(np.sum(back.rotations[name] * q, axis=1)) > 1 - 1e-6), name
+    finally:
+        for a in list(bpy.data.objects):
+            bpy.data.objects.remove(a)
+        del bpy.types.PoseBone.mmd_bone
+        bpy.utils.unregister_class(FakeMMDBone)

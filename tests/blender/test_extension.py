@@ -134,6 +134,26 @@ def test_panel_draws_in_every_state(addon, scene):
     scene.anime_mmd.is_running = False
 
 
+def test_preferences_draw_the_worker_check(addon):
+    import types
+
+    log: list = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*a, **k):
+                log.append((name, a, k))
+                return Layout()
+            return call
+
+    prefs_cls = type(addon.prefs.get(bpy.context))
+    prefs_cls.draw(types.SimpleNamespace(layout=Layout(), worker_status="numpy 1.26\nmissing: torch"), bpy.context)
+    assert ("operator", ("anime_mmd.check_worker",), {"icon": "CONSOLE"}) in log
+    labels = [k.get("text") for n, a, k in log if n == "label"]
+    assert "numpy 1.26" in labels and "missing: torch" in labels
+    assert any(t and t.startswith("No worker found") for t in labels)  # no .venv beside the installed extension
+
+
 def test_disabled_buttons_say_why(addon, scene):
     assert not bpy.ops.anime_mmd.apply.poll()
     assert not bpy.ops.anime_mmd.export_vmd.poll()
