@@ -212,6 +212,7 @@ def write_action(obj, frames, rotations: dict, locations: dict, *, name: str, bo
 
     Returns:
         ``(action, skipped)``: the new action (assigned to ``obj``) and the MMD names not found in the armature.
+        The action it replaces on ``obj`` is kept (given a fake user, so saving the file does not drop it).
 
     Raises:
         ValueError: ``obj`` is not an armature, no key names a bone of it, or arrays of the wrong shape.
@@ -252,6 +253,7 @@ def write_action(obj, frames, rotations: dict, locations: dict, *, name: str, bo
     quat, loc = mmd_to_pose(m, rot_arr, loc_arr)
     quat = sign_continuous(quat)
 
+    previous = obj.animation_data.action if obj.animation_data is not None else None
     action = bpy.data.actions.new(unique_action_name(name))
     try:
         sink = _CurveSink(obj, action)
@@ -277,6 +279,8 @@ def write_action(obj, frames, rotations: dict, locations: dict, *, name: str, bo
             obj.animation_data.action = None
         bpy.data.actions.remove(action)
         raise
+    if previous is not None and previous != action and previous.users == 0 and not previous.use_fake_user:
+        previous.use_fake_user = True  # the replaced action stays in the file (a 0-user action is dropped on save)
     action["mmd_frames"] = [int(frames[0]), int(frames[-1])]
     return action, skipped
 

@@ -10,6 +10,7 @@ disabled buttons say why through ``poll_message_set``.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import bpy
@@ -162,7 +163,8 @@ class ANIMEMMD_OT_export_vmd(bpy.types.Operator, ExportHelper):
     def invoke(self, context, event):
         obj = target_armature(context)
         if not self.filepath and obj is not None and obj.animation_data and obj.animation_data.action:
-            self.filepath = bpy.path.clean_name(obj.animation_data.action.name) + self.filename_ext
+            name = re.sub(r'[\\/:*?"<>|]', "_", obj.animation_data.action.name).strip() or "motion"
+            self.filepath = name + self.filename_ext  # keeps Japanese names (bpy.path.clean_name would not)
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context):

@@ -35,7 +35,6 @@ far is removed again (nothing half-built is left).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +45,6 @@ from ._core import core_module
 
 #: Smallest bone length (metres); Blender deletes zero-length bones.
 MIN_BONE_LENGTH = 0.01
-#: Texture file extensions tried when a PMX texture path is missing (MMD models often come from Windows).
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tga", ".dds", ".tif", ".tiff", ".gif")
 
 
 @dataclass
@@ -261,7 +258,8 @@ def _add_ik(model, obj, names) -> None:
         for link in ik.links:
             if link.has_limit and 0 <= link.bone < n:
                 _set_ik_limits(obj.pose.bones[names[link.bone]], obj.data.bones[names[link.bone]],
-                               np.asarray(link.limit_min, dtype=np.float64), np.asarray(link.limit_max, dtype=np.float64))
+                               np.asarray(link.limit_min, dtype=np.float64),
+                               np.asarray(link.limit_max, dtype=np.float64))
 
 
 def _set_ik_limits(pb, bone, lo: np.ndarray, hi: np.ndarray) -> None:
@@ -332,7 +330,14 @@ def _resolve_texture(base: Path | None, stored: str) -> Path | None:
         p = base / p
     if p.is_file():
         return p
-    # Case-insensitive walk from the PMX folder.
+    hit = _walk_case_insensitive(base, p, rel)
+    if hit is None and base is not None:  # e.g. an absolute Windows path: try the file name beside the PMX
+        hit = _walk_case_insensitive(base, base / Path(rel).name, Path(rel).name)
+    return hit
+
+
+def _walk_case_insensitive(base: Path | None, p: Path, rel: str) -> Path | None:
+    """Follow ``rel`` from ``base`` (or from the root for an absolute path) matching each part case-insensitively."""
     cur = base if not Path(rel).is_absolute() and base is not None else Path(p.anchor)
     parts = [x for x in Path(rel).parts if x not in ("", ".", p.anchor)]
     for part in parts:

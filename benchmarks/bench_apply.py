@@ -15,8 +15,8 @@ and times ``anime_mmd_addon.action_writer.apply_motion`` (a new action, bulk ``k
 The baseline is per-key ``pose_bone.keyframe_insert`` (what a naive add-on does): it is timed on the first
 ``--insert-frames`` frames only (it is far too slow for all of them) and **extrapolated linearly** to ``--frames``;
 the printout says so. Linear extrapolation is a lower bound for the baseline: its per-key cost grows with the
-length of the curve (60 frames extrapolate to ~1.3 s, 600 frames to ~7.4 s for the same 5,400-frame motion). Times are the best of ``--repeat`` runs (wall clock, this process; Blender's Python is
-single-threaded here). The target (issue 3): under 2 s for 5,400 frames on a 2-core CPU.
+length of the curve (60 frames extrapolate to ~1.3 s, 600 frames to ~7.4 s for the same 5,400-frame motion).
+Times are the best of ``--repeat`` runs (wall clock, this process; Blender's Python is single-threaded here). The target (issue 3): under 2 s for 5,400 frames on a 2-core CPU.
 """
 from __future__ import annotations
 

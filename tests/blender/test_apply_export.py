@@ -76,6 +76,7 @@ def test_new_action_scene_fps_and_range(addon, posed, scene):
     again = addon.action_writer.apply_motion(arm, motion, name="known_motion", scene=scene)
     assert again.name == "known_motion.001" and "known_motion" in bpy.data.actions
     assert bpy.data.actions["known_motion"] is action
+    assert action.use_fake_user  # the replaced action survives saving the file
     from bpy_extras import anim_utils
     bag = anim_utils.action_get_channelbag_for_slot(action, action.slots[0])
     n_curves = 4 * len(motion.rotations) + 3 * len(motion.locations)

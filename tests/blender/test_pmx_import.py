@@ -221,3 +221,15 @@ def test_big_model_with_many_textures(addon, scene, pmx_dir):
     me.polygons.foreach_get("material_index", idx)
     used = {me.materials[i]["mmd_name_j"] for i in np.unique(idx)}
     assert "00_Face" in used and "00_Face_頬染め" not in used
+
+
+def test_texture_paths_match_case_insensitively(addon, scene, yw_pmx, tmp_path):
+    """Models made on Windows name textures in any case: tex/diffuse.png must find Tex/DIFFUSE.png."""
+    import shutil
+
+    (tmp_path / "Tex").mkdir()
+    shutil.copy(yw_pmx, tmp_path / "model.pmx")
+    shutil.copy(yw_pmx.parent / "tex" / "diffuse.png", tmp_path / "Tex" / "DIFFUSE.png")
+    res = addon.pmx_import.import_pmx(tmp_path / "model.pmx", bpy.context)
+    tex = [n for n in res.materials[0].node_tree.nodes if n.type == "TEX_IMAGE"]
+    assert len(tex) == 1 and tex[0].image.filepath.endswith("Tex/DIFFUSE.png") and res.warnings == []
