@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from . import skeletons
+from .atomic import atomic_output
 from .errors import PipelineError
 from .pose_io import PoseSequence
 
@@ -213,11 +213,8 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
     w, h = info.width + info.width % 2, info.height + info.height % 2  # yuv420p needs even sizes
     rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(25)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out.stem + ".", suffix=".tmp" + out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     written = 0
-    try:
+    with atomic_output(out, suffix=".tmp" + out.suffix) as tmp:
         container = av.open(str(tmp), mode="w", format=fmt)
         try:
             stream = container.add_stream(codec, rate=rate)
@@ -251,10 +248,6 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
         if written == 0:
             raise PipelineError("bad_input", f"none of the poses' frames ({first}..{last}) decoded from {src}; "
                                              "were they detected on this video?")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     progress("overlay", written, written)
     return out
 

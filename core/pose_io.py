@@ -7,7 +7,6 @@ Frames follow ``core.conventions``.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import skeletons
+from .atomic import atomic_output
 
 FORMAT_VERSION = 1
 
@@ -130,14 +130,8 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

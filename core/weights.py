@@ -28,12 +28,12 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .atomic import atomic_output
 from .errors import PipelineError
 
 __all__ = ["WeightsFile", "WEIGHTS", "DEFAULT_NAMES", "DETECTRON2_CONFIGS", "default_weights_dir", "sha256_of",
@@ -207,14 +207,12 @@ def download(name: str, dest_dir: str | os.PathLike, *, sha256: str | None = Non
             raise PipelineError("exists", f"{target} exists and its SHA-256 differs from {expected}; move it away "
                                           "or allow overwriting")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
     stage = f"download {name}"
-    try:
+    with atomic_output(target, suffix=".part") as tmp:
         h = hashlib.sha256()
         done = 0
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url or entry.url, timeout=timeout) as resp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url or entry.url, timeout=timeout) as resp:
                 length = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
                 total = int(length) if length and length.isdigit() else entry.size
                 if progress:
@@ -234,9 +232,6 @@ def download(name: str, dest_dir: str | os.PathLike, *, sha256: str | None = Non
         if got != expected:
             raise PipelineError("bad_input", f"{name}: SHA-256 {got} does not match the expected {expected}; "
                                              "the download was discarded")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

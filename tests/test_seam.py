@@ -21,7 +21,7 @@ NUMPY_ONLY = [
     "core", "core.conventions", "core.skeletons", "core.pose_io", "core.errors", "core.filters", "core.trajectory",
     "core.pipeline", "core.formats", "core.formats.errors", "core.formats.vmd", "core.formats.pmx",
     "core.quat", "core.rest_skeleton", "core.retarget", "core.motion", "core.keypoints_io", "core.tracking",
-    "core.safe_npz", "core.protocol", "core.backends", "core.backends.base",
+    "core.safe_npz", "core.protocol", "core.backends", "core.backends.base", "core.atomic", "core.weights",
 ]
 
 BLOCKER = """

@@ -36,12 +36,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .cp932 import decode_name, decode_names, encode_name
+from ..atomic import atomic_output
 from .errors import FormatError
 
 __all__ = [
@@ -529,19 +529,11 @@ def write(path, motion: VmdMotion, *, overwrite: bool = False) -> Path:
         raise FileExistsError(f"{path} already exists; refusing to overwrite it "
                               f"(pass overwrite=True to replace it)")
     payload = dumps(motion)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return path
 
 
