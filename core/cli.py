@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bars:
-    """One tqdm bar per stage, on stderr, only on a terminal unless forced."""
+    """One tqdm bar per stage on stderr, shown only when stderr is a terminal (and not ``--quiet``)."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
@@ -88,7 +88,7 @@ class _Bars:
 
             self.stage = stage
             self.bar = tqdm(total=total, desc=f"{stage:>8}", unit="f" if stage in ("detect", "overlay") else "",
-                            dynamic_ncols=True, leave=True, file=sys.stderr)
+                            dynamic_ncols=True, leave=True, file=sys.stderr, disable=None)  # None: only on a TTY
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.n = done
