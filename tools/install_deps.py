@@ -68,8 +68,11 @@ def install_torch(py: Path, cuda: bool) -> None:
         # PyPI's Linux wheels of torch are CUDA builds.
         pip(py, TORCH)
         return
-    # A CPU build: a local wheel where pip's configuration provides one (find-links), else PyTorch's CPU index.
-    if pip(py, "--no-index", TORCH, check=False) == 0:
+    # A CPU build: a local wheel where pip's configuration provides one (find-links), installed alone and then
+    # completed with its dependencies from the usual index (the installed 2.13.0 satisfies the pin, so pip keeps it);
+    # else PyTorch's CPU index, which serves torch and its dependencies.
+    if pip(py, "--no-index", "--no-deps", TORCH, check=False) == 0:
+        pip(py, TORCH)
         return
     pip(py, TORCH, "--index-url", TORCH_CPU_INDEX)
 
