@@ -10,7 +10,6 @@ say "no detection" in red. Joints with confidence below ``min_confidence`` are n
 """
 from __future__ import annotations
 
-import math
 import os
 from fractions import Fraction
 from pathlib import Path

@@ -12,7 +12,6 @@ Two stages, split where the heavy dependencies end:
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import conventions, filters, pose_io, skeletons, trajectory
+from . import conventions, filters, pose_io, trajectory
 from .errors import PipelineError
 
 #: progress(stage, done, total): called as work advances; total is None when unknown.
@@ -364,7 +363,3 @@ def run(opts: EstimateOptions, progress: Progress | None = None) -> RunResult:
     return RunResult(vmd_path=vmd_path, npz_path=npz_path, overlay_path=overlay_path, frames_in=len(poses),
                      frames_out=len(motion.frames), gaps=int((~poses.detected).sum()), notes=list(poses.notes),
                      timings=timings)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")

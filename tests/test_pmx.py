@@ -101,7 +101,7 @@ def test_yw_counts(yw):
 def test_yw_deform_weights(yw):
     v = yw.vertices
     t = v.deform_type
-    b1, b2, b4 = t == 0, t == 1, t == 2
+    b1, b2 = t == 0, t == 1
     assert (v.weights[b1] == [1, 0, 0, 0]).all() and (v.bone_indices[b1, 1:] == -1).all()
     np.testing.assert_allclose(v.weights[b2, 0] + v.weights[b2, 1], 1.0, atol=1e-6)
     assert (v.weights[b2, 2:] == 0).all() and (v.bone_indices[b2, 2:] == -1).all()
