@@ -22,7 +22,7 @@ import numpy as np
 
 from . import quat as Q
 
-__all__ = ["BONE_ALIASES", "IkChain", "RestSkeleton", "STANDARD_BONES"]
+__all__ = ["BONE_ALIASES", "IkChain", "KNEE_LIMIT", "RestSkeleton", "STANDARD_BONES"]
 
 
 def _aliases() -> dict[str, str]:
@@ -106,20 +106,36 @@ STANDARD_BONES: tuple[tuple[str, str, tuple[float, float, float], str | None], .
     ("右つま先ＩＫ", "toe IK_R", (-0.929, 0.000, -2.464), "右足ＩＫ"),
 )
 
+#: The standard knee limit (MMD_FACTS §2.2, §5.4): rotation about X only, in [-180°, -0.5°] (radians, min then max).
+KNEE_LIMIT: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+    (-3.141592653589793, 0.0, 0.0), (-0.008726646259971648, 0.0, 0.0))
+
 #: Leg-IK chains of the built-in skeleton, as in the fixture (MMD_FACTS §2.5): (IK bone, target, links nearest the
-#: target first).
+#: target first, loop count, unit angle (radians), per-link limits). The fixture's solver parameters: legs 40 loops /
+#: 2.0 rad with ひざ limited to X in [-180°, -0.5°]; toes 3 loops / 4.0 rad, unlimited.
 _STANDARD_IK = tuple(
-    (s + "足ＩＫ", s + "足首", (s + "ひざ", s + "足")) for s in "左右"
-) + tuple((s + "つま先ＩＫ", s + "つま先", (s + "足首",)) for s in "左右")
+    (s + "足ＩＫ", s + "足首", (s + "ひざ", s + "足"), 40, 2.0, (KNEE_LIMIT, None)) for s in "左右"
+) + tuple((s + "つま先ＩＫ", s + "つま先", (s + "足首",), 3, 4.0, (None,)) for s in "左右")
 
 
 @dataclass(frozen=True)
 class IkChain:
-    """One IK chain of a model: IK bone name, target bone name, link bone names (nearest the target first)."""
+    """One IK chain of a model: IK bone name, target bone name, link bone names (nearest the target first), and the
+    solver parameters of its PMX IK block (MMD_FACTS §3.4 item 6, §2.5).
+
+    ``loop_count``: CCD iterations; ``unit_angle``: the per-iteration rotation limit in radians; ``limits``: one entry
+    per link, ``None`` (unlimited) or ``((min_x, min_y, min_z), (max_x, max_y, max_z))`` Euler limits in radians in
+    the link's parent frame; ``limits=None`` (the default, e.g. chains read from a Blender armature) means "not
+    known": ``core.ik`` then applies :data:`KNEE_LIMIT` to links named 左ひざ / 右ひざ, as MMD does for PMD models
+    (MMD_FACTS §5.4). The solver parameters are not part of equality (``==`` compares bone, target and links only).
+    """
 
     bone: str
     target: str
     links: tuple[str, ...]
+    loop_count: int = field(default=40, compare=False)
+    unit_angle: float = field(default=2.0, compare=False)
+    limits: tuple | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -136,6 +152,9 @@ class RestSkeleton:
         inherit_ratio: ``(N,)`` float64 inherit ratio (0 where none).
         inherit_rotation: ``(N,)`` bool, the bone inherits its source's rotation (flag 0x0100).
         model_name: the model's name (for the VMD header).
+        layers: ``(N,)`` int64 transform layer (変形階層; default 0) and
+        after_physics: ``(N,)`` bool flag 0x1000 (default False): with the bone index they fix MMD's evaluation
+            order, which ``core.ik`` follows (MMD_FACTS §3.4).
 
     Raises:
         ValueError: (on construction) inconsistent lengths, a parent or inherit index out of range, a parent cycle,
@@ -151,6 +170,8 @@ class RestSkeleton:
     inherit_ratio: np.ndarray | None = None
     inherit_rotation: np.ndarray | None = None
     model_name: str = ""
+    layers: np.ndarray | None = None
+    after_physics: np.ndarray | None = None
 
     def __post_init__(self):
         self.names = [str(n) for n in self.names]
@@ -177,8 +198,12 @@ class RestSkeleton:
         self.inherit_source = np.asarray(self.inherit_source, dtype=np.int64)
         self.inherit_ratio = np.asarray(self.inherit_ratio, dtype=np.float64)
         self.inherit_rotation = np.asarray(self.inherit_rotation, dtype=bool)
+        self.layers = np.zeros(n, dtype=np.int64) if self.layers is None else np.asarray(self.layers, dtype=np.int64)
+        self.after_physics = np.zeros(n, dtype=bool) if self.after_physics is None \
+            else np.asarray(self.after_physics, dtype=bool)
         for a, what in ((self.inherit_source, "inherit_source"), (self.inherit_ratio, "inherit_ratio"),
-                        (self.inherit_rotation, "inherit_rotation")):
+                        (self.inherit_rotation, "inherit_rotation"), (self.layers, "layers"),
+                        (self.after_physics, "after_physics")):
             if a.shape != (n,):
                 raise ValueError(f"RestSkeleton: {what} must be ({n},), got {a.shape}")
         if np.any((self.inherit_source < -1) | (self.inherit_source >= n)):
@@ -199,14 +224,16 @@ class RestSkeleton:
         parents = [names.index(b[3]) if b[3] is not None else -1 for b in STANDARD_BONES]
         return cls(names=names, positions=np.array([b[2] for b in STANDARD_BONES]), parents=parents,
                    names_en=[b[1] for b in STANDARD_BONES],
-                   ik_chains=[IkChain(*c) for c in _STANDARD_IK], model_name="標準ボーン (built-in)")
+                   ik_chains=[IkChain(*c[:3], loop_count=c[3], unit_angle=c[4], limits=c[5]) for c in _STANDARD_IK],
+                   model_name="標準ボーン (built-in)")
 
     @classmethod
     def from_pmx(cls, model) -> "RestSkeleton":
         """Build from a PMX model read by ``core.formats.pmx.read`` (duck-typed).
 
-        Uses ``model.header.name`` and, per bone: ``name, name_en, position (3,), parent, ik (None or .target and
-        .links[i].bone), inherit_source, inherit_ratio, inherit_rotation``. Every bone is kept (indices match the
+        Uses ``model.header.name`` and, per bone: ``name, name_en, position (3,), parent, layer, after_physics,
+        ik (None or .target, .loop_count, .limit_angle and .links[i].bone / .limit_min / .limit_max),
+        inherit_source, inherit_ratio, inherit_rotation``. Every bone is kept (indices match the
         model's).
 
         Raises:
@@ -221,8 +248,13 @@ class RestSkeleton:
             ik = getattr(b, "ik", None)
             if ik is None:
                 continue
+            limits = tuple(None if getattr(l, "limit_min", None) is None else
+                           (tuple(float(v) for v in l.limit_min), tuple(float(v) for v in l.limit_max))
+                           for l in ik.links)
             try:
-                chains.append(IkChain(b.name, names[ik.target], tuple(names[l.bone] for l in ik.links)))
+                chains.append(IkChain(b.name, names[ik.target], tuple(names[l.bone] for l in ik.links),
+                                      loop_count=int(getattr(ik, "loop_count", 40)),
+                                      unit_angle=float(getattr(ik, "limit_angle", 2.0)), limits=limits))
             except IndexError:
                 raise ValueError(f"RestSkeleton.from_pmx: IK bone {b.name!r} refers to a bone out of range") from None
         header = getattr(model, "header", None)
@@ -237,6 +269,8 @@ class RestSkeleton:
             inherit_rotation=[bool(getattr(b, "inherit_rotation", False)) and int(getattr(b, "inherit_source", -1))
                               >= 0 for b in bones],
             model_name=getattr(header, "name", "") if header is not None else "",
+            layers=[int(getattr(b, "layer", 0)) for b in bones],
+            after_physics=[bool(getattr(b, "after_physics", False)) for b in bones],
         )
 
     # ------------------------------------------------------------------ lookup
