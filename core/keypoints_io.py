@@ -338,7 +338,7 @@ def load_videopose3d_export(path: str | os.PathLike, *, fps: float = 30.0,
         KeypointsFormatError: wrong shape or non-finite values.
     """
     path = Path(path)
-    a = np.load(path, allow_pickle=False) if array is None else array
+    a = safe_npz.load_npy(path, allow_pickle=False) if array is None else array
     if a.ndim != 3 or a.shape[1:] != (17, 3) or len(a) == 0 or a.dtype.kind != "f":
         raise KeypointsFormatError(f"{path}: a VideoPose3D export is a float (T, 17, 3) array, got {a.shape} "
                                    f"{a.dtype}")
@@ -375,6 +375,9 @@ def load_keypoints(path: str | os.PathLike, *, fps: float = 30.0, image_size: tu
         FileNotFoundError: no such path.
         KeypointsFormatError: content not recognised (message lists what is accepted), or malformed.
         core.safe_npz.UnsafePickleError: an ``.npz`` whose pickles name code outside the allow-list (never run).
+        core.safe_npz.LimitExceededError: a file that would inflate to, or whose pickles ask for, more memory than
+            :func:`core.safe_npz.default_max_bytes` (a zip bomb, ``bytearray(3 << 30)``...). Both are
+            ``PipelineError("bad_input")``.
     """
     path = Path(path)
     if not path.exists():

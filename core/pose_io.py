@@ -7,13 +7,12 @@ Frames follow ``core.conventions``.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import skeletons
+from . import safe_npz, skeletons
 from .atomic import atomic_output
 
 FORMAT_VERSION = 1
@@ -135,21 +134,22 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
     return path
 
 
-def load(path: str | os.PathLike) -> PoseSequence:
+def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequence:
     """Read a file written by :func:`save` (never unpickles).
+
+    The file is read by :func:`core.safe_npz.load_npz` with pickles refused and its size limit (``max_bytes``,
+    default :func:`core.safe_npz.default_max_bytes`), so a hostile file cannot take more memory than that.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: not a pose file of this project, or inconsistent arrays (the message names the file).
+        core.safe_npz.SafeLoadError (a PipelineError "bad_input" and a ValueError): not a readable .npz, an object
+            array, or larger than the limit.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pose file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable .npz pose file ({e})") from e
+    d = safe_npz.load_npz(path, max_bytes=max_bytes, allow_pickle=False)
     if "format_version" not in d or "keypoints_2d" not in d:
         raise ValueError(f"{path}: not an Anime MMD pose file (no format_version/keypoints_2d)")
     if int(d["format_version"]) > FORMAT_VERSION:
