@@ -14,6 +14,7 @@ import numpy as np
 
 from . import safe_npz, skeletons
 from .atomic import atomic_output
+from .errors import PipelineError
 
 FORMAT_VERSION = 1
 
@@ -134,6 +135,24 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
     return path
 
 
+#: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, are optional).
+REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
+                   "joint_names_2d", "backend")
+
+
+class PoseFileError(PipelineError, ValueError):
+    """A pose file this program cannot use; ``code`` is ``"bad_input"`` and the message names the file."""
+
+    def __init__(self, message: str):
+        super().__init__("bad_input", message)
+
+
+def _number(a: np.ndarray, name: str) -> float:
+    if a.size != 1:
+        raise ValueError(f"{name} must be one number, got shape {a.shape}")
+    return float(a.reshape(-1)[0])
+
+
 def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequence:
     """Read a file written by :func:`save` (never unpickles).
 
@@ -142,28 +161,42 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a pose file of this project, or inconsistent arrays (the message names the file).
-        core.safe_npz.SafeLoadError (a PipelineError "bad_input" and a ValueError): not a readable .npz, an object
-            array, or larger than the limit.
+        PoseFileError (a PipelineError "bad_input" and a ValueError): not a pose file of this project, a missing
+            array (the message names it and what writes pose files), or inconsistent arrays.
+        core.safe_npz.SafeLoadError (also "bad_input" / ValueError): not a readable .npz, an object array, or
+            larger than the limit.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pose file")
     d = safe_npz.load_npz(path, max_bytes=max_bytes, allow_pickle=False)
     if "format_version" not in d or "keypoints_2d" not in d:
-        raise ValueError(f"{path}: not an Anime MMD pose file (no format_version/keypoints_2d)")
-    if int(d["format_version"]) > FORMAT_VERSION:
-        raise ValueError(f"{path}: pose file version {int(d['format_version'])} is newer than this program")
+        raise PoseFileError(f"{path}: not an Anime MMD pose file (no format_version/keypoints_2d arrays); pose files "
+                            f"are written by the pipeline's --npz output (core.pose_io.save)")
+    try:
+        version = int(d["format_version"])
+    except (TypeError, ValueError):
+        raise PoseFileError(f"{path}: format_version is not a number ({d['format_version']!r})") from None
+    if version > FORMAT_VERSION:
+        raise PoseFileError(f"{path}: pose file version {version} is newer than this program "
+                            f"(reads up to {FORMAT_VERSION}); update Anime MMD")
+    missing = [k for k in REQUIRED_ARRAYS if k not in d]
+    if missing:
+        names = ", ".join(f"'{k}'" for k in missing)
+        raise PoseFileError(
+            f"{path}: pose file lacks the {names} array{'s' if len(missing) > 1 else ''} (it holds "
+            f"{', '.join(sorted(d))}); pose files are written by core.pose_io.save, i.e. the --npz output of "
+            f"'python -m core estimate VIDEO'; write it again that way rather than editing it")
     try:
         if "joint_names_3d" in d and tuple(str(n) for n in d["joint_names_3d"]) != skeletons.CANONICAL:
             raise ValueError("its 3D joint set differs from this program's CANONICAL set")
         return PoseSequence(
             keypoints_2d=d["keypoints_2d"], timestamps=d["timestamps"], frame_indices=d["frame_indices"],
-            detected=d["detected"], fps=float(d["fps"]), image_size=tuple(d["image_size"].tolist()),
+            detected=d["detected"], fps=_number(d["fps"], "fps"), image_size=tuple(d["image_size"].tolist()),
             joint_names_2d=tuple(str(n) for n in d["joint_names_2d"]), backend=str(d["backend"]),
             joints_3d=d.get("joints_3d"), lifter=str(d.get("lifter", "")), source=str(d.get("source", "")),
             crop=tuple(d["crop"].tolist()) if "crop" in d else None, trajectory=d.get("trajectory"),
             notes=[str(n) for n in d.get("notes", [])],
         )
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from e
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e
