@@ -202,16 +202,44 @@ def ik_solvers(rest: RestSkeleton) -> list[IkSolverSpec]:
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+# Internally every per-bone array is component-major, ``(4, F)`` quaternions and ``(3, F)`` vectors, so each
+# component is one contiguous row (several times faster than (F, 4) slices of a (T, N, 4) array). Same algebra as
+# ``core.quat`` (Hamilton product, v' = q v q*).
+
+def _mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+
+
+def _conj(q: np.ndarray) -> np.ndarray:
+    return np.array([-q[0], -q[1], -q[2], q[3]])
+
+
+def _rot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``q v q*`` for ``q (4, F)``, ``v (3, F)`` or ``(3, 1)`` (``v + w t + u × t``, ``t = 2 u × v``)."""
+    x, y, z, w = q
+    vx, vy, vz = v
+    tx = 2.0 * (y * vz - z * vy)
+    ty = 2.0 * (z * vx - x * vz)
+    tz = 2.0 * (x * vy - y * vx)
+    return np.array([vx + w * tx + y * tz - z * ty, vy + w * ty + z * tx - x * tz, vz + w * tz + x * ty - y * tx])
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n < 1e-300, 1.0, n)
+    n = np.sqrt(np.sum(v * v, axis=0))
+    return v / np.where(n < 1e-300, 1.0, n)       # a zero vector stays zero, as Babylon's normalize leaves it
 
 
 def _axis_quat(axis: int, ang: np.ndarray) -> np.ndarray:
-    q = np.zeros(ang.shape + (4,))
-    q[..., axis] = np.sin(0.5 * ang)
-    q[..., 3] = np.cos(0.5 * ang)
+    q = np.zeros((4,) + ang.shape)
+    q[axis] = np.sin(0.5 * ang)
+    q[3] = np.cos(0.5 * ang)
     return q
 
 
@@ -226,50 +254,62 @@ def _limit_angle(a: np.ndarray, lo: float, hi: float, reflect: bool) -> np.ndarr
 
 
 def _apply_limits(q: np.ndarray, link: IkLinkSpec, reflect: bool) -> np.ndarray:
-    """Euler-decompose ``q (F, 4)`` in the link's order, limit each angle, rebuild ([BM] ``_solveChain``).
+    """Euler-decompose ``q (4, F)`` in the link's order, limit each angle, rebuild ([BM] ``_solveChain``).
 
-    ``m`` is the column-vector matrix of ``q``; [BM] indexes Babylon's row-vector (transposed) matrix, so its
-    ``m[r * 4 + c]`` is ``m[c, r]`` here."""
-    m = Q.to_matrix(q)
+    ``mRC`` below are elements of the column-vector rotation matrix of ``q``; [BM] indexes Babylon's row-vector
+    (transposed) matrix, so its ``m[r * 4 + c]`` is ``mCR`` here."""
+    x, y, z, w = q
     lo, hi = link.lo, link.hi
     if link.order == _ORDER_YXZ:        # q = Ry · Rx · Rz
-        rx = np.clip(np.arcsin(np.clip(-m[:, 1, 2], -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
-        ry = np.arctan2(m[:, 0, 2], m[:, 2, 2])
-        rz = np.arctan2(m[:, 1, 0], m[:, 1, 1])
+        m12, m02, m22 = 2 * (y * z - w * x), 2 * (x * z + w * y), 1 - 2 * (x * x + y * y)
+        m10, m11 = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z)
+        rx = np.clip(np.arcsin(np.clip(-m12, -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
+        ry = np.arctan2(m02, m22)
+        rz = np.arctan2(m10, m11)
     elif link.order == _ORDER_ZYX:      # q = Rz · Ry · Rx
-        ry = np.clip(np.arcsin(np.clip(-m[:, 2, 0], -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
-        rx = np.arctan2(m[:, 2, 1], m[:, 2, 2])
-        rz = np.arctan2(m[:, 1, 0], m[:, 0, 0])
+        m20, m21, m22 = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
+        m10, m00 = 2 * (x * y + w * z), 1 - 2 * (y * y + z * z)
+        ry = np.clip(np.arcsin(np.clip(-m20, -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
+        rx = np.arctan2(m21, m22)
+        rz = np.arctan2(m10, m00)
     else:                               # q = Rx · Rz · Ry
-        rz = np.clip(np.arcsin(np.clip(-m[:, 0, 1], -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
-        rx = np.arctan2(m[:, 2, 1], m[:, 1, 1])
-        ry = np.arctan2(m[:, 0, 2], m[:, 0, 0])
+        m01, m21, m11 = 2 * (x * y - w * z), 2 * (y * z + w * x), 1 - 2 * (x * x + z * z)
+        m02, m00 = 2 * (x * z + w * y), 1 - 2 * (y * y + z * z)
+        rz = np.clip(np.arcsin(np.clip(-m01, -1.0, 1.0)), -_EULER_CAP, _EULER_CAP)
+        rx = np.arctan2(m21, m11)
+        ry = np.arctan2(m02, m00)
     rx = _limit_angle(rx, lo[0], hi[0], reflect)
     ry = _limit_angle(ry, lo[1], hi[1], reflect)
     rz = _limit_angle(rz, lo[2], hi[2], reflect)
     qx, qy, qz = _axis_quat(0, rx), _axis_quat(1, ry), _axis_quat(2, rz)
     if link.order == _ORDER_YXZ:
-        return Q.multiply(Q.multiply(qy, qx), qz)
+        return _mul(_mul(qy, qx), qz)
     if link.order == _ORDER_ZYX:
-        return Q.multiply(Q.multiply(qz, qy), qx)
-    return Q.multiply(Q.multiply(qx, qz), qy)
+        return _mul(_mul(qz, qy), qx)
+    return _mul(_mul(qx, qz), qy)
+
+
+def _identity(f: int) -> np.ndarray:
+    q = np.zeros((4, f))
+    q[3] = 1.0
+    return q
 
 
 def _solve(spec: IkSolverSpec, goal: np.ndarray, par_pos: np.ndarray, par_rot: np.ndarray, offs: list,
            qloc: list) -> list:
-    """CCD for one solver over F frames (vectorised). Returns the links' IK rotations ``[(F, 4)]`` (to be applied
+    """CCD for one solver over F frames (vectorised). Returns the links' IK rotations ``[(4, F)]`` (to be applied
     as ``ik · q_fk``).
 
     Args:
-        goal: ``(F, 3)`` IK bone world positions.  par_pos, par_rot: ``(F, 3)``, ``(F, 4)`` world transform of the
-            outermost link's parent.  offs, qloc: per path bone, ``(F, 3)`` local offsets (rest offset + key) and
-            ``(F, 4)`` local rotations before IK.
+        goal: ``(3, F)`` IK bone world positions.  par_pos, par_rot: ``(3, F)``, ``(4, F)`` world transform of the
+            outermost link's parent.  offs, qloc: per path bone, ``(3, F)`` local offsets (rest offset + key) and
+            ``(4, F)`` local rotations before IK.
     """
-    f_all = goal.shape[0]
+    f_all = goal.shape[1]
     n_path = len(spec.path)
-    links = [l for l in spec.links]
+    links = list(spec.links)
     link_at = {l.path_pos: j for j, l in enumerate(links)}
-    ik_out = [Q.identity(f_all) for _ in links]
+    ik_out = [_identity(f_all) for _ in links]
     idx = np.arange(f_all)
     ik = [q.copy() for q in ik_out]
     pos = [None] * n_path
@@ -278,35 +318,39 @@ def _solve(spec: IkSolverSpec, goal: np.ndarray, par_pos: np.ndarray, par_rot: n
     def fk_from(k0: int):
         for k in range(k0, n_path):
             pp, pr = (par_pos, par_rot) if k == 0 else (pos[k - 1], rot[k - 1])
-            pos[k] = pp + Q.rotate(pr, offs[k])
+            pos[k] = pp + _rot(pr, offs[k])
             if k < n_path - 1:
                 j = link_at.get(k)
-                q = qloc[k] if j is None else Q.multiply(ik[j], qloc[k])
-                rot[k] = Q.multiply(pr, q)
+                rot[k] = _mul(pr, qloc[k] if j is None else _mul(ik[j], qloc[k]))
 
     def keep(mask: np.ndarray):
         nonlocal idx, goal, par_pos, par_rot, offs, qloc, ik
         for j in range(len(links)):
-            ik_out[j][idx] = ik[j]
+            ik_out[j][:, idx] = ik[j]
         idx = idx[mask]
-        goal, par_pos, par_rot = goal[mask], par_pos[mask], par_rot[mask]
-        offs = [o[mask] for o in offs]
-        qloc = [q[mask] for q in qloc]
-        ik = [q[mask] for q in ik]
+        goal, par_pos, par_rot = goal[:, mask], par_pos[:, mask], par_rot[:, mask]
+        offs = [o[:, mask] for o in offs]
+        qloc = [q[:, mask] for q in qloc]
+        ik = [q[:, mask] for q in ik]
         for k in range(n_path):
-            pos[k] = pos[k][mask]
+            pos[k] = pos[k][:, mask]
             if rot[k] is not None:
-                rot[k] = rot[k][mask]
+                rot[k] = rot[k][:, mask]
+
+    def converged() -> np.ndarray:
+        d = pos[-1] - goal
+        return np.sum(d * d, axis=0) < _DIST2_EPS
 
     fk_from(0)
-    active = np.sum((pos[-1] - goal) ** 2, axis=-1) >= _DIST2_EPS
-    if not active.all():
-        keep(active)
+    done = converged()
+    if done.any():
+        keep(~done)
     half = spec.loop_count >> 1
     for it in range(spec.loop_count):
         if idx.size == 0:
             break
         use_axis = it < half
+        turned = np.zeros(idx.size, dtype=bool)
         for j, link in enumerate(links):
             if link.axis == _AXIS_FIXED:
                 continue
@@ -314,28 +358,33 @@ def _solve(spec: IkSolverSpec, goal: np.ndarray, par_pos: np.ndarray, par_rot: n
             pr = par_rot if k == 0 else rot[k - 1]
             t = _unit(pos[k] - pos[-1])
             kv = _unit(pos[k] - goal)
-            axis_w = np.cross(t, kv)
-            ok = np.sum(axis_w * axis_w, axis=-1) >= _AXIS2_EPS
+            axis_w = _cross(t, kv)
+            ok = np.sum(axis_w * axis_w, axis=0) >= _AXIS2_EPS
             if not ok.any():
                 continue
+            turned |= ok
             limited = link.lo is not None
             if limited and use_axis and link.axis in (_AXIS_X, _AXIS_Y, _AXIS_Z):
                 a = link.axis - _AXIS_X
-                e = Q.rotate(pr, _BASIS[a])
-                sign = np.where(np.sum(axis_w * e, axis=-1) >= 0.0, 1.0, -1.0)
-                axis_l = sign[:, None] * _BASIS[a]
+                e = _rot(pr, _BASIS[a][:, None])
+                sign = np.where(np.sum(axis_w * e, axis=0) >= 0.0, 1.0, -1.0)
+                axis_l = _BASIS[a][:, None] * sign
             else:
-                axis_l = _unit(Q.rotate(Q.conjugate(pr), axis_w))
-            ang = np.minimum(spec.unit_angle * (j + 1), np.arccos(np.clip(np.sum(t * kv, axis=-1), -1.0, 1.0)))
-            new = Q.multiply(Q.from_axis_angle(axis_l, ang), ik[j])
+                axis_l = _unit(_rot(_conj(pr), axis_w))
+            ang = np.minimum(spec.unit_angle * (j + 1), np.arccos(np.clip(np.sum(t * kv, axis=0), -1.0, 1.0)))
+            h = 0.5 * ang
+            dq = np.concatenate([axis_l * np.sin(h), np.cos(h)[None]], axis=0)
+            new = _mul(dq, ik[j])
             if limited:
                 q_fk = qloc[k]
-                new = Q.multiply(_apply_limits(Q.multiply(new, q_fk), link, use_axis), Q.conjugate(q_fk))
-            ik[j] = np.where(ok[:, None], new, ik[j])
+                new = _mul(_apply_limits(_mul(new, q_fk), link, use_axis), _conj(q_fk))
+            ik[j] = np.where(ok, new, ik[j])
             fk_from(k)
-        active = np.sum((pos[-1] - goal) ** 2, axis=-1) >= _DIST2_EPS
-        if not active.all():
-            keep(active)
+        # A frame where no link turned in a whole iteration cannot change any more (whether a link turns depends
+        # only on the positions): dropping it early gives exactly the full loop's result, faster.
+        done = converged() | ~turned
+        if done.any():
+            keep(~done)
     keep(np.ones(idx.size, dtype=bool))
     return ik_out
 
@@ -419,14 +468,17 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
     rp = rest.positions
     par = rest.parents
     rest_off = rp - np.where(par[:, None] >= 0, rp[np.maximum(par, 0)], 0.0)
-    q_anim = q_key.copy()            # key + inheritance, before IK
-    q_cur = q_key.copy()             # final local rotation (IK included once solved)
+    # component-major per bone: (N, 4, T) / (N, 3, T)
+    qk = np.ascontiguousarray(q_key.transpose(1, 2, 0))
+    tk = np.ascontiguousarray(t_key.transpose(1, 2, 0))
+    off_all = tk + rest_off[:, :, None]
+    q_anim = list(qk)                # per bone (4, T): key + inheritance, before IK (replaced, never written into)
+    q_cur = list(qk)                 # per bone (4, T): final local rotation (IK included once solved)
     prepared = np.zeros(n, dtype=bool)
     have = np.zeros(n, dtype=bool)
-    wpos = np.zeros((t_len, n, 3))
-    wrot = np.zeros((t_len, n, 4))
-    wrot[..., 3] = 1.0
-    ident = Q.identity(t_len)
+    wpos = np.zeros((n, 3, t_len))
+    wrot = np.zeros((n, 4, t_len))
+    wrot[:, 3] = 1.0
 
     def prepare(i: int):
         if prepared[i]:
@@ -436,22 +488,21 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
         ratio = float(rest.inherit_ratio[i])
         if rest.inherit_rotation[i] and src >= 0 and ratio != 0.0:
             prepare(src)
-            part = q_cur[:, src] if ratio == 1.0 else Q.slerp(ident, q_cur[:, src], ratio)
-            q_anim[:, i] = Q.multiply(q_key[:, i], part)
-            q_cur[:, i] = q_anim[:, i]
+            part = q_cur[src] if ratio == 1.0 else Q.slerp(Q.identity(t_len), q_cur[src].T, ratio).T
+            q_anim[i] = _mul(qk[i], part)
+            q_cur[i] = q_anim[i]
 
     def world(i: int):
         p = int(par[i])
         if p >= 0 and not have[p]:
             world(p)                 # a parent later in MMD's order: evaluated first here (MMD would use stale data)
         prepare(i)
-        off = rest_off[i] + t_key[:, i]
         if p < 0:
-            wpos[:, i] = off
-            wrot[:, i] = q_cur[:, i]
+            wpos[i] = off_all[i]
+            wrot[i] = q_cur[i]
         else:
-            wpos[:, i] = wpos[:, p] + Q.rotate(wrot[:, p], off)
-            wrot[:, i] = Q.multiply(wrot[:, p], q_cur[:, i])
+            wpos[i] = wpos[p] + _rot(wrot[p], off_all[i])
+            wrot[i] = _mul(wrot[p], q_cur[i])
         have[i] = True
 
     residual = {}
@@ -463,28 +514,39 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
             continue
         s = solvers[c]
         if i in goals:
-            g = goals[i]
-            wpos[:, i] = np.where(np.isnan(g), wpos[:, i], g)
+            g = goals[i].T
+            wpos[i] = np.where(np.isnan(g), wpos[i], g)
         for b in s.path:
             if not have[b]:
                 world(b)
         frames = np.flatnonzero(on[:, c])
         res = np.full(t_len, np.nan)
         if frames.size:
+            sel = slice(None) if frames.size == t_len else frames
             top_par = int(par[s.path[0]])
-            pp = wpos[frames, top_par] if top_par >= 0 else np.zeros((frames.size, 3))
-            pr = wrot[frames, top_par] if top_par >= 0 else Q.identity(frames.size)
-            offs = [rest_off[b] + t_key[frames, b] for b in s.path]
+            pp = wpos[top_par][:, sel] if top_par >= 0 else np.zeros((3, frames.size))
+            pr = wrot[top_par][:, sel] if top_par >= 0 else _identity(frames.size)
+            offs = [off_all[b][:, sel] for b in s.path]
             link_ids = {l.index for l in s.links}
-            qloc = [q_anim[frames, b] if b in link_ids else q_cur[frames, b] for b in s.path]
-            iks = _solve(s, wpos[frames, i], pp, pr, offs, qloc)
+            qloc = [(q_anim[b] if b in link_ids else q_cur[b])[:, sel] for b in s.path]
+            iks = _solve(s, wpos[i][:, sel], pp, pr, offs, qloc)
             for l, q_ik in zip(s.links, iks):
-                q_cur[frames, l.index] = Q.multiply(q_ik, q_anim[frames, l.index])
+                if frames.size == t_len:
+                    q_cur[l.index] = _mul(q_ik, q_anim[l.index])
+                else:
+                    q_new = q_cur[l.index].copy()
+                    q_new[:, sel] = _mul(q_ik, q_anim[l.index][:, sel])
+                    q_cur[l.index] = q_new
             for b in s.subtree:      # re-pose what is already posed below the chain ([BM] updateIkChainWorldMatrix)
                 if have[b]:
                     world(int(b))
-            res[frames] = np.linalg.norm(wpos[frames, s.target] - wpos[frames, i], axis=-1)
+            d = wpos[s.target][:, sel] - wpos[i][:, sel]
+            res[sel] = np.sqrt(np.sum(d * d, axis=0))
         residual[rest.names[i]] = res
+    # (T, N, ...) views of the component-major arrays (no copy)
+    wpos = wpos.transpose(2, 0, 1)
+    wrot = wrot.transpose(2, 0, 1)
+    q_cur = np.array(q_cur).transpose(2, 0, 1)
     return IkPose(positions=wpos, rotations=wrot, local_rotations=q_cur, residual=residual)
 
 
