@@ -1,6 +1,6 @@
 """Write a retargeted MMD motion onto a Blender armature as a NEW action, in bulk (Blender 4.2 .. 5.x).
 
-MMD values -> Blender pose values (MMD_FACTS.md 2.2, 2.3)
+MMD values -> Blender pose values (docs/MMD_FACTS.md §2.2, 2.3)
 -----------------------------------------------------------
 An MMD bone key holds a rotation ``q`` (x, y, z, w), relative to the parent's posed frame, and a translation ``t``
 (MMD units), an offset from rest in the parent's posed axes; every MMD rest frame is aligned with the model axes.
@@ -16,7 +16,7 @@ Because M is improper, conjugating by it keeps the angle and maps the axis ``a``
     l     = 0.08 · M · t        (metres: 1 MMD unit = 8 cm, core.conventions.METRES_PER_UNIT)
 
 For a bone whose rest frame is the armature's (B = I) this is MMD Tools' mapping
-``(w, x, y, z)_blender = (q_w, -q_x, -q_z, -q_y)`` (MMD_FACTS 2.3). The bones ``pmx_import`` builds point from head
+``(w, x, y, z)_blender = (q_w, -q_x, -q_z, -q_y)`` (docs/MMD_FACTS.md §2.3). The bones ``pmx_import`` builds point from head
 to tail with roll 0 (MMD Tools does the same, and Blender's IK needs chain bones that point at the next joint), so B
 differs per bone and the general formula is used for every bone; armatures imported by MMD Tools convert the same
 way. ``vmd_export`` applies the inverse (``q_xyz = -Mᵀ·r_xyz``, ``t = Mᵀ·l / 0.08``; M is orthogonal).
@@ -24,7 +24,7 @@ way. ``vmd_export`` applies the inverse (``q_xyz = -Mᵀ·r_xyz``, ``t = Mᵀ·l
 Keys
 ----
 Frames are MMD frames (30 fps), used as Blender frame numbers unchanged (MMD frame 0 = Blender frame 0), so a
-round trip through :mod:`vmd_export` keeps them. Quaternions are made sign-continuous per bone (MMD_FACTS 5.1:
+round trip through :mod:`vmd_export` keeps them. Quaternions are made sign-continuous per bone (docs/MMD_FACTS.md §5.1:
 Blender interpolates components, not slerp), keys are LINEAR, and everything is written with
 ``keyframe_points.add`` + ``foreach_set`` (no per-key Python calls).
 
@@ -39,21 +39,29 @@ import re
 import bpy
 import numpy as np
 
-from ._core import core_module
+from . import compat
+from ._core import conventions
+from ._core import quat as quat_math
 from .armature_rest import bone_name_map
 
 #: Blender's enum value of LINEAR keyframe interpolation (for ``foreach_set('interpolation', ...)``).
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-_P = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def mmd_to_local_matrix(bone) -> np.ndarray:
+    """``M = Bᵀ·P`` for a Blender data bone (docs/MMD_FACTS.md §2.3): maps an MMD-axes vector to the bone's local rest
+    axes (``B`` = the bone's rest rotation in armature space, ``P`` = ``core.conventions.MMD_TO_BLENDER_AXES``).
+    (3, 3) float64."""
+    b = np.array(bone.matrix_local.to_3x3(), dtype=np.float64)
+    b /= np.linalg.norm(b, axis=0, keepdims=True)
+    return b.T @ conventions.MMD_TO_BLENDER_AXES
 
 
 def mmd_to_local_matrices(obj, bone_names) -> np.ndarray:
-    """``M = Bᵀ·P`` for each named bone of armature object ``obj``: ``(N, 3, 3)`` float64 (see the module doc)."""
+    """:func:`mmd_to_local_matrix` for each named bone of armature object ``obj``: ``(N, 3, 3)`` float64."""
     out = np.empty((len(bone_names), 3, 3))
     for k, name in enumerate(bone_names):
-        b = np.array(obj.data.bones[name].matrix_local.to_3x3(), dtype=np.float64)
-        b /= np.linalg.norm(b, axis=0, keepdims=True)
-        out[k] = b.T @ _P
+        out[k] = mmd_to_local_matrix(obj.data.bones[name])
     return out
 
 
@@ -77,7 +85,7 @@ def mmd_to_pose(m: np.ndarray, rotations: np.ndarray | None = None, locations: n
     if m.ndim != 3 or m.shape[1:] != (3, 3):
         raise ValueError(f"m must be (N, 3, 3), got {m.shape}")
     if metres_per_unit is None:
-        metres_per_unit = core_module("conventions").METRES_PER_UNIT
+        metres_per_unit = conventions.METRES_PER_UNIT
     rq = rl = None
     if rotations is not None:
         q = np.asarray(rotations, dtype=np.float64)
@@ -100,7 +108,7 @@ def pose_to_mmd(m: np.ndarray, quat_wxyz: np.ndarray | None = None, location: np
     ``(T, N, 4)`` (x, y, z, w) / ``(T, N, 3)`` model units. ``q_xyz = -Mᵀ·r_xyz``, ``t = Mᵀ·l / 0.08``."""
     m = np.asarray(m, dtype=np.float64)
     if metres_per_unit is None:
-        metres_per_unit = core_module("conventions").METRES_PER_UNIT
+        metres_per_unit = conventions.METRES_PER_UNIT
     q = t = None
     if quat_wxyz is not None:
         r = np.asarray(quat_wxyz, dtype=np.float64)
@@ -111,19 +119,6 @@ def pose_to_mmd(m: np.ndarray, quat_wxyz: np.ndarray | None = None, location: np
         lo = np.asarray(location, dtype=np.float64)
         t = np.einsum("nji,tnj->tni", m, lo) / metres_per_unit
     return q, t
-
-
-def sign_continuous(q: np.ndarray) -> np.ndarray:
-    """Flip quaternion signs along axis 0 so consecutive keys have a non-negative dot product (MMD_FACTS 5.1).
-
-    ``q``: ``(T, ..., 4)``; returns a new array of the same shape.
-    """
-    q = np.asarray(q, dtype=np.float64)
-    if len(q) < 2:
-        return q.copy()
-    dots = np.sum(q[1:] * q[:-1], axis=-1)
-    flips = np.concatenate([np.ones((1,) + dots.shape[1:]), np.where(dots < 0, -1.0, 1.0)], axis=0)
-    return q * np.cumprod(flips, axis=0)[..., None]
 
 
 def unique_action_name(base: str) -> str:
@@ -150,22 +145,12 @@ class _CurveSink:
         self.fcurves = None
         self.groups = None
         self.legacy = False
-        try:
-            from bpy_extras import anim_utils
-        except ImportError:  # pragma: no cover
-            anim_utils = None
-        ensure = getattr(anim_utils, "action_ensure_channelbag_for_slot", None)
-        if hasattr(action, "slots") and bpy.app.version >= (4, 4, 0):
+        if compat.has_slotted_actions(action):
             slot = action.slots.new(id_type="OBJECT", name=obj.name)
             ad.action = action
             if ad.action_slot != slot:
                 ad.action_slot = slot
-            if ensure is not None:
-                bag = ensure(action, slot)
-            else:  # 4.4 / 4.5
-                layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
-                strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
-                bag = strip.channelbag(slot, ensure=True)
+            bag = compat.channelbag_for_slot(action, slot, ensure=True)
             self.fcurves = bag.fcurves
             self.groups = getattr(bag, "groups", None)
         else:  # 4.2 / 4.3
@@ -251,7 +236,7 @@ def write_action(obj, frames, rotations: dict, locations: dict, *, name: str, bo
     norm = np.linalg.norm(rot_arr, axis=-1, keepdims=True)
     rot_arr = np.where(norm > 1e-12, rot_arr / np.where(norm > 1e-12, norm, 1.0), np.array([0, 0, 0, 1.0]))
     quat, loc = mmd_to_pose(m, rot_arr, loc_arr)
-    quat = sign_continuous(quat)
+    quat = quat_math.make_continuous(quat)
 
     previous = obj.animation_data.action if obj.animation_data is not None else None
     action = bpy.data.actions.new(unique_action_name(name))
@@ -299,12 +284,11 @@ def apply_motion(obj, motion, *, name: str, scene=None, fps: int | None = None, 
     Returns:
         The new action. Bones the armature lacks are listed in ``action["mmd_skipped_bones"]``.
     """
-    conv = core_module("conventions")
     action, skipped = write_action(obj, motion.frames, dict(motion.rotations), dict(motion.locations), name=name)
     if skipped:
         action["mmd_skipped_bones"] = skipped
     scene = scene or bpy.context.scene
-    scene.render.fps = int(fps or conv.MMD_FPS)
+    scene.render.fps = int(fps or conventions.MMD_FPS)
     scene.render.fps_base = 1.0
     if set_range:
         f = np.asarray(motion.frames)

@@ -1,6 +1,6 @@
 """A ``core.rest_skeleton.RestSkeleton`` from a Blender armature (ours from ``pmx_import`` or one from MMD Tools).
 
-MMD names: ``pose_bone.mmd_bone.name_j`` for armatures imported by MMD Tools (MMD_FACTS 4; [MT]
+MMD names: ``pose_bone.mmd_bone.name_j`` for armatures imported by MMD Tools (docs/MMD_FACTS.md §4; [MT]
 ``properties/pose_bone.py``), else the data bone's ``mmd_name_j`` custom property (``pmx_import``), else the bone
 name. MMD Tools' helper bones (``is_mmd_shadow_bone``: ``_dummy_`` / ``_shadow_`` bones) are left out; their
 children hang from the nearest kept ancestor.
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import core_module
+from ._core import conventions
+from ._core import rest_skeleton as rest_skeleton_module
 
 
 def _is_helper(pose_bone) -> bool:
@@ -72,8 +73,6 @@ def rest_skeleton(obj):
     """
     if obj is None or obj.type != "ARMATURE":
         raise ValueError("the target must be an armature object")
-    rs = core_module("rest_skeleton")
-    conv = core_module("conventions")
     pbs = [pb for pb in obj.pose.bones if not _is_helper(pb)]
     if not pbs:
         raise ValueError(f"armature {obj.name!r} has no bones")
@@ -84,7 +83,7 @@ def rest_skeleton(obj):
     names = [mmd_name(pb) for pb in pbs]
     names_en = [mmd_name_en(pb) for pb in pbs]
     heads = np.array([tuple(pb.bone.head_local) for pb in pbs], dtype=np.float64).reshape(-1, 3)
-    positions = conv.blender_to_mmd(heads)
+    positions = conventions.blender_to_mmd(heads)
     parents = []
     for pb in pbs:
         p = pb.parent
@@ -106,7 +105,7 @@ def rest_skeleton(obj):
             ik_bone = obj.pose.bones[con.subtarget]
             target = _ik_target(obj, pb, ik_bone, index)
             if target is not None:
-                chains.append(rs.IkChain(names[index[ik_bone.name]], names[index[target]], tuple(links)))
+                chains.append(rest_skeleton_module.IkChain(names[index[ik_bone.name]], names[index[target]], tuple(links)))
 
     n = len(pbs)
     inh_src = np.full(n, -1, dtype=np.int64)
@@ -116,7 +115,7 @@ def rest_skeleton(obj):
         src, ratio, rot = _inherit(pb)
         if src and src in index and ratio != 0.0:
             inh_src[i], inh_ratio[i], inh_rot[i] = index[src], ratio, rot
-    return rs.RestSkeleton(names=names, positions=positions, parents=parents, names_en=names_en, ik_chains=chains,
+    return rest_skeleton_module.RestSkeleton(names=names, positions=positions, parents=parents, names_en=names_en, ik_chains=chains,
                            inherit_source=inh_src, inherit_ratio=inh_ratio, inherit_rotation=inh_rot,
                            model_name=model_name(obj))
 

@@ -1,6 +1,6 @@
 """The detection cache: one pose ``.npz`` per input file + detection settings (no bpy here).
 
-Detection (the worker's ``core.pipeline.detect_stage``) is the slow part; everything after it (smoothing,
+Detection (the worker's ``core.worker.job.detect_stage``) is the slow part; everything after it (smoothing,
 trajectory, retargeting onto the chosen armature) runs in Blender from the saved ``.npz`` when the user presses
 Apply. So the cache key covers exactly what changes the ``.npz``:
 
@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ._core import core_module
+from ._core import core, options, protocol
 
-protocol = core_module("protocol")
-ENGINE_VERSION: str = core_module().__version__
+ENGINE_VERSION: str = core.__version__
 
-BACKENDS = ("mediapipe", "detectron2", "keypoints")
-LIFTERS = ("native", "videopose3d")
+#: The engine's backends (``core.options.BACKENDS``) plus the add-on's own choice of reading a keypoint file.
+BACKENDS = options.values(options.BACKENDS) + ("keypoints",)
+LIFTERS = options.values(options.LIFTERS)
 
 #: Suffix of the temporary files ``core.pose_io.save`` writes before renaming; a killed worker can leave one.
 TMP_SUFFIX = ".tmp.npz"
@@ -125,7 +125,7 @@ class DetectionSettings:
         return self.keypoints if self.backend == "keypoints" else self.video
 
     def options(self) -> dict[str, Any]:
-        """The worker request's ``options`` (fields of ``core.pipeline.EstimateOptions``)."""
+        """The worker request's ``options`` (fields of ``core.options.DetectOptions``)."""
         opts: dict[str, Any] = {"start": self.start, "end": self.end, "crop": self.crop, "lifter": self.lifter,
                                 "device": self.device}
         if self.backend == "keypoints":

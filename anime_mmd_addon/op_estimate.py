@@ -23,9 +23,8 @@ from typing import Any, Callable
 import bpy
 
 from . import cache, prefs, worker_client
-from ._core import EXTENSION_ROOT, core_module
+from ._core import EXTENSION_ROOT, pose_io, protocol
 
-protocol = core_module("protocol")
 
 #: Seconds between two drains of the worker's messages (the modal timer).
 TIMER_S = 0.1
@@ -66,7 +65,6 @@ def _addon_error(code: str, message: str) -> dict[str, Any]:
 
 def _check_pose_file(path: Path) -> tuple[Any, str | None]:
     """``(poses, None)`` if ``path`` is a readable pose file, else ``(None, why)``."""
-    pose_io = core_module("pose_io")
     try:
         return pose_io.load(path), None
     except (OSError, ValueError) as e:
@@ -420,7 +418,7 @@ def check_worker(python: str | None, timeout: float = CHECK_TIMEOUT_S) -> tuple[
 class ANIMEMMD_OT_check_worker(bpy.types.Operator):
     """Start the worker environment's Python and report its packages, CUDA, and what is missing"""
 
-    bl_idname = "anime_mmd.check_worker"
+    bl_idname = prefs.CHECK_WORKER_IDNAME
     bl_label = "Check Worker"
     bl_options = {"REGISTER"}
 

@@ -18,7 +18,7 @@ from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import action_writer, armature_rest, pmx_import, video_reference, vmd_export
-from ._core import core_module
+from ._core import errors, format_errors, motion_stage, options, pose_io
 
 
 def target_armature(context):
@@ -52,14 +52,13 @@ class ANIMEMMD_OT_import_pmx(bpy.types.Operator, ImportHelper):
                                 description="Make the imported armature the panel's target armature")
 
     def execute(self, context):
-        errors = core_module("formats.errors")
         path = Path(bpy.path.abspath(self.filepath))
         if not path.is_file():
             self.report({"ERROR"}, f"{path}: no such file")
             return {"CANCELLED"}
         try:
             result = pmx_import.import_pmx(path, context)
-        except errors.FormatError as e:
+        except format_errors.FormatError as e:
             self.report({"ERROR"}, f"Not a readable PMX model: {e}")
             return {"CANCELLED"}
         except OSError as e:
@@ -118,7 +117,6 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
 
 
 def _user_errors() -> tuple:
-    errors = core_module("errors")
     return (errors.PipelineError, ValueError, FileNotFoundError, KeyError)
 
 
@@ -127,12 +125,10 @@ def _motion_for(props, obj):
 
     Returns ``(BoneMotion, action base name)``; raises PipelineError / ValueError / FileNotFoundError.
     """
-    pose_io = core_module("pose_io")
-    pipeline = core_module("pipeline")
     poses = pose_io.load(bpy.path.abspath(props.result_npz))
     rest = armature_rest.rest_skeleton(obj)
-    opts = pipeline.EstimateOptions(smoothing=float(props.smoothing))
-    motion = pipeline.motion_stage(poses, rest, opts)
+    opts = options.MotionOptions(smoothing=float(props.smoothing))
+    motion = motion_stage.motion_stage(poses, rest, opts)
     src = props.video_path or poses.source or props.result_npz
     return motion, Path(bpy.path.abspath(src)).stem or "motion"
 

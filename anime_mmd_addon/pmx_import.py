@@ -2,7 +2,7 @@
 
 What is built (MMD_FACTS.md sections 3 and 4):
 
-* **Armature** with the PMX bone hierarchy. Bone names are the Japanese PMX names, byte for byte (MMD_FACTS 4:
+* **Armature** with the PMX bone hierarchy. Bone names are the Japanese PMX names, byte for byte (docs/MMD_FACTS.md §4:
   full-width ＩＫ etc.), so motions match by name; each data bone also stores ``mmd_name_j`` (the exact PMX name,
   which survives Blender's renaming of duplicates), ``mmd_name_en`` (the English alias) and ``mmd_index``.
   Heads are the PMX positions converted with ``core.conventions.mmd_to_blender`` (metres, Z up, the model faces -Y).
@@ -10,20 +10,20 @@ What is built (MMD_FACTS.md sections 3 and 4):
   offset), with roll 0, like MMD Tools. Bones without a usable tail point up (+Z). Bones of an IK chain are made to
   meet: the first link's tail is the IK target's head and each further link's tail is the previous link's head,
   because Blender's IK moves the *tail* of the chain (a bone's tail must be its child joint). PMX bones have no rest
-  orientation (MMD_FACTS 2.2), so the Blender rest orientation is only a display choice: ``action_writer`` converts
+  orientation (docs/MMD_FACTS.md §2.2), so the Blender rest orientation is only a display choice: ``action_writer`` converts
   MMD values with each bone's actual rest matrix (the exact mapping is documented there), so any orientation,
   including MMD Tools' own, converts exactly.
-* **IK** (MMD_FACTS 2.5): for each PMX IK bone, an ``IK`` constraint on the link nearest the target (ひざ for
+* **IK** (docs/MMD_FACTS.md §2.5): for each PMX IK bone, an ``IK`` constraint on the link nearest the target (ひざ for
   足ＩＫ, 足首 for つま先ＩＫ) with the IK bone as target, ``chain_count`` = number of links and ``use_tail``.
   Link angle limits become pose-bone IK limits on the local axis that carries the MMD axis (ひざ: X only, the
   others locked). Blender's limits must contain 0, so ひざ's MMD range [-180°, -0.5°] becomes [0°, 180°] about the
   bone's local X (the sign flips, see ``action_writer``).
-* **Inherited (付与) rotation / translation** (MMD_FACTS 3.4): ``COPY_ROTATION`` / ``COPY_LOCATION`` constraints
+* **Inherited (付与) rotation / translation** (docs/MMD_FACTS.md §3.4): ``COPY_ROTATION`` / ``COPY_LOCATION`` constraints
   from the source bone in local space (target space "owner orientation", so differently oriented bones copy the
   same model-space rotation), influence = |ratio|, axes inverted for a negative ratio. Exact for ratio ±1 (D bones,
   腰キャンセル, 肩C); an approximation of MMD's slerp for fractional ratios (捩1-3). Fixed / local axes, local
-  inherit and external parents are not modelled (they do not change how VMD keys are read, MMD_FACTS 2.2).
-* **Mesh** with the PMX vertices, faces (winding reversed: PMX front faces are clockwise, MMD_FACTS 3.3; of
+  inherit and external parents are not modelled (they do not change how VMD keys are read, docs/MMD_FACTS.md §2.2).
+* **Mesh** with the PMX vertices, faces (winding reversed: PMX front faces are clockwise, docs/MMD_FACTS.md §3.3; of
   faces repeated on the same vertices only the most opaque material's is kept, Blender allows one),
   UVs (V flipped: PMX uses V down), custom normals, one vertex group per weighted bone (BDEF1/2/4; SDEF as BDEF2,
   QDEF as BDEF4), an Armature modifier, and one material per PMX material with its texture. Texture paths are
@@ -41,7 +41,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ._core import core_module
+from . import compat
+from ._core import conventions, pmx
+from .action_writer import mmd_to_local_matrix
 
 #: Smallest bone length (metres); Blender deletes zero-length bones.
 MIN_BONE_LENGTH = 0.01
@@ -75,7 +77,6 @@ def import_pmx(filepath, context=None, *, collection=None) -> BuildResult:
             and the byte offset).
         OSError: the file cannot be read.
     """
-    pmx = core_module("formats.pmx")
     model = pmx.read(filepath)  # read fully first: a bad file creates nothing
     return build_model(model, context=context, collection=collection)
 
@@ -130,7 +131,6 @@ def _ensure_object_mode(context) -> None:
 
 def _bone_tails(model, heads: np.ndarray) -> np.ndarray:
     """Tail of each bone in Blender metres: tail bone's head or head + offset; IK chains forced to meet."""
-    conv = core_module("conventions")
     n = len(model.bones)
     tails = heads.copy()
     for i, b in enumerate(model.bones):
@@ -138,7 +138,7 @@ def _bone_tails(model, heads: np.ndarray) -> np.ndarray:
             if 0 <= b.tail_bone < n and b.tail_bone != i:
                 tails[i] = heads[b.tail_bone]
         elif b.tail_offset is not None:
-            tails[i] = heads[i] + conv.mmd_to_blender(np.asarray(b.tail_offset, dtype=np.float64))
+            tails[i] = heads[i] + conventions.mmd_to_blender(np.asarray(b.tail_offset, dtype=np.float64))
     for b in model.bones:
         if b.ik is None or not (0 <= b.ik.target < n):
             continue
@@ -160,7 +160,6 @@ def _fix_short_bones(heads: np.ndarray, tails: np.ndarray, min_len: float) -> np
 
 
 def _build_armature(model, context, collection, name, created) -> tuple:
-    conv = core_module("conventions")
     n = len(model.bones)
     arm = bpy.data.armatures.new(name)
     created.append(arm)
@@ -176,7 +175,7 @@ def _build_armature(model, context, collection, name, created) -> tuple:
     if n == 0:
         return obj, []
 
-    heads = conv.mmd_to_blender(np.array([b.position for b in model.bones], dtype=np.float64).reshape(n, 3))
+    heads = conventions.mmd_to_blender(np.array([b.position for b in model.bones], dtype=np.float64).reshape(n, 3))
     height = float(np.ptp(heads[:, 2])) if n > 1 else 0.0
     min_len = max(MIN_BONE_LENGTH, 0.02 * height)
     tails = _fix_short_bones(heads, _bone_tails(model, heads), min_len)
@@ -228,15 +227,6 @@ def _build_armature(model, context, collection, name, created) -> tuple:
     _add_ik(model, obj, names)
     _add_inherit(model, obj, names)
     return obj, names
-
-
-def mmd_to_local_matrix(bone) -> np.ndarray:
-    """``M = Bᵀ·P`` for a Blender data bone (MMD_FACTS 2.3): maps an MMD-axes vector to the bone's local rest axes
-    (``B`` = the bone's rest rotation in armature space, ``P`` = the MMD->Blender Y<->Z swap). (3, 3) float64."""
-    b = np.array(bone.matrix_local.to_3x3(), dtype=np.float64)
-    b /= np.linalg.norm(b, axis=0, keepdims=True)
-    p = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
-    return b.T @ p
 
 
 def _add_ik(model, obj, names) -> None:
@@ -401,8 +391,7 @@ def _make_material(mat_pmx, image, name: str):
         else:
             nt.links.new(tex.outputs["Alpha"], bsdf.inputs["Alpha"])
     mat.use_backface_culling = not mat_pmx.double_sided
-    if hasattr(mat, "surface_render_method"):
-        mat.surface_render_method = "DITHERED"
+    compat.set_dithered_transparency(mat)
     mat["mmd_name_j"] = mat_pmx.name
     mat["mmd_name_en"] = mat_pmx.name_en
     return mat
@@ -448,10 +437,9 @@ def _vertex_weights(model) -> tuple:
 
 
 def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, warnings):
-    conv = core_module("conventions")
     v = model.vertices
     nv = len(v)
-    faces = np.asarray(model.faces, dtype=np.int64).reshape(-1, 3)[:, ::-1]  # reverse winding (MMD_FACTS 3.3)
+    faces = np.asarray(model.faces, dtype=np.int64).reshape(-1, 3)[:, ::-1]  # reverse winding (docs/MMD_FACTS.md §3.3)
     counts = np.array([m.index_count // 3 for m in model.materials], dtype=np.int64)
     face_mat = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
     if len(face_mat) != len(faces):
@@ -464,14 +452,14 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     nf = len(faces)
     me = bpy.data.meshes.new(name)
     created.append(me)
-    co = conv.mmd_to_blender(np.asarray(v.positions, dtype=np.float64)).astype(np.float32)
+    co = conventions.mmd_to_blender(np.asarray(v.positions, dtype=np.float64)).astype(np.float32)
     me.vertices.add(nv)
     me.vertices.foreach_set("co", co.ravel())
     me.loops.add(nf * 3)
     me.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
     me.polygons.add(nf)
     me.polygons.foreach_set("loop_start", np.arange(0, nf * 3, 3, dtype=np.int32))
-    # Material slots and per-face material index from the materials' index ranges (MMD_FACTS 3.3).
+    # Material slots and per-face material index from the materials' index ranges (docs/MMD_FACTS.md §3.3).
     for m in mats:
         me.materials.append(m)
     if len(mats):
@@ -485,7 +473,7 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     me.validate(clean_customdata=False)
     if len(me.polygons) != nf:
         warnings.append(f"{nf - len(me.polygons)} invalid faces were dropped")
-    normals = conv.mmd_to_blender(np.asarray(v.normals, dtype=np.float64))
+    normals = conventions.mmd_to_blender(np.asarray(v.normals, dtype=np.float64))
     lengths = np.linalg.norm(normals, axis=1, keepdims=True)
     if np.all(np.isfinite(normals)) and np.all(lengths > 1e-8):
         me.normals_split_custom_set_from_vertices((normals / lengths).astype(np.float32))

@@ -17,6 +17,10 @@ from ._core import EXTENSION_PACKAGE, EXTENSION_ROOT
 DEFAULT_VENV = EXTENSION_ROOT / ".venv"
 
 
+#: ``bl_idname`` of the Check worker operator (``op_estimate.ANIMEMMD_OT_check_worker``), drawn here.
+CHECK_WORKER_IDNAME = "anime_mmd.check_worker"
+
+
 def venv_python(venv_dir: Path) -> Path:
     """The interpreter of a virtual environment: ``bin/python`` (``Scripts/python.exe`` on Windows)."""
     return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -64,9 +68,7 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "cache_dir")
         col.label(text=f"Cache: {cache_dir(context)}", icon="FILE_FOLDER")
-        from .op_estimate import ANIMEMMD_OT_check_worker  # here: op_estimate imports this module
-
-        layout.operator(ANIMEMMD_OT_check_worker.bl_idname, icon="CONSOLE")
+        layout.operator(CHECK_WORKER_IDNAME, icon="CONSOLE")
         if self.worker_status:
             box = layout.box()
             for line in self.worker_status.splitlines():

@@ -19,15 +19,14 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ._core import core_module
+from ._core import conventions
 
 PLANE_NAME = "AnimeMMD Video"
 
 
 def _offset_expression(video_fps: float, start_time: float) -> str:
     """Driver expression for ``frame_offset`` with ``frame_start = 1``: shown 1-based frame = frame + offset."""
-    conv = core_module("conventions")
-    return (f"round({video_fps * start_time:.6f} + frame * {video_fps / conv.MMD_FPS:.9f}) + 1 - frame")
+    return (f"round({video_fps * start_time:.6f} + frame * {video_fps / conventions.MMD_FPS:.9f}) + 1 - frame")
 
 
 def _add_offset_driver(id_block, data_path: str, expression: str) -> None:

@@ -4,8 +4,8 @@ Every bone with ``rotation_quaternion`` / ``rotation_euler`` / ``location`` F-Cu
 MMD (Japanese) name (``armature_rest.mmd_name``), at the frames where any of its channels has a key; channels keyed
 at other frames are evaluated there. Blender pose values are converted back to MMD values with the inverse of the
 mapping documented in ``action_writer`` (``q_xyz = -Mᵀ·r_xyz``, ``q_w = r_w``, ``t = Mᵀ·l / 0.08``), quaternions
-are made sign-continuous (MMD_FACTS 5.1) and the keys go through ``vmd.make_bone_keys`` / ``vmd.sort_keys``. The
-leg IK bones' (足ＩＫ / つま先ＩＫ) locations are exported like any other translation key (MMD_FACTS 2.5).
+are made sign-continuous (docs/MMD_FACTS.md §5.1) and the keys go through ``vmd.make_bone_keys`` / ``vmd.sort_keys``. The
+leg IK bones' (足ＩＫ / つま先ＩＫ) locations are exported like any other translation key (docs/MMD_FACTS.md §2.5).
 Blender frame numbers are used as MMD frames (30 fps; the action writer keys MMD frame f at Blender frame f).
 An existing file is never replaced unless ``overwrite`` is set.
 """
@@ -18,8 +18,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ._core import core_module
-from .action_writer import mmd_to_local_matrices, pose_to_mmd, sign_continuous
+from ._core import vmd
+from . import compat
+from ._core import quat as quat_math
+from .action_writer import mmd_to_local_matrices, pose_to_mmd
 from .armature_rest import mmd_name, model_name
 
 _PATH_RE = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.(rotation_quaternion|rotation_euler|location)$')
@@ -39,12 +41,11 @@ class ExportResult:
 
 def _action_fcurves(obj, action):
     ad = obj.animation_data
-    if hasattr(action, "slots") and bpy.app.version >= (4, 4, 0):
-        from bpy_extras import anim_utils
+    if compat.has_slotted_actions(action):
         slot = ad.action_slot if ad is not None and ad.action == action else None
         if slot is None and len(action.slots):
             slot = action.slots[0]
-        bag = anim_utils.action_get_channelbag_for_slot(action, slot) if slot is not None else None
+        bag = compat.channelbag_for_slot(action, slot, ensure=False) if slot is not None else None
         return list(bag.fcurves) if bag is not None else []
     return list(action.fcurves)
 
@@ -104,7 +105,6 @@ def collect_keys(obj, action=None) -> tuple:
             else m.group(1).replace('\\"', '"').replace("\\\\", "\\")
         per_bone.setdefault(bname, {}).setdefault(m.group(2), {})[fc.array_index] = fc
     warnings: list = []
-    vmd = core_module("formats.vmd")
     names_out, frames_out, rot_out, loc_out = [], [], [], []
     for bname, chans in per_bone.items():
         pb = obj.pose.bones.get(bname)
@@ -142,7 +142,7 @@ def collect_keys(obj, action=None) -> tuple:
         q, t = pose_to_mmd(mm, quat[:, None, :], loc[:, None, :])
         names_out += [jp] * k
         frames_out.append(fr.astype(np.int64))
-        rot_out.append(sign_continuous(q[:, 0]))
+        rot_out.append(quat_math.make_continuous(q[:, 0]))
         loc_out.append(t[:, 0])
     if not names_out:
         raise ValueError(f"action {action.name!r} has no bone rotation or location keys")
@@ -171,7 +171,6 @@ def export_vmd(obj, path, *, overwrite: bool = False, action=None, model: str | 
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
-    vmd = core_module("formats.vmd")
     names, frames, rot, loc, warnings = collect_keys(obj, action)
     keys = vmd.sort_keys(vmd.make_bone_keys(names, frames, loc, rot))
     name = model or model_name(obj)

@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ._core import EXTENSION_ROOT, core_module
+from ._core import EXTENSION_ROOT, protocol
 
-protocol = core_module("protocol")
 
 #: The extension's root directory (holds ``core/``): the worker's working directory and PYTHONPATH.
 REPO_ROOT: Path = EXTENSION_ROOT

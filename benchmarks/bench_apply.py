@@ -87,11 +87,11 @@ def _keyframe_insert(arm, motion, n_frames) -> float:
 
 
 def _retarget_time(arm, rest, args) -> None:
-    """For context: the numpy retargeting half of the panel's Apply (``core.pipeline.motion_stage``) on a real
+    """For context: the numpy retargeting half of the panel's Apply (``core.motion_stage.motion_stage``) on a real
     VideoPose3D output tiled to the same length."""
     import dataclasses
 
-    from core import pipeline
+    from core import motion_stage, options
     from core.keypoints_io import load_keypoints
 
     src = REPO.parent / "shared" / "data" / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy"
@@ -107,10 +107,10 @@ def _retarget_time(arm, rest, args) -> None:
                                 detected=tile(p.detected), trajectory=None if p.trajectory is None
                                 else tile(p.trajectory))
     t0 = time.perf_counter()
-    motion = pipeline.motion_stage(poses, rest, pipeline.EstimateOptions())
+    motion = motion_stage.motion_stage(poses, rest, options.EstimateOptions())
     dt = time.perf_counter() - t0
     print(f"  (for context, not part of the target: retargeting {n} real VideoPose3D frames ({p.fps:g} fps) to "
-          f"{len(motion.frames)} keys with core.pipeline.motion_stage takes {dt:.2f} s)")
+          f"{len(motion.frames)} keys with core.motion_stage.motion_stage takes {dt:.2f} s)")
 
 
 def main(argv=None) -> int:

@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core import video  # noqa: E402
-from core.detect import detect_video  # noqa: E402
+from core.worker import video  # noqa: E402
+from core.worker.detect import detect_video  # noqa: E402
 
 DEFAULT = REPO.parent / "shared" / "data" / "videos" / "kunkun_dance_864x480_25fps.mp4"
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         dt = min(dt, time.perf_counter() - t0)
     print(f"decode (PyAV, RGB{' + crop' if crop else ''}): {n} frames in {dt:.2f} s = {n / dt:.0f} frames/s")
 
-    from core.backends import get_backend
+    from core.worker.backends import get_backend
 
     images = [f.image for _, f in zip(range(args.mediapipe_frames), video.iter_frames(args.video, crop=crop))]
     backend = get_backend("mediapipe")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(poses) / dt:.1f} frames/s; detected on {int(poses.detected.sum())}/{len(poses)} frames")
 
     if args.overlay:
-        from core.overlay import write_overlay
+        from core.worker.overlay import write_overlay
 
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()

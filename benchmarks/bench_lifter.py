@@ -32,7 +32,7 @@ def random_checkpoint(path: Path, channels: int = 1024, widths=(3, 3, 3, 3, 3)) 
     """Random weights under the official keys (see tests/test_videopose3d.py) saved like run.py does."""
     import torch
 
-    from core.lifting.videopose3d import Architecture, temporal_model_class
+    from core.worker.lifting.videopose3d import Architecture, temporal_model_class
 
     model = temporal_model_class()(Architecture(tuple(widths), channels))
     torch.save({"epoch": 0, "model_pos": model.state_dict(), "model_traj": None}, path)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from core.lifting.videopose3d import VideoPose3DLifter
+    from core.worker.lifting.videopose3d import VideoPose3DLifter
 
     poses = keypoints_io.load_keypoints(DATA)
     kp = poses.keypoints_coco17()[int(np.argmax(poses.detected)):]  # from the first detection (frame 84) on

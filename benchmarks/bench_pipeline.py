@@ -4,7 +4,7 @@
 
 Default input: ``../shared/data/videos/kunkun_dance_864x480_25fps.mp4`` onto the mat4 model. Prints:
 
-* decode alone (PyAV), detector alone (MediaPipe on already decoded frames), and the whole ``core.pipeline.run``;
+* decode alone (PyAV), detector alone (MediaPipe on already decoded frames), and the whole ``core.worker.job.run_job``;
 * the numpy stages timed separately (gap filling + smoothing + trajectory + retargeting, VMD writing);
 * the overhead of everything but the detector, as a percentage of the detector's own time (target: < 15 %);
 * peak resident memory of the run (``ru_maxrss``, measured before the benchmark holds any frames itself).
@@ -32,15 +32,16 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
 
-    from core import pipeline, video
-    from core.backends import get_backend
+    from core import options
+    from core.worker import job, video
+    from core.worker.backends import get_backend
 
     # 1. the whole run first, so peak memory is the pipeline's own (it streams frames)
     totals = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as d:
-            opts = pipeline.EstimateOptions(video=args.video, output=str(Path(d) / "out.vmd"), model=args.model)
-            totals.append(pipeline.run(opts).timings)
+            opts = options.EstimateOptions(video=args.video, output=str(Path(d) / "out.vmd"), model=args.model)
+            totals.append(job.run_job(opts).timings)
     best = min(totals, key=lambda t: t["total"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

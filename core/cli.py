@@ -30,6 +30,39 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+#: Options given as positional arguments or handled by the CLI itself, not by a flag of their declaration.
+_POSITIONAL = ("video",)
+_PARSERS = {"float": float, "path": str, "str": str, "crop": _crop, "size": _size}
+
+
+def add_declared_arguments(parser: argparse.ArgumentParser, cls: type, names: tuple[str, ...] | None = None) -> None:
+    """One argument per option of the options dataclass ``cls`` (``core.options``), from its declaration: flag,
+    help, choices, type and default. ``names`` limits it to these options (in the dataclass's order)."""
+    import dataclasses
+
+    from .options import values
+
+    for f in dataclasses.fields(cls):
+        if names is not None and f.name not in names:
+            continue
+        meta = f.metadata
+        if f.name in _POSITIONAL:
+            parser.add_argument(f.name, nargs="?", help=f"{meta['help']} (omit with --from-npz / --from-keypoints)")
+            continue
+        flags = [meta["flag"]] + (["-o"] if f.name == "output" else [])
+        kw: dict = {"dest": f.name, "help": meta["help"]}
+        if meta["kind"] == "bool":
+            kw["action"] = "store_false" if f.default else "store_true"
+        else:
+            kw["type"] = _PARSERS[meta["kind"]]
+            kw["default"] = f.default
+            if meta["choices"] is not None:
+                kw["choices"] = values(meta["choices"])
+        if f.name == "output":
+            kw["required"] = True
+        parser.add_argument(*sorted(flags, key=len), **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="Anime MMD: dance video -> MikuMikuDance motion (VMD).")
     p.add_argument("--version", action="version", version=f"anime-mmd {__version__}")
@@ -37,33 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("estimate", help="video (or keypoints) -> VMD motion",
                        description="Detect the dancer, lift to 3D, retarget onto the model and write a VMD.")
-    e.add_argument("video", nargs="?", help="input video (omit with --from-npz / --from-keypoints)")
-    e.add_argument("-o", "--output", required=True, help="VMD file to write")
-    e.add_argument("--model", help="target MMD model (.pmx); default: a built-in standard MMD skeleton")
-    e.add_argument("--start", type=float, help="start time in the video, seconds")
-    e.add_argument("--end", type=float, help="end time in the video, seconds")
-    e.add_argument("--crop", type=_crop, help="analyse only this box of the frame: x,y,w,h in pixels")
-    e.add_argument("--fps", type=float, default=30.0, dest="key_fps",
-                   help="keys per second in the VMD (default 30: a key on every MMD frame; MMD plays at 30 fps)")
-    e.add_argument("--backend", default="mediapipe", choices=("mediapipe", "detectron2"), help="2D/3D detector")
-    e.add_argument("--lifter", default="native", choices=("native", "videopose3d"),
-                   help="3D from the backend itself (native) or VideoPose3D's temporal model")
-    e.add_argument("--checkpoint", help="VideoPose3D checkpoint (.bin) for --lifter videopose3d")
-    e.add_argument("--detectron2-model", default="R101", choices=("R50", "R101", "X101"),
-                   help="Keypoint R-CNN variant for --backend detectron2 (FPN 3x configs)")
-    e.add_argument("--weights-dir", help="folder of downloaded weights (default ~/.cache/anime_mmd/weights)")
-    e.add_argument("--from-npz", help="re-run from a pose file written by an earlier run (no detection)")
-    e.add_argument("--from-keypoints", help="keypoints from other tools: detectron2 .npz, VideoPose3D .npz/.npy, "
-                                            "or an OpenPose JSON folder")
-    e.add_argument("--keypoints-fps", type=float, help="frame rate of --from-keypoints data that does not record one")
-    e.add_argument("--image-size", type=_size, help="WxH of the frames --from-keypoints came from, if not recorded")
-    e.add_argument("--smoothing", type=float, default=0.5, help="0 (off) .. 1 (strong); default 0.5")
-    e.add_argument("--hfov", type=float, default=60.0, help="camera's horizontal field of view, degrees (default 60)")
-    e.add_argument("--no-level", dest="level", action="store_false", help="keep the camera's tilt")
-    e.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    e.add_argument("--overlay", help="also write the video with the 2D skeleton drawn on it (.mp4)")
-    e.add_argument("--npz", help="where to write the pose file (default: OUTPUT with .npz)")
-    e.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    from .options import EstimateOptions
+
+    add_declared_arguments(e, EstimateOptions)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for scripts)")
 
     i = sub.add_parser("inspect", help="summarise a VMD, PMX or pose .npz file")
@@ -101,18 +110,15 @@ class _Bars:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    from .pipeline import EstimateOptions, run
+    import dataclasses
 
-    opts = EstimateOptions(
-        video=args.video, output=args.output, model=args.model, start=args.start, end=args.end, crop=args.crop,
-        key_fps=args.key_fps, backend=args.backend, lifter=args.lifter, checkpoint=args.checkpoint,
-        from_npz=args.from_npz, from_keypoints=args.from_keypoints, keypoints_fps=args.keypoints_fps,
-        image_size=args.image_size, smoothing=args.smoothing, device=args.device, overlay=args.overlay,
-        npz=args.npz, overwrite=args.overwrite, level=args.level, hfov=args.hfov,
-        detectron2_model=args.detectron2_model, weights_dir=args.weights_dir)
+    from .options import EstimateOptions
+    from .worker.job import run_job  # the worker side, imported only when a job runs
+
+    opts = EstimateOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EstimateOptions)})
     bars = _Bars(args.quiet)
     try:
-        result = run(opts, progress=bars)
+        result = run_job(opts, progress=bars)
     finally:
         bars.close()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))

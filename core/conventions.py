@@ -15,7 +15,7 @@ Frames
 
 ``mmd``
     MikuMikuDance model space: **left-handed, Y up, the model faces -Z and its left is +X**; 1 unit = 8 cm
-    (the scale MMD Tools uses: import 0.08 m/unit, export 12.5 units/m). MMD_FACTS.md §2.1.
+    (the scale MMD Tools uses: import 0.08 m/unit, export 12.5 units/m). docs/MMD_FACTS.md §2.1.
     A dancer facing the camera maps to a model facing the viewer:
     ``mmd = (x_cam, -y_cam, z_cam) * UNITS_PER_METRE`` (camera is right-handed; negating one axis gives MMD's
     left-handedness; the dancer's left, at image right, lands on MMD +X).
@@ -23,14 +23,14 @@ Frames
 ``blender``
     Blender world: right-handed, Z up, metres. MMD Tools maps MMD to Blender as
     ``(x, y, z)_blender = (x, z, y)_mmd * METRES_PER_UNIT`` (a Y<->Z swap, which also flips handedness) and the
-    model then faces -Y. MMD_FACTS.md §2.3.
+    model then faces -Y. docs/MMD_FACTS.md §2.3.
 
 Quaternions
 -----------
 Stored as ``(x, y, z, w)`` (VMD's on-disk order) in every array in ``core``; Hamilton product; a rotation acts as
 ``v' = q v q*``. Blender's ``mathutils.Quaternion`` is ``(w, x, y, z)``: convert at the Blender boundary only.
 A VMD bone key's rotation is relative to the parent's posed frame; its translation is an offset from the rest
-position in the parent's posed axes (MMD_FACTS.md §2.2).
+position in the parent's posed axes (docs/MMD_FACTS.md §2.2).
 
 Joint orders
 ------------
@@ -41,16 +41,16 @@ pipeline carries between stages.
 Time
 ----
 MMD motion is keyed in integer frames at ``MMD_FPS`` = 30 fps, first frame 0. Video frames are mapped by their
-presentation time ``t`` (seconds from the first kept frame): ``frame = round(t * 30)`` (MMD_FACTS.md §2.1).
+presentation time ``t`` (seconds from the first kept frame): ``frame = round(t * 30)`` (docs/MMD_FACTS.md §2.1).
 """
 from __future__ import annotations
 
 import numpy as np
 
-#: MMD's frame rate (frames per second). MMD_FACTS.md §2.1.
+#: MMD's frame rate (frames per second). docs/MMD_FACTS.md §2.1.
 MMD_FPS = 30
 
-#: Length of one MMD unit in metres (MMD Tools' import scale). MMD_FACTS.md §2.1.
+#: Length of one MMD unit in metres (MMD Tools' import scale). docs/MMD_FACTS.md §2.1.
 METRES_PER_UNIT = 0.08
 
 #: MMD units per metre (MMD Tools' export scale, 12.5).
@@ -88,12 +88,17 @@ def mmd_to_camera(points: np.ndarray, units_per_metre: float = UNITS_PER_METRE) 
     return out
 
 
+#: The MMD -> Blender axis change (MMD Tools' Y<->Z swap, docs/MMD_FACTS.md §2.3) as a matrix: ``v_blender = P · v_mmd``
+#: (before scaling to metres). A permutation, so ``P`` is its own inverse and transpose.
+MMD_TO_BLENDER_AXES = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
 def mmd_to_blender(points: np.ndarray) -> np.ndarray:
     """Convert ``(..., 3)`` MMD points (units) to Blender world coordinates (metres): swap Y and Z, scale 0.08."""
     p = np.asarray(points, dtype=np.float64)
     if p.shape[-1:] != (3,):
         raise ValueError(f"mmd_to_blender expects (..., 3) points, got shape {p.shape}")
-    return p[..., [0, 2, 1]] * METRES_PER_UNIT
+    return (p @ MMD_TO_BLENDER_AXES.T) * METRES_PER_UNIT
 
 
 def blender_to_mmd(points: np.ndarray) -> np.ndarray:
@@ -101,7 +106,7 @@ def blender_to_mmd(points: np.ndarray) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     if p.shape[-1:] != (3,):
         raise ValueError(f"blender_to_mmd expects (..., 3) points, got shape {p.shape}")
-    return p[..., [0, 2, 1]] / METRES_PER_UNIT
+    return (p @ MMD_TO_BLENDER_AXES) / METRES_PER_UNIT
 
 
 def seconds_to_mmd_frames(t: np.ndarray) -> np.ndarray:

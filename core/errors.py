@@ -14,3 +14,11 @@ class PipelineError(RuntimeError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+
+class ModelError(PipelineError, ValueError):
+    """The target model cannot take the motion (a required bone is missing, a broken hierarchy): code
+    ``bad_model``. Also a ``ValueError``, for callers that treat any invalid argument alike."""
+
+    def __init__(self, message: str):
+        super().__init__("bad_model", message)

@@ -23,7 +23,7 @@ class BoneMotion:
 
     Attributes:
         frames: ``(T,)`` int64 MMD frame numbers (30 fps), strictly increasing, >= 0.
-        rotations: bone name -> ``(T, 4)`` float64 unit quaternions (x, y, z, w), local (MMD_FACTS §2.2).
+        rotations: bone name -> ``(T, 4)`` float64 unit quaternions (x, y, z, w), local (docs/MMD_FACTS.md §2.2).
         locations: bone name -> ``(T, 3)`` float64 translations from rest, MMD units, parent's posed axes.
         model_name: the target model's name (used as the VMD header's model name by default).
         meta: free-form facts about how the motion was made (e.g. ``retarget``'s scale and ground shift).
@@ -77,7 +77,7 @@ class BoneMotion:
     def to_vmd(self, model_name: str | None = None):
         """A :class:`core.formats.vmd.VmdMotion` with every listed bone keyed on every frame.
 
-        Rotations are made sign-continuous per bone first (MMD_FACTS §5.1); interpolation is the linear MMD pattern
+        Rotations are made sign-continuous per bone first (docs/MMD_FACTS.md §5.1); interpolation is the linear MMD pattern
         (§1.5, ``LINEAR_INTERPOLATION``). Keys are grouped by bone.
 
         Args:

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CODES
+from .options import REQUEST_FIELDS
+from .options import requirements_for as _requirements_for
 
 PROTOCOL_VERSION = 1
 
@@ -66,13 +68,11 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 #: What a complete worker environment (the one ``tools/install_deps.py`` makes) has.
 FULL_REQUIREMENTS = ("numpy", "av", "cv2", "mediapipe", "torch")
 
-#: Fields of ``core.pipeline.EstimateOptions`` an estimate request may carry: the detection half of the job only
-#: (``core.pipeline.detect_stage``). Motion settings (smoothing, model, key rate) are applied later, in Blender,
-#: from the saved ``.npz``; output paths are the request's own (``npz``), and ``overwrite`` is the request's flag.
-ESTIMATE_FIELDS = (
-    "video", "start", "end", "crop", "backend", "lifter", "checkpoint", "from_npz", "from_keypoints",
-    "keypoints_fps", "image_size", "device", "overlay",
-)
+#: Fields of ``core.options.EstimateOptions`` an estimate request may carry: the detection half of the job and the
+#: overlay it renders (``core.options.REQUEST_FIELDS``). Motion settings (smoothing, model, key rate) are applied
+#: later, in Blender, from the saved ``.npz``; the output path is the request's own (``npz``), and ``overwrite`` is
+#: the request's flag.
+ESTIMATE_FIELDS = REQUEST_FIELDS
 
 #: Largest line a client accepts (a line longer than this is a protocol error: arrays must go through files).
 MAX_LINE_BYTES = 1 << 20
@@ -102,27 +102,11 @@ def install_command(repo_root: str | Path | None = None, *, cuda: bool = False) 
 
 
 def requirements_for(options: dict[str, Any] | None) -> tuple[str, ...]:
-    """Import names an estimate with these ``options`` needs (``None``: a full environment, for ``check``).
+    """Import names an estimate with these ``options`` needs (``None``: :data:`FULL_REQUIREMENTS`, for ``check``).
 
-    ``options`` is a request's options dict (see :data:`ESTIMATE_FIELDS`). Keypoint-file and ``.npz`` inputs need
-    only numpy; video input needs ``av`` (decoding); an overlay ``av`` and ``cv2``; the mediapipe backend needs ``mediapipe``; the
-    detectron2 backend and the VideoPose3D lifter need ``torch``.
+    Derived from what each choice of ``core.options`` declares it needs (``core.options.requirements_for``).
     """
-    if options is None:
-        return FULL_REQUIREMENTS
-    need = ["numpy"]
-    if not options.get("from_npz") and not options.get("from_keypoints"):
-        need.append("av")
-        backend = options.get("backend") or "mediapipe"
-        if backend == "mediapipe":
-            need.append("mediapipe")
-        elif backend == "detectron2":
-            need.append("torch")
-    if not options.get("from_npz") and options.get("lifter") == "videopose3d":
-        need.append("torch")
-    if options.get("overlay"):
-        need += ["av", "cv2"]
-    return tuple(dict.fromkeys(need))
+    return _requirements_for(options, FULL_REQUIREMENTS)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def identity(shape=()) -> np.ndarray:
 
 
 def normalize(q) -> np.ndarray:
-    """Unit quaternions ``(..., 4)``; an all-zero quaternion becomes identity (as [MT] reads VMD keys, MMD_FACTS 1.4)."""
+    """Unit quaternions ``(..., 4)``; an all-zero quaternion becomes identity (as [MT] reads VMD keys, docs/MMD_FACTS.md §1.4)."""
     q = _q(q)
     n = np.linalg.norm(q, axis=-1, keepdims=True)
     zero = n[..., 0] < _EPS
@@ -239,7 +239,7 @@ def slerp(a, b, t) -> np.ndarray:
     """Spherical linear interpolation from ``a`` (t = 0) to ``b`` (t = 1), along the shorter arc.
 
     Shoemake, "Animating rotation with quaternion curves", SIGGRAPH 1985. ``a, b (..., 4)`` unit, ``t`` broadcastable
-    to ``(...)``. ``b`` is negated where ``a·b < 0`` (shorter arc, as Babylon's slerp that [BM] uses; MMD_FACTS 2.4);
+    to ``(...)``. ``b`` is negated where ``a·b < 0`` (shorter arc, as Babylon's slerp that [BM] uses; docs/MMD_FACTS.md §2.4);
     nearly equal inputs fall back to normalised lerp.
     """
     a = normalize(a)
@@ -258,7 +258,7 @@ def slerp(a, b, t) -> np.ndarray:
 
 
 def make_continuous(q) -> np.ndarray:
-    """Flip signs along time so consecutive quaternions have ``dot(q[t-1], q[t]) >= 0`` (MMD_FACTS 5.1).
+    """Flip signs along time so consecutive quaternions have ``dot(q[t-1], q[t]) >= 0`` (docs/MMD_FACTS.md §5.1).
 
     Args:
         q: ``(T, ..., 4)`` quaternion tracks, time on axis 0 (any further axes are independent tracks).

@@ -5,12 +5,12 @@ numpy arrays, either read from a PMX model (:meth:`RestSkeleton.from_pmx`) or bu
 so the engine works without any model file).
 
 Frames and units: MMD model space, MMD units (1 unit = 8 cm), left-handed, Y up, the model faces -Z and its left is
-+X (``core.conventions``; MMD_FACTS.md §2.1). A PMX bone has a position only and no rest orientation: every rest
-frame is aligned with the model axes (MMD_FACTS §2.2), so a "world rotation" below is the rotation carrying a bone
++X (``core.conventions``; docs/MMD_FACTS.md §2.1). A PMX bone has a position only and no rest orientation: every rest
+frame is aligned with the model axes (docs/MMD_FACTS.md §2.2), so a "world rotation" below is the rotation carrying a bone
 from its rest pose to its posed frame. Quaternions are (x, y, z, w) (``core.quat``).
 
 Bone names are matched exactly, byte for byte (full-width ``ＩＫ`` in 足ＩＫ / つま先ＩＫ, ASCII ``IK`` in 足IK親;
-MMD_FACTS §4); :data:`BONE_ALIASES` gives the common English forms (MMD_FACTS §4 list) that :meth:`RestSkeleton.find`
+docs/MMD_FACTS.md §4); :data:`BONE_ALIASES` gives the common English forms (docs/MMD_FACTS.md §4 list) that :meth:`RestSkeleton.find`
 also accepts.
 """
 from __future__ import annotations
@@ -45,11 +45,11 @@ def _aliases() -> dict[str, str]:
     for side, tag in (("左", "_L"), ("右", "_R")):
         for jp, en in sided.items():
             out[side + jp] = en + tag
-        out["腰キャンセル" + side] = "waist cancel" + tag       # the side comes last in this name (MMD_FACTS §4)
+        out["腰キャンセル" + side] = "waist cancel" + tag       # the side comes last in this name (docs/MMD_FACTS.md §4)
     return out
 
 
-#: Japanese bone name -> common English alias (MMD_FACTS §4: the 100-bone fixture's and yw's English names).
+#: Japanese bone name -> common English alias (docs/MMD_FACTS.md §4: the 100-bone fixture's and yw's English names).
 #: English names are not standardised in models, so these are only a convenience for :meth:`RestSkeleton.find`.
 BONE_ALIASES: dict[str, str] = _aliases()
 
@@ -106,11 +106,11 @@ STANDARD_BONES: tuple[tuple[str, str, tuple[float, float, float], str | None], .
     ("右つま先ＩＫ", "toe IK_R", (-0.929, 0.000, -2.464), "右足ＩＫ"),
 )
 
-#: The standard knee limit (MMD_FACTS §2.2, §5.4): rotation about X only, in [-180°, -0.5°] (radians, min then max).
+#: The standard knee limit (docs/MMD_FACTS.md §2.2, §5.4): rotation about X only, in [-180°, -0.5°] (radians, min then max).
 KNEE_LIMIT: tuple[tuple[float, float, float], tuple[float, float, float]] = (
     (-3.141592653589793, 0.0, 0.0), (-0.008726646259971648, 0.0, 0.0))
 
-#: Leg-IK chains of the built-in skeleton, as in the fixture (MMD_FACTS §2.5): (IK bone, target, links nearest the
+#: Leg-IK chains of the built-in skeleton, as in the fixture (docs/MMD_FACTS.md §2.5): (IK bone, target, links nearest the
 #: target first, loop count, unit angle (radians), per-link limits). The fixture's solver parameters: legs 40 loops /
 #: 2.0 rad with ひざ limited to X in [-180°, -0.5°]; toes 3 loops / 4.0 rad, unlimited.
 _STANDARD_IK = tuple(
@@ -121,13 +121,13 @@ _STANDARD_IK = tuple(
 @dataclass(frozen=True)
 class IkChain:
     """One IK chain of a model: IK bone name, target bone name, link bone names (nearest the target first), and the
-    solver parameters of its PMX IK block (MMD_FACTS §3.4 item 6, §2.5).
+    solver parameters of its PMX IK block (docs/MMD_FACTS.md §3.4 item 6, §2.5).
 
     ``loop_count``: CCD iterations; ``unit_angle``: the per-iteration rotation limit in radians; ``limits``: one entry
     per link, ``None`` (unlimited) or ``((min_x, min_y, min_z), (max_x, max_y, max_z))`` Euler limits in radians in
     the link's parent frame; ``limits=None`` (the default, e.g. chains read from a Blender armature) means "not
     known": ``core.ik`` then applies :data:`KNEE_LIMIT` to links named 左ひざ / 右ひざ, as MMD does for PMD models
-    (MMD_FACTS §5.4). The solver parameters are not part of equality (``==`` compares bone, target and links only).
+    (docs/MMD_FACTS.md §5.4). The solver parameters are not part of equality (``==`` compares bone, target and links only).
     """
 
     bone: str
@@ -148,13 +148,13 @@ class RestSkeleton:
         parents: ``(N,)`` int64 parent indices, -1 for a root.
         names_en: ``N`` English names as stored in the model ('' when none).
         ik_chains: the model's IK chains (:class:`IkChain`), e.g. 左足ＩＫ -> 左足首 via 左ひざ, 左足.
-        inherit_source: ``(N,)`` int64 付与 (inherit) source index or -1 (MMD_FACTS §3.4).
+        inherit_source: ``(N,)`` int64 付与 (inherit) source index or -1 (docs/MMD_FACTS.md §3.4).
         inherit_ratio: ``(N,)`` float64 inherit ratio (0 where none).
         inherit_rotation: ``(N,)`` bool, the bone inherits its source's rotation (flag 0x0100).
         model_name: the model's name (for the VMD header).
         layers: ``(N,)`` int64 transform layer (変形階層; default 0) and
         after_physics: ``(N,)`` bool flag 0x1000 (default False): with the bone index they fix MMD's evaluation
-            order, which ``core.ik`` follows (MMD_FACTS §3.4).
+            order, which ``core.ik`` follows (docs/MMD_FACTS.md §3.4).
 
     Raises:
         ValueError: (on construction) inconsistent lengths, a parent or inherit index out of range, a parent cycle,
@@ -344,6 +344,35 @@ class RestSkeleton:
                 depth[k] = d
         return np.argsort(depth, kind="stable")
 
+    def effective_rotation(self, i: int, local: Mapping[int, np.ndarray], cache: dict[int, np.ndarray | None],
+                           n_frames: int, *, inherit: bool = True, _guard: tuple = ()) -> np.ndarray | None:
+        """Bone ``i``'s local rotation with rotation inheritance (付与, flag 0x0100, docs/MMD_FACTS.md §3.4) applied.
+
+        ``q_eff = q_key · slerp(I, q_eff(source), ratio)``, the way [BM] ``appendTransformSolver`` does for
+        non-local inheritance; the one place the project evaluates it (FK here, the retargeter's partial poses).
+
+        Args:
+            i: bone index.
+            local: bone index -> ``(T, 4)`` key rotation (absent = identity).
+            cache: memo of effective rotations (bone index -> value), shared across calls of one pose.
+            n_frames: T.
+            inherit: False ignores inheritance (returns the key).
+        Returns:
+            ``(T, 4)`` (x, y, z, w), or None for identity.
+        """
+        if i in cache:
+            return cache[i]
+        q = local.get(i)
+        src = int(self.inherit_source[i])
+        if inherit and self.inherit_rotation[i] and src >= 0 and self.inherit_ratio[i] != 0.0 and src not in _guard:
+            qs = self.effective_rotation(src, local, cache, n_frames, inherit=inherit, _guard=_guard + (i,))
+            if qs is not None:
+                part = Q.slerp(Q.identity(n_frames), qs, self.inherit_ratio[i]) if self.inherit_ratio[i] != 1.0 \
+                    else qs
+                q = part if q is None else Q.multiply(q, part)
+        cache[i] = q
+        return q
+
     # ------------------------------------------------------------------ forward kinematics
 
     def fk(self, rotations: Mapping[str, np.ndarray] | None = None,
@@ -352,9 +381,9 @@ class RestSkeleton:
         """World positions and rotations of the posed model, for every frame.
 
         Evaluates ``world_b = world_parent · T(rest_b - rest_parent + t_b) · R(q_b)`` in hierarchy order
-        (MMD_FACTS §2.2, [BM] ``mmdRuntimeBone.updateWorldMatrix``): a bone's key translation is an offset from rest
+        (docs/MMD_FACTS.md §2.2, [BM] ``mmdRuntimeBone.updateWorldMatrix``): a bone's key translation is an offset from rest
         in its parent's posed axes and its key rotation is relative to the parent's posed frame. With ``inherit``,
-        rotation inheritance (付与, flag 0x0100, MMD_FACTS §3.4) is applied the way [BM] ``appendTransformSolver``
+        rotation inheritance (付与, flag 0x0100, docs/MMD_FACTS.md §3.4) is applied the way [BM] ``appendTransformSolver``
         does for non-local inheritance: ``q_eff = q_key · slerp(I, q_eff(source), ratio)`` (for the bones the
         retargeter keys no key and inheritance meet on one bone, so the order of that product does not matter
         here). Translation inheritance, local inheritance and IK are ignored: this is for verification and tests.
@@ -407,20 +436,8 @@ class RestSkeleton:
 
         eff_cache: dict[int, np.ndarray | None] = {}
 
-        def eff_local(i: int, guard: tuple = ()) -> np.ndarray | None:
-            """Effective local rotation (T, 4), or None for identity."""
-            if i in eff_cache:
-                return eff_cache[i]
-            q = rot_idx.get(i)
-            src = int(self.inherit_source[i])
-            if inherit and self.inherit_rotation[i] and src >= 0 and self.inherit_ratio[i] != 0.0 and src not in guard:
-                qs = eff_local(src, guard + (i,))
-                if qs is not None:
-                    part = Q.slerp(Q.identity(t_len), qs, self.inherit_ratio[i]) if self.inherit_ratio[i] != 1.0 \
-                        else qs
-                    q = part if q is None else Q.multiply(q, part)
-            eff_cache[i] = q
-            return q
+        def eff_local(i: int) -> np.ndarray | None:
+            return self.effective_rotation(i, rot_idx, eff_cache, t_len, inherit=inherit)
 
         wpos = np.full((t_len, n, 3), np.nan)
         wrot = np.full((t_len, n, 4), np.nan)

@@ -5,7 +5,7 @@ index / pinky knuckles, ears), **MMD axes and units** (``core.conventions``: lef
 the dancer's left is +X, 1 unit = 8 cm), absolute positions including the root trajectory. The extras may be NaN
 (all frames or some). Output: a :class:`core.motion.BoneMotion` keyed on every frame.
 
-Method (MMD_FACTS.md §2.2): for each keyed bone b we build ``G_b``, the world rotation taking b from its rest pose to
+Method (docs/MMD_FACTS.md §2.2): for each keyed bone b we build ``G_b``, the world rotation taking b from its rest pose to
 the dancer's pose, from joint directions; the key is ``q_b = W_parent⁻¹ G_b`` where ``W_parent`` is the world rotation
 of b's parent bone under the keys already computed (unkeyed ancestors such as グルーブ, 腰, 肩P, 肩C, 腕捩, 手捩 are
 identity, and rotation inheritance such as mat4's 上半身3 = 0.4 × 上半身2 is included, so the model plays back the
@@ -24,26 +24,27 @@ Per bone (``d_r`` = rest direction, the "parent-transported" frame is the parent
 * 肩: shortest arc (no twist) from the shoulder pivot, carried by the chest, to the shoulder joint.
 * 腕 + ひじ and 足 + ひざ: a hinge model. The upper bone's twist is chosen so that the lower bone is a rotation about
   the model's hinge axis (elbow: ``d_r × forward`` so the elbow flexes toward -Z; knee: ``d_r × back`` so bending the
-  knee is a negative rotation about +X, MMD_FACTS §2.2), solved in closed form. Below a bend of ~15° the bend plane
+  knee is a negative rotation about +X, docs/MMD_FACTS.md §2.2), solved in closed form. Below a bend of ~15° the bend plane
   is noise, so the twist blends smoothly (smoothstep over 15°..30°) to the parent-transported, twist-free frame:
   nothing flips when a limb straightens.
 * 手首: hand frame from the wrist, index and pinky knuckles; its twist about the forearm goes into ひじ (MMD keeps
-  twist on 腕捩 / 手捩, which are never keyed, MMD_FACTS §5.5), the rest (flexion / deviation) into 手首. Identity
+  twist on 腕捩 / 手捩, which are never keyed, docs/MMD_FACTS.md §5.5), the rest (flexion / deviation) into 手首. Identity
   relative to the forearm without hand points.
 * 足首: foot frame from ankle -> toe and heel -> ankle; shortest arc to the toe with the toe only; identity relative
   to the shin with neither.
-* センター: translation only (no rotation, MMD_FACTS §5.7), chosen so the model's hip point lands on the dancer's.
+* センター: translation only (no rotation, docs/MMD_FACTS.md §5.7), chosen so the model's hip point lands on the dancer's.
 * 足ＩＫ: translation = ankle position given by FK of the computed keys on this model - rest 足ＩＫ position, in the
   IK bone's (unanimated) parent frame; rotation = the ankle's world rotation, so つま先ＩＫ follows the foot
-  (MMD_FACTS §2.5, §5.3): IK-on playback agrees with FK.
+  (docs/MMD_FACTS.md §2.5, §5.3): IK-on playback agrees with FK.
 
-Quaternion signs are made continuous per bone (MMD_FACTS §5.1).
+Quaternion signs are made continuous per bone (docs/MMD_FACTS.md §5.1).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import quat as Q
+from .errors import ModelError
 from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
 from .skeletons import CANONICAL
@@ -70,7 +71,7 @@ REQUIRED_BONES: tuple[str, ...] = (
 #: Bend angles (degrees) between which the hinge twist blends from parent-transported (below) to bend-plane (above).
 HINGE_BLEND_DEG: tuple[float, float] = (15.0, 30.0)
 
-_FORWARD = np.array([0.0, 0.0, -1.0])      # the model faces -Z (MMD_FACTS 2.1)
+_FORWARD = np.array([0.0, 0.0, -1.0])      # the model faces -Z (docs/MMD_FACTS.md §2.1)
 _EX = np.array([1.0, 0.0, 0.0])
 
 # Head points relative to the 頭 pivot, in units of the model's leg length (hip -> knee -> ankle, ~0.85 m on an
@@ -101,12 +102,12 @@ def _leg_length(rest: RestSkeleton) -> float:
 def _check_model(rest: RestSkeleton) -> None:
     missing = [n for n in REQUIRED_BONES if rest.index_of(n) is None]
     if missing:
-        raise ValueError(f"target model {rest.model_name!r} lacks the bones {missing} that retargeting needs "
-                         f"(standard MMD bones, MMD_FACTS §4)")
+        raise ModelError(f"target model {rest.model_name!r} lacks the bones {missing} that retargeting needs "
+                         f"(standard MMD bones, docs/MMD_FACTS.md §4); pick an MMD model with the standard bone set")
     c = rest.find("センター")
     for n in ("下半身", "上半身"):
         if c not in rest.ancestors(rest.find(n)):
-            raise ValueError(f"target model {rest.model_name!r}: {n} is not under センター; cannot put the root "
+            raise ModelError(f"target model {rest.model_name!r}: {n} is not under センター; cannot put the root "
                              f"translation on センター")
 
 
@@ -291,19 +292,8 @@ class _Pose:
         self._world, self._eff = {}, {}
         return q
 
-    def _eff_local(self, i: int, guard=()) -> np.ndarray | None:
-        if i in self._eff:
-            return self._eff[i]
-        q = self.local.get(i)
-        r = self.rest
-        src = int(r.inherit_source[i])
-        if r.inherit_rotation[i] and src >= 0 and r.inherit_ratio[i] != 0.0 and src not in guard:
-            qs = self._eff_local(src, guard + (i,))
-            if qs is not None:
-                part = Q.slerp(Q.identity(self.t), qs, r.inherit_ratio[i])
-                q = part if q is None else Q.multiply(q, part)
-        self._eff[i] = q
-        return q
+    def _eff_local(self, i: int) -> np.ndarray | None:
+        return self.rest.effective_rotation(i, self.local, self._eff, self.t)
 
     def world(self, i: int) -> np.ndarray:
         if i in self._world:
@@ -352,7 +342,7 @@ def _key_upper2(pose: _Pose, g_obs: np.ndarray, p_r: np.ndarray, s_r: np.ndarray
 
     The frame is built from Spine -> Thorax (上半身2 -> 首) and the shoulder line (左腕 - 右腕), points that hang
     below 上半身2. Where an unkeyed bone in between inherits rotation (mat4's 上半身3 takes 0.4 × 上半身2,
-    MMD_FACTS §3.4) they are not rigid with 上半身2, so we iterate: predict the frame the model would show under the
+    docs/MMD_FACTS.md §3.4) they are not rigid with 上半身2, so we iterate: predict the frame the model would show under the
     current key (Thorax through the bone chain, shoulders with 肩 at rest), and correct the key by the remaining
     world error (a contraction by about |1 - 1.4| per step for mat4). Without such inheritance one pass is exact.
     """
@@ -443,7 +433,7 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
         rest: the target model (:meth:`RestSkeleton.from_pmx` or :meth:`RestSkeleton.standard`).
         frames: ``(T,)`` MMD frame numbers (30 fps); default ``0..T-1``.
         fit_scale: scale the dancer by (model leg length) / (dancer's median leg length), hip -> knee -> ankle
-            averaged over both legs, before computing translations (MMD_FACTS §5.8). Rotations do not depend on it.
+            averaged over both legs, before computing translations (docs/MMD_FACTS.md §5.8). Rotations do not depend on it.
         ground: shift vertically so that the ``ground_percentile`` percentile over frames of the lower ankle's height
             equals the model's rest ankle height (feet on y = 0 as on the model); no per-frame contact is forced, so
             jumps survive.
@@ -607,7 +597,7 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
         center_t = center_t + meta["start_offset"]
     loc = {"センター": center_t}
 
-    # --- 足ＩＫ from FK of the keys just computed (MMD_FACTS 2.5, 5.3) -----------------------------------------------
+    # --- 足ＩＫ from FK of the keys just computed (docs/MMD_FACTS.md §2.5, 5.3) -----------------------------------------------
     names = {i: n for i, n in enumerate(rest.names)}
     rot_named = {names[i]: q for i, q in pose.local.items()}
     iks = [c for c in rest.ik_chains if c.bone in ("左足ＩＫ", "右足ＩＫ")]

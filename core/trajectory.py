@@ -19,9 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import skeletons
-
-#: Default horizontal field of view assumed for the camera, degrees.
-DEFAULT_HFOV_DEG = 60.0
+from .options import DEFAULT_HFOV_DEG  # the camera's assumed horizontal field of view, declared once
 
 
 def focal_from_fov(image_width: float, hfov_deg: float = DEFAULT_HFOV_DEG) -> float:

@@ -6,12 +6,12 @@
 
 Steps:
 
-1. **Estimate** the poses (the heavy part). In this process with ``core.pipeline.detect_stage`` when the backend's
+1. **Estimate** the poses (the heavy part). In this process with the job orchestrator (``core.worker.job.run_job``) when the backend's
    packages import here (plain ``python`` with the worker's packages installed), otherwise in the worker environment
-   with ``python -m core estimate ... --npz POSES`` as a subprocess (``--worker-python``, default the repository's
+   through the worker protocol (``python -m core.worker``, as the add-on does) (``--worker-python``, default the repository's
    ``.venv`` made by ``tools/install_deps.py``). ``--from-npz`` reuses a pose file and skips this step.
 2. **Import** the PMX model (``anime_mmd_addon.pmx_import``) into an empty scene.
-3. **Apply**: retarget the poses onto the armature's rest skeleton (``core.pipeline.motion_stage``) and key a new
+3. **Apply**: retarget the poses onto the armature's rest skeleton (``core.motion_stage.motion_stage``) and key a new
    action (``anime_mmd_addon.action_writer``); scene at 30 fps with the frame range set.
 4. **Export** the action as VMD (``anime_mmd_addon.vmd_export``), and save the scene as ``.blend`` (with the video on
    a plane beside the model unless ``--no-video``).
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,18 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from core import options  # noqa: E402  (numpy-free: the option declarations)
+from core.cli import add_declared_arguments  # noqa: E402
+
 
 def _script_args(argv: list[str]) -> list[str]:
     """Arguments meant for this script: after ``--`` (how Blender passes them), else everything after argv[0]."""
     return argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
 
 
-def _crop(text: str) -> tuple[int, int, int, int]:
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("crop must be x,y,w,h in pixels, e.g. 768,0,768,768") from None
-    return x, y, w, h
+#: The detection options this script offers (declared in ``core.options``, like every option).
+DETECT_OPTIONS = ("start", "end", "crop", "backend", "lifter", "checkpoint", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", help="also save the scene (model + action + video plane) as this .blend")
     p.add_argument("--npz", help="also keep the pose file here (.npz)")
     p.add_argument("--from-npz", help="use this pose file instead of estimating (no detection)")
-    p.add_argument("--start", type=float, help="start time in the video, seconds")
-    p.add_argument("--end", type=float, help="end time in the video, seconds")
-    p.add_argument("--crop", type=_crop, help="analyse only this box: x,y,w,h pixels")
-    p.add_argument("--backend", default="mediapipe", choices=("mediapipe", "detectron2"))
-    p.add_argument("--lifter", default="native", choices=("native", "videopose3d"))
-    p.add_argument("--checkpoint", help="VideoPose3D checkpoint for --lifter videopose3d")
-    p.add_argument("--smoothing", type=float, default=0.5, help="0 (off) .. 1 (strong); default 0.5")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    add_declared_arguments(p, options.DetectOptions, DETECT_OPTIONS)
+    add_declared_arguments(p, options.MotionOptions)
     p.add_argument("--worker-python", help="worker environment's python (default: <repo>/.venv)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--in-process", dest="mode", action="store_const", const="in-process",
@@ -98,12 +90,15 @@ def _check_outputs(args) -> None:
             raise BatchError(f"{p}: no such file")
 
 
-def _needs(args) -> list[str]:
-    mods = ["av", "numpy"]
-    mods.append("mediapipe" if args.backend == "mediapipe" else "detectron2")
-    if args.backend == "detectron2" or args.lifter == "videopose3d":
-        mods.append("torch")
-    return mods
+def _detect_options(args) -> dict:
+    """The request's options: the declared detection options as given on the command line."""
+    return {"video": str(Path(args.video).resolve()), **{n: getattr(args, n) for n in DETECT_OPTIONS}}
+
+
+def _needs(args) -> tuple[str, ...]:
+    from core import protocol
+
+    return protocol.requirements_for(_detect_options(args))
 
 
 def _can_run_here(args) -> bool:
@@ -121,45 +116,53 @@ def _worker_python(args) -> str:
     return str(py)
 
 
+def _print_progress(args):
+    last = {}
+
+    def progress(stage, done, total):
+        if not args.quiet and (stage != last.get("stage") or done == total or done % 50 == 0):
+            last["stage"] = stage
+            print(f"[batch] {stage} {done}/{total if total is not None else '?'}", file=sys.stderr, flush=True)
+    return progress
+
+
 def estimate(args, npz: Path) -> None:
-    """Write the pose file ``npz`` for ``args.video`` (in this process or with the worker python)."""
-    from core import pipeline, pose_io
+    """Write the pose file ``npz`` for ``args.video`` with the job orchestrator (``core.worker.job.run_job``): in
+    this process when the detection packages import here, else in the worker environment through the worker
+    protocol (``python -m core.worker``), as the add-on does."""
     from core.errors import PipelineError
 
-    opts = pipeline.EstimateOptions(video=args.video, start=args.start, end=args.end, crop=args.crop,
-                                    backend=args.backend, lifter=args.lifter, checkpoint=args.checkpoint,
-                                    smoothing=args.smoothing, device=args.device)
+    raw = _detect_options(args)
     mode = args.mode or ("in-process" if _can_run_here(args) else "subprocess")
     if mode == "in-process":
+        from core.worker.job import run_job
+
         _log(args, f"detecting in this process ({args.backend}, {args.lifter})")
-        last = {}
-
-        def progress(stage, done, total):
-            if not args.quiet and (stage != last.get("stage") or done == total or done % 50 == 0):
-                last["stage"] = stage
-                print(f"[batch] {stage} {done}/{total if total is not None else '?'}", file=sys.stderr, flush=True)
-
         try:
-            poses = pipeline.detect_stage(opts, progress)
+            opts = options.from_mapping(options.EstimateOptions, raw)
+            opts.npz, opts.overwrite = str(npz), True
+            run_job(opts, _print_progress(args))
         except PipelineError as e:
             raise BatchError(e.message) from e
-        pose_io.save(npz, poses, overwrite=True)
         return
+    from anime_mmd_addon import worker_client
+    from core import protocol
+
     py = _worker_python(args)
     _log(args, f"detecting with the worker python {py}")
-    with tempfile.TemporaryDirectory(prefix="anime_mmd_batch_") as tmp:
-        cmd = [py, "-m", "core", "estimate", str(Path(args.video).resolve()), "-o", str(Path(tmp) / "cli.vmd"),
-               "--npz", str(npz), "--overwrite", "--backend", args.backend, "--lifter", args.lifter,
-               "--smoothing", str(args.smoothing), "--device", args.device, "-q"]
-        for flag, val in (("--start", args.start), ("--end", args.end), ("--checkpoint", args.checkpoint)):
-            if val is not None:
-                cmd += [flag, str(val)]
-        if args.crop:
-            cmd += ["--crop", ",".join(str(v) for v in args.crop)]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0 or not npz.is_file():
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise BatchError(f"the worker failed ({proc.returncode}): {msg[-1] if msg else 'no message'}")
+    progress = _print_progress(args)
+    try:
+        request = protocol.estimate_request(raw, npz.resolve(), overwrite=True)
+        with worker_client.WorkerProcess(py, request) as worker:
+            for message in worker.messages(None):
+                if message["type"] == "progress":
+                    progress(message["stage"], message["done"], message.get("total"))
+                elif message["type"] == "error":
+                    raise BatchError(f"the worker failed: {message['message']}")
+    except (OSError, protocol.ProtocolError) as e:
+        raise BatchError(f"cannot run the worker {py}: {e}") from e
+    if not npz.is_file():
+        raise BatchError(f"the worker ended without writing {npz}")
 
 
 def build_scene(args, npz: Path) -> dict:
@@ -167,7 +170,7 @@ def build_scene(args, npz: Path) -> dict:
     import bpy
 
     from anime_mmd_addon import action_writer, armature_rest, pmx_import, video_reference, vmd_export
-    from core import pipeline, pose_io
+    from core import motion_stage, pose_io
     from core.errors import PipelineError
     from core.formats.errors import FormatError
 
@@ -182,8 +185,8 @@ def build_scene(args, npz: Path) -> dict:
     arm = built.armature
     poses = pose_io.load(npz)
     try:
-        motion = pipeline.motion_stage(poses, armature_rest.rest_skeleton(arm),
-                                       pipeline.EstimateOptions(smoothing=args.smoothing))
+        motion_opts = options.MotionOptions(**{n: getattr(args, n) for n in options.MOTION_FIELDS})
+        motion = motion_stage.motion_stage(poses, armature_rest.rest_skeleton(arm), motion_opts)
     except PipelineError as e:
         raise BatchError(e.message) from e
     name = Path(args.video or poses.source or npz).stem

@@ -12,7 +12,7 @@ the last section). A model is never returned half-read.
 
 Sources (layout and semantics):
 
-- ``shared/docs/MMD_FACTS.md`` section 3 (3.1 header, index signedness and text; 3.2 vertex; 3.3 faces, textures,
+- ``docs/MMD_FACTS.md`` section 3 (3.1 header, index signedness and text; 3.2 vertex; 3.3 faces, textures,
   materials and flag bits; 3.4 bone record, field order and flag bits; 3.5 morphs, display frames, rigid bodies,
   joints; 3.6 the 2.1 additions and the soft-body record; 3.7 the shared sample files, checked to parse to EOF) and
   section 4 (standard bone names), which in turn cite the English PMX 2.0/2.1 description [SPEC-EN]

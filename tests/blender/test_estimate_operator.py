@@ -2,7 +2,7 @@
 
 The worker's Python is set in the add-on preferences to small wrapper scripts: one that runs the real
 ``python -m core.worker`` with a fake pipeline (its ``ANIME_MMD_FAKE_PIPELINE`` test hook), and ones that run the
-misbehaving fake workers of ``tests/fake_workers``. Each wrapper logs its start, so the tests see when the cache
+misbehaving fake workers of ``tests/worker/fake_workers``. Each wrapper logs its start, so the tests see when the cache
 spared a run. In background mode the Estimate operator runs to the end synchronously (``op_estimate.run_blocking``);
 the Cancel test drives an :class:`EstimateJob` step by step the way the modal timer does.
 """
@@ -22,7 +22,7 @@ bpy = pytest.importorskip("bpy", reason=BPY_MISSING_REASON)
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the fake worker wrappers are shell scripts")
 
-FAKES = REPO / "tests" / "fake_workers"
+FAKES = REPO / "tests" / "worker" / "fake_workers"
 
 
 def wrapper(tmp_path: Path, name: str, *, pipeline: str | None = None, fake_mode: str | None = None,

@@ -17,7 +17,8 @@ bpy = pytest.importorskip("bpy", reason=BPY_MISSING_REASON)
 def test_zip_has_addon_and_engine_but_no_dev_files(built_zip):
     names = set(zipfile.ZipFile(built_zip).namelist())
     assert {"blender_manifest.toml", "__init__.py", "anime_mmd_addon/__init__.py", "anime_mmd_addon/pmx_import.py",
-            "core/__init__.py", "core/formats/pmx.py", "core/formats/vmd.py", "core/worker.py"} <= names
+            "core/__init__.py", "core/formats/pmx.py", "core/formats/vmd.py", "core/worker/__main__.py", "core/worker/server.py",
+            "core/worker/job.py"} <= names
     banned = [n for n in names if n.startswith(("tests/", "tools/", "benchmarks/", "docs/", ".", "requirements/"))
               or "__pycache__" in n or n.endswith((".npz", ".vmd", ".mp4", ".blend1"))]
     assert banned == []

@@ -90,7 +90,7 @@ def test_hierarchy_names_and_rest_positions(addon, yw):
         assert np.allclose(tuple(db.head_local), conv.mmd_to_blender(np.asarray(b.position)), atol=1e-5)
         parent = db.parent["mmd_index"] if db.parent else -1
         assert parent == b.parent
-    # Japanese names byte for byte, full-width ＩＫ (MMD_FACTS 4).
+    # Japanese names byte for byte, full-width ＩＫ (docs/MMD_FACTS.md §4).
     assert "左足ＩＫ" in arm.data.bones and "右つま先ＩＫ" in arm.data.bones
 
 

@@ -1,4 +1,4 @@
-"""Tests for core.formats.pmx on the shared real PMX files (MMD_FACTS 3.7, 4) and on a synthetic PMX 2.1 file
+"""Tests for core.formats.pmx on the shared real PMX files (docs/MMD_FACTS.md §3.7, 4) and on a synthetic PMX 2.1 file
 written here byte by byte (SDEF, QDEF, every morph type, soft bodies: none of the real files has them)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from core.formats import pmx
 from core.formats.errors import FormatError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 PMX_DIR = DATA / "pmx"
 YW = PMX_DIR / "yw_test_model" / "yw_test_model.pmx"
 MAT4 = PMX_DIR / "mat4_trace_model" / "mat4_v4_trace_model.pmx"
@@ -214,7 +214,7 @@ def test_yw_bone_facts(yw):
     assert toe.parent == leg.index and toe.ik.target == by["左つま先"].index
     assert [l.bone for l in toe.ik.links] == [by["左足首"].index]
     assert (toe.ik.loop_count, toe.ik.limit_angle) == (50, pytest.approx(4.0))
-    # each IK bone rests at its target (MMD_FACTS 2.5)
+    # each IK bone rests at its target (docs/MMD_FACTS.md §2.5)
     np.testing.assert_allclose(leg.position, by["左足首"].position, atol=1e-5)
     # axes: model's left is +X, センター at y ~ 8
     left = [b for b in yw.bones if b.name.startswith("左")]
@@ -335,7 +335,7 @@ def test_inflated_count_is_rejected_without_allocation():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Synthetic PMX 2.1 (written here with struct, following MMD_FACTS 3.1-3.6)
+# Synthetic PMX 2.1 (written here with struct, following docs/MMD_FACTS.md §3.1-3.6)
 # ------------------------------------------------------------------------------------------------------------------
 SIZES = {"vertex": 1, "texture": 1, "material": 1, "bone": 2, "morph": 1, "rigid": 1}
 N_VERT = 200  # > 127: 1-byte vertex indices must be read unsigned

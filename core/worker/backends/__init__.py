@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import PipelineError
+from ...errors import PipelineError
 from .base import FrameDetections, PoseBackend
 
-#: Registry name -> (module, class name). Modules are imported only by :func:`get_backend`.
+#: Registry name -> (module relative to this package, class name); the names are ``core.options.BACKENDS``.
+#: Modules are imported only by :func:`get_backend`.
 BACKENDS: dict[str, tuple[str, str]] = {
-    "mediapipe": ("core.backends.mediapipe_pose", "MediaPipePoseBackend"),
-    "detectron2": ("core.backends.detectron2_backend", "Detectron2Backend"),
+    "mediapipe": (".mediapipe_pose", "MediaPipePoseBackend"),
+    "detectron2": (".detectron2_backend", "Detectron2Backend"),
 }
 
 __all__ = ["BACKENDS", "FrameDetections", "PoseBackend", "get_backend"]
@@ -35,7 +36,7 @@ def get_backend(name: str, **options) -> PoseBackend:
         raise PipelineError("bad_input", f"unknown pose backend {name!r}; choose one of {sorted(BACKENDS)}")
     module_name, class_name = BACKENDS[name]
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name, __package__)
         # Backends import their heavy packages in __init__, so a missing package surfaces here too.
         return getattr(module, class_name)(**options)
     except ImportError as e:

@@ -12,9 +12,10 @@ import pickle
 import numpy as np
 import pytest
 
-from core import skeletons, weights
-from core.backends import FrameDetections, get_backend
-from core.backends import detectron2_backend as d2b
+from core import skeletons
+from core.worker import weights
+from core.worker.backends import FrameDetections, get_backend
+from core.worker.backends import detectron2_backend as d2b
 from core.errors import PipelineError
 
 HAS_D2 = importlib.util.find_spec("detectron2") is not None

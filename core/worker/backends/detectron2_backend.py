@@ -28,9 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import safe_npz, skeletons
+from ... import safe_npz, skeletons
 from .. import weights as weights_registry
-from ..errors import PipelineError
+from ...errors import PipelineError
 from .base import FrameDetections
 
 #: Short names -> detectron2 model-zoo config names.

@@ -1,4 +1,4 @@
-"""core.weights: verified download to a temporary name, lookup, install entry point (local server, no internet)."""
+"""core.worker.weights: verified download to a temporary name, lookup, install entry point (local server, no internet)."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import weights
+from core.worker import weights
 from core.errors import PipelineError
 
 NAME = "pretrained_h36m_detectron_coco.bin"

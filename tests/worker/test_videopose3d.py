@@ -19,9 +19,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the VideoPose3D lifter needs torch (worker environment)")
 
 from core import keypoints_io, pose_io, skeletons  # noqa: E402
-from core.lifting import videopose3d as vp  # noqa: E402
+from core.worker.lifting import videopose3d as vp  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 W, H = 1920, 1080
 
 
@@ -88,7 +88,7 @@ def random_keypoints(n, seed=0):
 
 # ------------------------------------------------------------------------------------------------ layout / loading
 def test_importing_the_lifter_module_does_not_import_torch():
-    code = "import sys, core.lifting.videopose3d, core.lifting; print('torch' in sys.modules)"
+    code = "import sys, core.worker.lifting.videopose3d, core.lifting; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
 
@@ -338,7 +338,7 @@ def _real_checkpoint() -> Path | None:
     env = os.environ.get("ANIME_MMD_VP3D_CHECKPOINT")
     if env and Path(env).is_file():
         return Path(env)
-    from core import weights
+    from core.worker import weights
 
     return weights.find_weights("pretrained_h36m_detectron_coco.bin")
 

@@ -1,4 +1,4 @@
-"""core.backends.mediapipe_pose on real kunkun frames: plausible 2D, 3D in the camera axes of core.conventions."""
+"""core.worker.backends.mediapipe_pose on real kunkun frames: plausible 2D, 3D in the camera axes of core.conventions."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,9 @@ import pytest
 pytest.importorskip("mediapipe", reason="mediapipe is not installed: the mediapipe backend cannot run")
 pytest.importorskip("av", reason="PyAV (av) is not installed: cannot decode the test video")
 
-from core import skeletons, video  # noqa: E402
-from core.backends import FrameDetections, PoseBackend, get_backend  # noqa: E402
+from core import skeletons  # noqa: E402
+from core.worker import video  # noqa: E402
+from core.worker.backends import FrameDetections, PoseBackend, get_backend  # noqa: E402
 
 M = {n: i for i, n in enumerate(skeletons.MEDIAPIPE33)}
 C = {n: i for i, n in enumerate(skeletons.CANONICAL)}

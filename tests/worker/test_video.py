@@ -1,4 +1,4 @@
-"""core.video: probing and streaming decode on the real videos in ../shared/data/videos."""
+"""core.worker.video: probing and streaming decode on the real videos in ../shared/data/videos."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 av = pytest.importorskip("av", reason="PyAV (av) is not installed: the video stage cannot run")
 
-from core import video  # noqa: E402
+from core.worker import video  # noqa: E402
 from core.errors import PipelineError  # noqa: E402
 
 

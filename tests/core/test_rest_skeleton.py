@@ -60,14 +60,14 @@ def test_from_pmx_real_models(pmx_model):
         chains = {c.bone: c for c in rest.ik_chains}
         assert chains["左足ＩＫ"] == IkChain("左足ＩＫ", "左足首", ("左ひざ", "左足"))
         assert chains["右つま先ＩＫ"] == IkChain("右つま先ＩＫ", "右つま先", ("右足首",))
-        # MMD_FACTS 2.5: the IK bone rests at its target
+        # docs/MMD_FACTS.md §2.5: the IK bone rests at its target
         for c in rest.ik_chains:
             assert np.allclose(rest.positions[rest.find(c.bone)], rest.positions[rest.find(c.target)], atol=2e-3)
     mat4 = RestSkeleton.from_pmx(pmx_model("mat4"))
     i = mat4.find("上半身3")
     assert mat4.inherit_rotation[i] and mat4.names[mat4.inherit_source[i]] == "上半身2"
     assert mat4.inherit_ratio[i] == pytest.approx(0.4)
-    # the 79-bone standard model's 足ＩＫ are roots (MMD_FACTS 4)
+    # the 79-bone standard model's 足ＩＫ are roots (docs/MMD_FACTS.md §4)
     basic = RestSkeleton.from_pmx(pmx_model("basic"))
     assert basic.parents[basic.find("左足ＩＫ")] == -1 and "上半身2" not in basic
 
@@ -138,7 +138,7 @@ def test_fk_semantics_on_the_builtin_skeleton():
     pos, _ = std.fk(locations={"センター": move})
     assert np.allclose(pos[:, std.find("頭")], std.positions[std.find("頭")] + move)
     assert np.allclose(pos[:, std.find("左足ＩＫ")], std.positions[std.find("左足ＩＫ")])
-    # bending the knee is a negative rotation about +X: the shin swings toward +Z (MMD_FACTS 2.2)
+    # bending the knee is a negative rotation about +X: the shin swings toward +Z (docs/MMD_FACTS.md §2.2)
     bend = Q.from_axis_angle(np.tile([1.0, 0, 0], (t, 1)), -np.radians([10, 45, 90]))
     pos, rot = std.fk({"左ひざ": bend})
     ank = pos[:, std.find("左足首")]

@@ -10,10 +10,9 @@ Stdout belongs to the protocol: at start the real stdout is duplicated to a priv
 pointed at stderr, so whatever mediapipe, TensorFlow Lite, torch or a C library prints (to ``sys.stdout`` or to
 fd 1 directly) lands on stderr and cannot corrupt the message stream.
 
-An ``estimate`` request runs :func:`core.pipeline.detect_stage` (imported lazily), saves the pose sequence with
-:func:`core.pose_io.save` (atomic: a temporary file renamed into place, so a cancelled or crashed run never
-leaves a partial ``.npz``), writes the optional overlay video, reports each file as an ``artifact`` and ends with
-``done``. Failures end with one ``error`` line: a :class:`~core.errors.PipelineError` keeps its code; any other
+An ``estimate`` request runs the job orchestrator :func:`core.worker.job.run_job` for the pose file and the optional
+overlay video (both staged and moved into place together at the end, so a cancelled or crashed run leaves
+neither), reports each file as an ``artifact`` and ends with ``done``. Failures end with one ``error`` line: a :class:`~core.errors.PipelineError` keeps its code; any other
 exception is ``internal`` with the traceback's last line (the full traceback goes to stderr). SIGTERM (the
 client's cancel) ends with ``error`` code ``cancelled``. Exit status: 0 after ``done``, 1 after ``error``.
 
@@ -36,8 +35,8 @@ import types
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from . import protocol
-from .errors import PipelineError
+from .. import protocol
+from ..errors import PipelineError
 
 #: Environment variable of the test hook (see the module docstring).
 FAKE_PIPELINE_ENV = "ANIME_MMD_FAKE_PIPELINE"
@@ -45,7 +44,7 @@ FAKE_PIPELINE_ENV = "ANIME_MMD_FAKE_PIPELINE"
 #: Minimum seconds between two progress lines of the same stage (the first and last are always sent).
 PROGRESS_INTERVAL_S = 0.1
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Cancelled(BaseException):
@@ -179,70 +178,80 @@ def load_hook(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def _options(raw: dict[str, Any], overwrite: bool, fake: bool) -> Any:
-    values = dict(raw)
-    for name in ("crop", "image_size"):
-        if values.get(name) is not None:
-            values[name] = tuple(values[name])
-    values["overwrite"] = overwrite
+def _options(raw: dict[str, Any], npz: str, overwrite: bool, fake: bool) -> Any:
+    """The request's options as :class:`core.options.EstimateOptions` writing only the pose file ``npz`` (every
+    value checked against its declaration in ``core.options``), or a plain namespace for the test hook."""
     if fake:
-        return types.SimpleNamespace(**values)
-    from .pipeline import EstimateOptions
+        values = dict(raw)
+        for name in ("crop", "image_size"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return types.SimpleNamespace(**values, overwrite=overwrite, npz=npz)
+    from ..options import REQUEST_FIELDS, EstimateOptions, from_mapping
 
-    opts = EstimateOptions(**values)
-    opts.validate()
+    opts = from_mapping(EstimateOptions, raw, allowed=REQUEST_FIELDS)
+    opts.npz, opts.overwrite = npz, overwrite
     return opts
 
 
 def estimate(request: dict[str, Any], writer: MessageWriter) -> dict[str, Any]:
-    """Run the detection half of the job for an ``estimate`` request; returns the ``done`` result.
+    """Run the detection half of the job for an ``estimate`` request (``core.worker.job.run_job`` writing the pose
+    file and the optional overlay, nothing else); returns the ``done`` result.
 
     Raises:
         PipelineError: the job cannot be done (bad input, missing dependency, output exists...).
         Cancelled: SIGTERM or the client went away.
     """
-    from . import pose_io
+    from .job import run_job
 
     t0 = time.perf_counter()
-    npz = Path(request["npz"])
+    npz = str(request["npz"])
     overwrite = bool(request.get("overwrite", False))
-    if npz.exists() and not overwrite:
-        raise PipelineError("exists", f"{npz} already exists; choose another name or allow overwriting")
+    try:  # the pose file goes into the client's cache folder, which the worker may create
+        Path(npz).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PipelineError("bad_input", f"cannot create the folder of {npz}: {e.strerror or e}") from e
     hook = os.environ.get(FAKE_PIPELINE_ENV)
-    opts = _options(request["options"], overwrite, fake=bool(hook))
-    if hook:
-        detect = load_hook(hook)
-    else:
-        from .pipeline import detect_stage as detect
+    opts = _options(request["options"], npz, overwrite, fake=bool(hook))
     progress = ProgressReporter(writer)
-    poses = detect(opts, progress)
-    if not isinstance(poses, pose_io.PoseSequence):
-        raise TypeError(f"detect_stage returned {type(poses).__name__}, not a PoseSequence")
-    progress("save", 0, 1)
-    try:
-        pose_io.save(npz, poses, overwrite=overwrite)
-    except FileExistsError as e:
-        raise PipelineError("exists", str(e)) from e
-    progress("save", 1, 1)
+    if hook:
+        job = _run_fake(opts, load_hook(hook), progress)
+    else:
+        job = run_job(opts, progress)
+    poses = job.poses
     writer.send(protocol.artifact("npz", npz))
     result: dict[str, Any] = {
-        "npz": str(npz), "frames": len(poses), "detected": int(poses.detected.sum()), "fps": poses.fps,
+        "npz": npz, "frames": len(poses), "detected": int(poses.detected.sum()), "fps": poses.fps,
         "image_size": list(poses.image_size), "backend": poses.backend, "lifter": poses.lifter,
         "has_3d": poses.joints_3d is not None, "has_trajectory": poses.trajectory is not None,
         "notes": list(poses.notes),
     }
-    overlay = request["options"].get("overlay")
-    if overlay:
-        video = request["options"].get("video")
-        if not video:
-            raise PipelineError("bad_input", "an overlay needs the source video")
-        from .overlay import write_overlay
-
-        write_overlay(video, poses, overlay, overwrite=overwrite, progress=progress)
-        writer.send(protocol.artifact("overlay", overlay))
-        result["overlay"] = str(overlay)
+    if job.overlay_path is not None:
+        writer.send(protocol.artifact("overlay", str(job.overlay_path)))
+        result["overlay"] = str(job.overlay_path)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _run_fake(opts: Any, detect: Callable[..., Any], progress: ProgressReporter) -> Any:
+    """The test hook's run: ``detect(opts, progress)`` then the pose file, through the same all-or-nothing writer."""
+    from .. import pose_io
+    from ..atomic import OutputSet
+    from .job import JobResult
+
+    npz = Path(opts.npz)
+    if npz.exists() and not opts.overwrite:
+        raise PipelineError("exists", f"{npz} already exists; choose another name or allow overwriting")
+    poses = detect(opts, progress)
+    if not isinstance(poses, pose_io.PoseSequence):
+        raise TypeError(f"detect_stage returned {type(poses).__name__}, not a PoseSequence")
+    progress("save", 0, 1)
+    with OutputSet(overwrite=opts.overwrite) as outputs:
+        pose_io.save(outputs.stage(npz), poses, overwrite=True)
+        outputs.commit()
+    progress("save", 1, 1)
+    return JobResult(vmd_path=None, npz_path=npz, overlay_path=None, frames_in=len(poses), frames_out=0,
+                     gaps=int((~poses.detected).sum()), notes=list(poses.notes), poses=poses)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

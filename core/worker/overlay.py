@@ -17,10 +17,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import skeletons
-from .atomic import atomic_output
-from .errors import PipelineError
-from .pose_io import PoseSequence
+from .. import skeletons
+from ..atomic import atomic_output
+from ..errors import PipelineError
+from ..pose_io import PoseSequence
 
 Progress = Callable[[str, int, "int | None"], None]
 

@@ -15,7 +15,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .. import skeletons
+from ... import skeletons
 
 
 @dataclass

@@ -48,8 +48,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import skeletons
-from ..errors import PipelineError
+from ... import filters, skeletons
+from ...errors import PipelineError
 
 #: 2D joint orders a checkpoint may have been trained on.
 INPUT_JOINTS = ("coco17", "h36m17")
@@ -388,12 +388,9 @@ def fill_gaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(never):
         names = [skeletons.COCO17[j] if v.shape[1] == 17 else str(j) for j in never]
         raise ValueError(f"joints {names} have no finite position in any frame; cannot lift")
-    t = np.arange(len(v))
-    for j in np.flatnonzero(missing.any(axis=0)):
-        ok = ~missing[:, j]
-        for d in range(v.shape[2]):
-            v[:, j, d] = np.interp(t, t[ok], v[ok, j, d])
-    return v, missing
+    v[missing] = np.nan  # a joint with any NaN coordinate is missing as a whole
+    filled, _ = filters.fill_gaps(v, np.arange(len(v), dtype=np.float64))
+    return filled, missing
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import skeletons
-from ..errors import PipelineError
+from ... import skeletons
+from ...errors import PipelineError
 from .base import FrameDetections
 
 #: Landmark model file mediapipe needs for each ``model_complexity``.

@@ -1,4 +1,4 @@
-"""core.overlay.write_overlay: a decodable MP4 with the skeleton on the dancer, safe file handling."""
+"""core.worker.overlay.write_overlay: a decodable MP4 with the skeleton on the dancer, safe file handling."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("av", reason="PyAV (av) is not installed: cannot decode or encode video")
 pytest.importorskip("cv2", reason="OpenCV (cv2) is not installed: cannot draw the overlay")
 
-from core import skeletons, video  # noqa: E402
+from core import skeletons  # noqa: E402
+from core.worker import video  # noqa: E402
 from core.errors import PipelineError  # noqa: E402
-from core.overlay import MEDIAPIPE33_EDGES, edges_for, write_overlay  # noqa: E402
+from core.worker.overlay import MEDIAPIPE33_EDGES, edges_for, write_overlay  # noqa: E402
 from core.pose_io import PoseSequence  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def kunkun(shared_data):
 @pytest.fixture(scope="module")
 def kunkun_poses(kunkun):
     pytest.importorskip("mediapipe", reason="mediapipe is not installed: no real poses to draw")
-    from core.detect import detect_video
+    from core.worker.detect import detect_video
 
     return detect_video(kunkun, start=2.0, end=3.0)
 
@@ -157,7 +158,7 @@ def test_edges_cover_the_joint_sets():
 
 def test_overlay_source_frames_survive_a_wrong_nominal_rate(kunkun):
     """Seeking by the nominal rate can overshoot on variable-rate video: then decoding restarts from the top."""
-    from core.overlay import _frames_from
+    from core.worker.overlay import _frames_from
 
     ok = _frames_from(video, kunkun, 150, 25.051)  # a second before frame 150: lands at or before it
     head = next(ok)

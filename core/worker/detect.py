@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import skeletons
+from .. import skeletons
 from .backends.base import FrameDetections, PoseBackend
-from .errors import PipelineError
-from .pose_io import PoseSequence
+from ..errors import PipelineError
+from ..pose_io import PoseSequence
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -137,7 +137,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     has_3d = bool(model.provides_3d)
     counts = np.array([len(d) for d in dets])
     if np.any(counts > 1):
-        from .tracking import select_track
+        from ..tracking import select_track
 
         choice = select_track([d.boxes for d in dets], [d.scores for d in dets])
     else:

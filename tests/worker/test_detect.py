@@ -1,4 +1,4 @@
-"""core.detect.detect_video end to end on real videos, and its bookkeeping with a scripted backend."""
+"""core.worker.detect.detect_video end to end on real videos, and its bookkeeping with a scripted backend."""
 from __future__ import annotations
 
 import subprocess
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from core import pose_io, skeletons
-from core.backends import FrameDetections
+from core.worker.backends import FrameDetections
 from core.errors import PipelineError
 
 av = pytest.importorskip("av", reason="PyAV (av) is not installed: the detection stage cannot decode video")
 
-from core.detect import detect_video  # noqa: E402
+from core.worker.detect import detect_video  # noqa: E402
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +169,9 @@ def test_worker_stage_modules_import_without_heavy_packages():
         import sys
         for name in ("av", "cv2", "mediapipe", "torch"):
             sys.modules[name] = None  # makes 'import name' raise ImportError
-        import core.video, core.detect, core.overlay, core.backends, core.backends.base
-        import core.backends.mediapipe_pose
-        from core.backends import get_backend
+        import core.worker.video, core.worker.detect, core.worker.overlay, core.worker.backends, core.worker.backends.base
+        import core.worker.backends.mediapipe_pose
+        from core.worker.backends import get_backend
         from core.errors import PipelineError
         try:
             get_backend("mediapipe")

@@ -144,7 +144,7 @@ def angle_deg(u, v):
 
 
 def check_leg_ik(rest, motion, wpos, wrot):
-    """足ＩＫ keys reproduce the FK ankle (and つま先ＩＫ the FK toe) on every frame (MMD_FACTS 2.5, 5.3)."""
+    """足ＩＫ keys reproduce the FK ankle (and つま先ＩＫ the FK toe) on every frame (docs/MMD_FACTS.md §2.5, 5.3)."""
     for s in "左右":
         ik, ankle = rest.find(s + "足ＩＫ"), rest.find(s + "足首")
         assert np.abs(wpos[:, ik] - wpos[:, ankle]).max() < 1e-9

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .atomic import atomic_output
-from .errors import PipelineError
+from ..atomic import atomic_output
+from ..errors import PipelineError
 
 __all__ = ["WeightsFile", "WEIGHTS", "DEFAULT_NAMES", "DETECTRON2_CONFIGS", "default_weights_dir", "sha256_of",
            "read_sha256sums", "find_weights", "download", "install_all"]

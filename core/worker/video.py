@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 #: Seconds of stream time read past the window start when counting the frames before it (covers B-frame reordering).
 _REORDER_MARGIN_S = 2.0

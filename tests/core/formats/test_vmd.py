@@ -1,4 +1,4 @@
-"""Tests for core.formats.vmd on the real VMD files in ../shared/data/vmd (MMD_FACTS §1, §5)."""
+"""Tests for core.formats.vmd on the real VMD files in ../shared/data/vmd (docs/MMD_FACTS.md §1, §5)."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ from core.formats.errors import FormatError
 
 
 YYB = "YYB式初音ミク_10th_v"
-# MMD_FACTS §1.8: file -> (bytes, signature version, model name, bone, morph, cam, light, shadow,
+# docs/MMD_FACTS.md §1.8: file -> (bytes, signature version, model name, bone, morph, cam, light, shadow,
 # prop, sections present)
 TABLE = {
     "joint_orient_test.vmd": (1402, "", "JointOrientTest", 12, 0, 0, 0, 0, 0, 5),
@@ -84,7 +84,7 @@ def test_round_trip_is_exact(vmd_dir, motions, name):
     if m.signature_version == "0002" and m.section_count == 6:
         assert out == raw  # complete 0002 files are reproduced byte for byte
     else:
-        # the writer upgrades the signature and appends the missing property count (MMD_FACTS §1.3)
+        # the writer upgrades the signature and appends the missing property count (docs/MMD_FACTS.md §1.3)
         assert out == vmd.SIGNATURE + raw[30:] + struct.pack("<I", 0)
 
 

@@ -19,8 +19,8 @@ import pytest
 
 from core import pose_io, protocol
 
-REPO = Path(__file__).resolve().parents[1]
-FAKES = REPO / "tests" / "fake_workers"
+REPO = Path(__file__).resolve().parents[2]
+FAKES = REPO / "tests" / "worker" / "fake_workers"
 FAKE_WORKER = FAKES / "fake_worker.py"
 
 #: Loads the add-on's bpy-free modules without running ``anime_mmd_addon/__init__.py`` (which imports bpy): a bare
@@ -139,8 +139,9 @@ def test_requests_validate():
 
 
 def test_estimate_fields_are_estimate_options_fields():
-    pipeline = pytest.importorskip("core.pipeline")
-    names = {f.name for f in dataclasses.fields(pipeline.EstimateOptions)}
+    from core import options
+
+    names = {f.name for f in dataclasses.fields(options.DetectOptions)} | {"overlay"}
     assert set(protocol.ESTIMATE_FIELDS) <= names, set(protocol.ESTIMATE_FIELDS) - names
 
 
@@ -563,7 +564,7 @@ def test_cuda_requested_without_a_cuda_torch(tmp_path):
 
 
 def _real_pipeline_or_skip() -> None:
-    pytest.importorskip("core.pipeline")
+    pytest.importorskip("core.worker.job")
     missing = [m for m in protocol.requirements_for({"video": "v"}) if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the real pipeline needs {missing} in this interpreter")

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import pipeline, pose_io, skeletons
+from core import motion_stage, options
+from core.worker import job
+from core import pose_io, skeletons
 from core.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ["センター", "下半身", "上半身", "上半身2", "首", "頭"] + [
     f"{s}{b}" for s in "左右" for b in ("肩", "腕", "ひじ", "手首", "足", "ひざ", "足首", "足ＩＫ")]
 
@@ -40,19 +42,19 @@ def test_options_refuse_bad_input_before_any_work(tmp_path, shared_data):
     ]
     for kwargs, words in cases:
         with pytest.raises(PipelineError, match=words):
-            pipeline.EstimateOptions(**kwargs).validate()
+            options.EstimateOptions(**kwargs).validate()
     existing = tmp_path / "mine.vmd"
     existing.write_bytes(b"my own motion")
     with pytest.raises(PipelineError, match="already exists") as e:
-        pipeline.EstimateOptions(video=video, output=str(existing)).validate()
+        options.EstimateOptions(video=video, output=str(existing)).validate()
     assert e.value.code == "exists" and existing.read_bytes() == b"my own motion"
 
 
 def test_key_times_cover_the_clip_at_30_fps():
-    frames, t = pipeline.key_times(13.48)  # kunkun: 337 frames at 25 fps
+    frames, t = motion_stage.key_times(13.48)  # kunkun: 337 frames at 25 fps
     assert frames[0] == 0 and frames[-1] == 404 and np.all(np.diff(frames) == 1)
     np.testing.assert_allclose(t, frames / 30.0)
-    frames15, _ = pipeline.key_times(2.0, key_fps=15)
+    frames15, _ = motion_stage.key_times(2.0, key_fps=15)
     assert frames15.tolist() == list(range(0, 61, 2))
 
 
@@ -90,7 +92,7 @@ def test_motion_stage_moves_center_with_the_dancer():
 
     poses = _synthetic_walk()
     rest = RestSkeleton.standard()
-    motion = pipeline.motion_stage(poses, rest, pipeline.EstimateOptions(video="x", smoothing=0.0, level=False))
+    motion = motion_stage.motion_stage(poses, rest, options.EstimateOptions(video="x", smoothing=0.0, level=False))
     assert motion.frames[0] == 0 and motion.frames[-1] == 58  # 49 frames at 25 fps = 1.96 s -> frame 58
     center = motion.locations["センター"]
     # 1 m/s sideways for 1.96 s, scaled to the model: the dancer's leg (0.88 m) onto the model's leg.
@@ -161,7 +163,7 @@ def test_cli_reruns_from_npz_without_detection_and_refuses_to_overwrite(kunkun_r
     out, _ = kunkun_run
     again = tmp_path / "again.vmd"
     r = _cli("estimate", "--from-npz", str(out / "kunkun.npz"), "-o", str(again), "--model",
-             str(Path(__file__).resolve().parents[2] / "shared/data/pmx/mat4_trace_model/mat4_v4_trace_model.pmx"), "-q")
+             str(Path(__file__).resolve().parents[3] / "shared/data/pmx/mat4_trace_model/mat4_v4_trace_model.pmx"), "-q")
     assert r.returncode == 0, r.stderr
     a, b = vmd.read(out / "kunkun.vmd"), vmd.read(again)
     np.testing.assert_array_equal(a.bone_keys, b.bone_keys)

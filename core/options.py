@@ -1,0 +1,308 @@
+"""Every option of the main job, declared once (numpy-free, stdlib only).
+
+The command line (``core.cli``), the worker (``core.worker.server``, which validates each request against these
+declarations), ``tools/batch.py`` and the add-on's scene properties (``anime_mmd_addon.props``) are all derived from
+the dataclasses below: each field carries its help text, its choices, its range and the command-line flag in its
+``metadata``, so adding an option is one edit here.
+
+Three groups, by the stage that uses them:
+
+* :class:`DetectOptions` -- what the worker needs to decode, detect and lift (``core.worker.job.detect_stage``);
+  a worker ``estimate`` request carries exactly these (:data:`REQUEST_FIELDS`).
+* :class:`MotionOptions` -- what the motion stage needs (``core.motion_stage``; numpy only, runs in Blender's Apply).
+* :class:`EstimateOptions` -- both, plus the outputs of a whole run (VMD, pose ``.npz``, overlay).
+
+Choices (:data:`BACKENDS`, :data:`LIFTERS`, :data:`DEVICES`) carry the worker packages they need, from which
+:func:`requirements_for` tells the worker what a request needs before it starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import PipelineError
+
+#: The camera's assumed horizontal field of view, degrees (the focal length of a video is not recorded).
+DEFAULT_HFOV_DEG = 60.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One value of a choice option: ``value`` (what files and requests carry), a UI ``label``, a ``description``
+    and the worker packages (import names, as in ``core.protocol.PACKAGES``) it ``needs``."""
+
+    value: str
+    label: str
+    description: str
+    needs: tuple[str, ...] = ()
+
+
+BACKENDS: tuple[Choice, ...] = (
+    Choice("mediapipe", "MediaPipe", "MediaPipe Pose (BlazePose): 2D and 3D joints, runs on the CPU",
+           ("mediapipe",)),
+    Choice("detectron2", "Detectron2", "Detectron2 Keypoint R-CNN 2D joints (needs detectron2 installed)",
+           ("torch",)),
+)
+LIFTERS: tuple[Choice, ...] = (
+    Choice("native", "Native", "The backend's own 3D joints (MediaPipe world landmarks)"),
+    Choice("videopose3d", "VideoPose3D", "VideoPose3D temporal convolution network (needs a checkpoint)",
+           ("torch",)),
+)
+DEVICES: tuple[Choice, ...] = (
+    Choice("cpu", "CPU", "Run the worker's models on the CPU"),
+    Choice("cuda", "CUDA", "Run torch models on an NVIDIA GPU (needs a CUDA build of torch)"),
+)
+DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
+    Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
+
+
+def values(choices: Iterable[Choice]) -> tuple[str, ...]:
+    """The ``value`` of each choice, in order."""
+    return tuple(c.value for c in choices)
+
+
+def _option(default: Any, help: str, *, kind: str, flag: str | None = None, choices: tuple[Choice, ...] | None = None,
+            minimum: float | None = None, maximum: float | None = None, open_minimum: bool = False) -> Any:
+    """A dataclass field with its declaration in ``metadata`` (see the module docstring).
+
+    ``kind`` is one of ``"path"``, ``"float"``, ``"bool"``, ``"str"``, ``"crop"`` (x, y, w, h ints), ``"size"``
+    (w, h ints); every option may also be None unless its default is a non-None value of that kind.
+    """
+    meta = {"help": help, "kind": kind, "flag": flag, "choices": choices, "min": minimum, "max": maximum,
+            "open_min": open_minimum}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DetectOptions:
+    """Options of the detection half (worker side). Paths are strings; None = not given."""
+
+    video: str | None = _option(None, "input video", kind="path")
+    start: float | None = _option(None, "start time in the video, seconds", kind="float", flag="--start", minimum=0.0)
+    end: float | None = _option(None, "end time in the video, seconds", kind="float", flag="--end", minimum=0.0)
+    crop: tuple[int, int, int, int] | None = _option(
+        None, "analyse only this box of the frame: x,y,w,h in pixels", kind="crop", flag="--crop")
+    backend: str = _option("mediapipe", "2D/3D detector", kind="str", flag="--backend", choices=BACKENDS)
+    lifter: str = _option("native", "what turns 2D joints into 3D: the backend's own 3D (native) or VideoPose3D's "
+                                    "temporal model", kind="str", flag="--lifter", choices=LIFTERS)
+    checkpoint: str | None = _option(None, "VideoPose3D checkpoint (.bin) for --lifter videopose3d", kind="path",
+                                     flag="--checkpoint")
+    from_npz: str | None = _option(None, "re-run from a pose file written by an earlier run (no detection)",
+                                   kind="path", flag="--from-npz")
+    from_keypoints: str | None = _option(None, "keypoints from other tools: detectron2 .npz, VideoPose3D .npz/.npy, "
+                                               "or an OpenPose JSON folder", kind="path", flag="--from-keypoints")
+    keypoints_fps: float | None = _option(None, "frame rate of --from-keypoints data that does not record one",
+                                          kind="float", flag="--keypoints-fps", minimum=0.0, open_minimum=True)
+    image_size: tuple[int, int] | None = _option(None, "WxH of the frames --from-keypoints came from, if not recorded",
+                                                 kind="size", flag="--image-size")
+    device: str = _option("cpu", "where torch models run", kind="str", flag="--device", choices=DEVICES)
+    detectron2_model: str = _option("R101", "Keypoint R-CNN variant for --backend detectron2 (FPN 3x configs)",
+                                    kind="str", flag="--detectron2-model", choices=DETECTRON2_MODELS)
+    weights_dir: str | None = _option(None, "folder of downloaded weights (default ~/.cache/anime_mmd/weights)",
+                                      kind="path", flag="--weights-dir")
+
+
+@dataclass
+class MotionOptions:
+    """Options of the motion stage (``core.motion_stage``): smoothing, placement, key rate."""
+
+    key_fps: float = _option(30.0, "keys per second in the VMD (default 30: a key on every MMD frame; MMD plays at "
+                                   "30 fps)", kind="float", flag="--fps", minimum=0.0, maximum=30.0, open_minimum=True)
+    smoothing: float = _option(0.5, "0 (off) .. 1 (strong); default 0.5", kind="float", flag="--smoothing",
+                               minimum=0.0, maximum=1.0)
+    level: bool = _option(True, "level away the camera's tilt (on by default; --no-level keeps the tilt)", kind="bool", flag="--no-level")
+    hfov: float = _option(DEFAULT_HFOV_DEG, "camera's horizontal field of view, degrees (default 60)", kind="float",
+                          flag="--hfov", minimum=1.0, maximum=179.0)
+
+
+@dataclass
+class EstimateOptions(DetectOptions, MotionOptions):
+    """Everything a whole run needs: detection, motion, and the output files.
+
+    The output fields: ``output`` (the VMD), ``model`` (target PMX; None = ``RestSkeleton.standard``), ``overlay``
+    (the video with the 2D skeleton drawn on it), ``npz`` (the pose file; default ``output`` with ``.npz``) and
+    ``overwrite`` (allow replacing existing files).
+    """
+
+    output: str | None = _option(None, "VMD file to write", kind="path", flag="--output")
+    model: str | None = _option(None, "target MMD model (.pmx); default: a built-in standard MMD skeleton",
+                                kind="path", flag="--model")
+    overlay: str | None = _option(None, "also write the video with the 2D skeleton drawn on it (.mp4)", kind="path",
+                                  flag="--overlay")
+    npz: str | None = _option(None, "where to write the pose file (default: OUTPUT with .npz)", kind="path",
+                              flag="--npz")
+    overwrite: bool = _option(False, "replace existing output files", kind="bool", flag="--overwrite")
+
+    def validate(self) -> None:
+        """Check the options before any long work.
+
+        Raises:
+            PipelineError: ``bad_input`` (a value out of range, a missing input) or ``exists`` (an output exists and
+            ``overwrite`` is off).
+        """
+        check_fields(self)
+        sources = [s for s in (self.video, self.from_npz, self.from_keypoints) if s]
+        if len(sources) != 1:
+            raise PipelineError("bad_input", "give exactly one input: a video, --from-npz FILE or --from-keypoints PATH")
+        for p in sources:
+            if not Path(p).exists():
+                raise PipelineError("bad_input", f"{p}: no such file or folder")
+        if self.lifter == "videopose3d" and not self.checkpoint:
+            raise PipelineError("bad_input", "--lifter videopose3d needs --checkpoint PATH (e.g. pretrained_h36m_detectron_coco.bin; "
+                                             "python tools/install_deps.py --weights downloads it)")
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            raise PipelineError("bad_input", f"{self.checkpoint}: checkpoint not found")
+        if self.model and not Path(self.model).is_file():
+            raise PipelineError("bad_input", f"{self.model}: model not found")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise PipelineError("bad_input", f"--end ({self.end}) must be after --start ({self.start})")
+        if self.overlay and not self.video:
+            raise PipelineError("bad_input", "--overlay needs the source video")
+        if not self.overwrite:
+            for p in self.outputs():
+                if p.exists():
+                    raise PipelineError("exists", f"{p} already exists; choose another name or pass --overwrite")
+
+    def npz_path(self) -> Path | None:
+        """Where the pose file goes: ``npz``, else ``output`` with ``.npz`` (none when re-running from a pose file)."""
+        if self.npz:
+            return Path(self.npz)
+        if self.output and not self.from_npz:
+            return Path(self.output).with_suffix(".npz")
+        return None
+
+    def outputs(self) -> list[Path]:
+        """The files this run will write."""
+        out = [Path(p) for p in (self.output, self.overlay) if p]
+        n = self.npz_path()
+        return out + ([n] if n else [])
+
+
+#: Fields a worker ``estimate`` request's ``options`` may carry: the detection half, plus the overlay it renders.
+REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DetectOptions)) + ("overlay",)
+#: Fields of the motion stage (what Blender's Apply passes on).
+MOTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MotionOptions))
+
+
+def declaration(cls: type, name: str) -> Mapping[str, Any]:
+    """The metadata of option ``name`` of the options dataclass ``cls`` (help, kind, flag, choices, min, max)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata
+    raise KeyError(f"{cls.__name__} has no option {name!r}")
+
+
+def default(cls: type, name: str) -> Any:
+    """The default value of option ``name`` of ``cls``."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default
+    raise KeyError(f"{cls.__name__} has no option {name!r}")
+
+
+def _label(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or f.name
+
+
+def check_value(f: dataclasses.Field, value: Any) -> Any:
+    """Check one option value against its declaration and return it normalised (tuples for crop/size, floats).
+
+    Raises:
+        PipelineError: ``bad_input`` naming the option and what it accepts.
+    """
+    meta, name = f.metadata, _label(f)
+    if value is None:
+        if f.default is not None:
+            raise PipelineError("bad_input", f"{name} must be given (default {f.default!r})")
+        return None
+    kind = meta["kind"]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise PipelineError("bad_input", f"{name} must be true or false, got {value!r}")
+        return value
+    if kind in ("path", "str"):
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise PipelineError("bad_input", f"{name} must be a non-empty text, got {value!r}")
+        value = str(value)
+        if "\x00" in value:
+            raise PipelineError("bad_input", f"{name} must not contain a NUL character")
+        if meta["choices"] is not None and value not in values(meta["choices"]):
+            raise PipelineError("bad_input", f"{name}: unknown value {value!r}; choose one of "
+                                             f"{', '.join(values(meta['choices']))}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PipelineError("bad_input", f"{name} must be a finite number, got {value!r}")
+        value = float(value)
+        lo, hi = meta["min"], meta["max"]
+        if lo is not None and (value < lo or (meta["open_min"] and value == lo)):
+            raise PipelineError("bad_input", f"{name} must be {'above' if meta['open_min'] else 'at least'} {lo:g}, "
+                                             f"got {value:g}")
+        if hi is not None and value > hi:
+            raise PipelineError("bad_input", f"{name} must be at most {hi:g}, got {value:g}")
+        return value
+    if kind in ("crop", "size"):
+        n = 4 if kind == "crop" else 2
+        what = "x,y,w,h" if kind == "crop" else "w,h"
+        if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise PipelineError("bad_input", f"{name} must be {n} whole numbers ({what} in pixels), got {value!r}")
+        value = tuple(int(v) for v in value)
+        if kind == "crop" and (value[0] < 0 or value[1] < 0):
+            raise PipelineError("bad_input", f"{name}: the box's x and y must be 0 or more, got {value[0]},{value[1]}")
+        if value[-2] <= 0 or value[-1] <= 0:
+            raise PipelineError("bad_input", f"{name}: width and height must be above 0, got {value[-2]}x{value[-1]}")
+        return value
+    raise AssertionError(f"unknown option kind {kind!r}")
+
+
+def check_fields(opts: Any) -> None:
+    """Check every declared field of the options dataclass instance ``opts`` (:func:`check_value`), in place."""
+    for f in dataclasses.fields(opts):
+        setattr(opts, f.name, check_value(f, getattr(opts, f.name)))
+
+
+def from_mapping(cls: type, raw: Mapping[str, Any], *, allowed: Iterable[str] | None = None) -> Any:
+    """Build and check an options dataclass from a JSON-like mapping (a worker request's ``options``).
+
+    Args:
+        cls: :class:`DetectOptions`, :class:`MotionOptions` or :class:`EstimateOptions`.
+        raw: option name -> value (lists for crop/size are accepted).
+        allowed: names the mapping may carry (default: every field of ``cls``).
+    Raises:
+        PipelineError: ``bad_input`` for an unknown name or a value its declaration refuses.
+    """
+    if not isinstance(raw, Mapping):
+        raise PipelineError("bad_input", f"options must be an object, got {type(raw).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    allowed = set(names if allowed is None else allowed)
+    unknown = sorted(str(k) for k in raw if k not in allowed or k not in names)
+    if unknown:
+        raise PipelineError("bad_input", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    values_ = {k: check_value(names[k], v) for k, v in raw.items()}
+    return cls(**values_)
+
+
+def requirements_for(options: Mapping[str, Any] | None, full: tuple[str, ...]) -> tuple[str, ...]:
+    """Import names of the worker packages a request with these ``options`` needs (``None``: ``full``).
+
+    Keypoint-file and ``.npz`` inputs need only numpy; video input needs ``av`` (decoding) and the backend's
+    packages (:data:`BACKENDS`); a lifter adds its own (:data:`LIFTERS`); an overlay needs ``av`` and ``cv2``.
+    """
+    if options is None:
+        return full
+    need = ["numpy"]
+    by_value = {c.value: c for c in BACKENDS + LIFTERS}
+    if not options.get("from_npz") and not options.get("from_keypoints"):
+        need.append("av")
+        backend = by_value.get(str(options.get("backend") or default(DetectOptions, "backend")))
+        need += list(backend.needs) if backend else []
+    if not options.get("from_npz"):
+        lifter = by_value.get(str(options.get("lifter") or default(DetectOptions, "lifter")))
+        need += list(lifter.needs) if lifter else []
+    if options.get("overlay"):
+        need += ["av", "cv2"]
+    return tuple(dict.fromkeys(need))

@@ -1,0 +1,206 @@
+"""The one orchestrator of the main job: input -> 2D -> 3D -> motion -> outputs, written together or not at all.
+
+Everything that runs the job calls :func:`run_job`: the command line (``core.cli``), the worker server
+(``core.worker.server``, which asks for the pose file only: Blender runs the motion stage itself on Apply),
+``tools/batch.py`` (in process, or through the worker protocol) and the benchmarks.
+
+Two stages, split where the heavy dependencies end:
+
+* :func:`detect_stage` (worker side: PyAV, mediapipe/detectron2, torch) decodes, detects, fills gaps and lifts to
+  3D. Its result, a :class:`core.pose_io.PoseSequence`, is saved as ``OUT.npz`` so the rest can be re-run without
+  detecting again (``--from-npz``; the Blender add-on caches it).
+* ``core.motion_stage.motion_stage`` (numpy only: also runs inside Blender) smooths, places, levels, resamples to
+  MMD's 30 fps and retargets onto the model's rest skeleton.
+
+Outputs (VMD, pose ``.npz``, overlay video) are written to temporary files beside their destinations and moved into
+place together at the very end (``core.atomic.OutputSet``): a failure or a cancel at any point leaves no file.
+Frames and units: ``core.conventions``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from .. import filters, pose_io
+from ..atomic import OutputSet
+from ..errors import PipelineError
+from ..motion_stage import load_rest, motion_stage
+from ..options import EstimateOptions
+
+#: progress(stage, done, total): called as work advances; total is None when unknown.
+Progress = Callable[[str, int, Optional[int]], None]
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    pass
+
+
+@dataclass
+class JobResult:
+    """What :func:`run_job` produced: paths written, frame counts, notes for the user and seconds per stage.
+
+    ``poses`` is the pose sequence and ``motion`` the :class:`core.motion.BoneMotion` (None when no VMD was asked
+    for), so callers can use them without reading the files back.
+    """
+
+    vmd_path: Path | None
+    npz_path: Path | None
+    overlay_path: Path | None
+    frames_in: int
+    frames_out: int
+    gaps: int
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    poses: pose_io.PoseSequence | None = None
+    motion: object | None = None
+
+
+# --------------------------------------------------------------------------------------------------- detect stage
+
+def _fill(poses: pose_io.PoseSequence) -> pose_io.PoseSequence:
+    """Interpolate frames without a detection (2D with confidence 0, and 3D), and note where."""
+    t = poses.timestamps
+    if not poses.detected.any():
+        raise PipelineError("no_detection", f"no person was found in {poses.source or 'the input'}; check that the "
+                                            "dancer's whole body is visible and the crop box contains them")
+    kp = poses.keypoints_2d.copy()
+    xy, report = filters.fill_gaps(kp[..., :2], t, poses.detected)
+    kp[..., :2] = xy
+    kp[~poses.detected, :, 2] = 0.0
+    notes = list(poses.notes)
+    j3 = poses.joints_3d
+    if j3 is not None:
+        j3, _ = filters.fill_gaps(j3, t, poses.detected)
+    if report.runs:
+        notes.append(report.describe(t))
+    return replace(poses, keypoints_2d=kp, joints_3d=j3, notes=notes)
+
+
+def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> pose_io.PoseSequence:
+    from .lifting.videopose3d import VideoPose3DLifter, lift_pose_sequence  # torch
+
+    if poses.keypoints_2d.shape[1] == 0:
+        raise PipelineError("bad_input", "these keypoints are already 3D; drop --lifter videopose3d")
+    try:
+        lifter = VideoPose3DLifter.from_checkpoint(opts.checkpoint, device=opts.device)
+    except FileNotFoundError as e:
+        raise PipelineError("bad_input", f"{opts.checkpoint}: checkpoint not found ({e})") from e
+    except ImportError as e:
+        raise PipelineError("missing_dependency", f"the VideoPose3D lifter needs torch ({e}); "
+                                                  "run python3 tools/install_deps.py") from e
+    return lift_pose_sequence(poses, lifter, progress)
+
+
+def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence:
+    """Decode, detect, fill gaps and lift: the heavy half of the job (worker side).
+
+    Args:
+        opts: :class:`core.options.DetectOptions` (or :class:`~core.options.EstimateOptions`).
+    Returns:
+        A gap-filled :class:`PoseSequence` with ``joints_3d`` set.
+    Raises:
+        PipelineError: bad input, no frames, no detection, a missing dependency.
+    """
+    progress = progress or _no_progress
+    if opts.from_npz:
+        poses = pose_io.load(opts.from_npz)
+    elif opts.from_keypoints:
+        from ..keypoints_io import load_keypoints
+
+        kwargs = {}
+        if opts.keypoints_fps:
+            kwargs["fps"] = opts.keypoints_fps
+        if opts.image_size:
+            kwargs["image_size"] = opts.image_size
+        try:
+            poses = load_keypoints(opts.from_keypoints, **kwargs)
+        except (ValueError, OSError) as e:
+            raise PipelineError("bad_input", str(e)) from e
+    else:
+        from .detect import detect_video
+
+        backend_options = {}
+        if opts.backend == "detectron2":
+            backend_options = {"model": opts.detectron2_model, "weights_dir": opts.weights_dir}
+        poses = detect_video(opts.video, backend=opts.backend, start=opts.start, end=opts.end, crop=opts.crop,
+                             device=opts.device, progress=progress, backend_options=backend_options)
+    if len(poses) == 0:
+        raise PipelineError("no_frames", f"{poses.source or 'the input'} holds no frames in the chosen range")
+    if poses.keypoints_2d.shape[1] > 0:
+        poses = _fill(poses)
+    if opts.lifter == "videopose3d":
+        poses = _lift_videopose3d(poses, opts, progress)
+    if poses.joints_3d is None:
+        raise PipelineError("bad_input", f"{poses.backend} gives 2D keypoints only; lift them to 3D with "
+                                         "--lifter videopose3d --checkpoint PATH")
+    return poses
+
+
+# --------------------------------------------------------------------------------------------------- the job
+
+def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
+            detect: Callable[..., pose_io.PoseSequence] | None = None) -> JobResult:
+    """Run the job and write its outputs: the VMD (``opts.output``, when given), the pose ``.npz``
+    (``opts.npz_path()``) and the overlay video (``opts.overlay``).
+
+    Args:
+        opts: the options; validated here first (:meth:`EstimateOptions.validate`).
+        progress: ``progress(stage, done, total)``.
+        detect: replaces :func:`detect_stage` (the worker's test hook); called as ``detect(opts, progress)``.
+    Raises:
+        PipelineError: with a code from :data:`core.errors.CODES` and a message that says what to do. Nothing is
+        written when the job fails or is cancelled: all files are staged and moved into place together at the end.
+    """
+    progress = progress or _no_progress
+    opts.validate()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rest = model_name = None
+    if opts.output:
+        t1 = time.perf_counter()
+        rest, model_name = load_rest(opts.model)
+        timings["load_model"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    poses = (detect or detect_stage)(opts, progress)
+    if not isinstance(poses, pose_io.PoseSequence):
+        raise TypeError(f"detect_stage returned {type(poses).__name__}, not a PoseSequence")
+    timings["detect"] = time.perf_counter() - t1
+
+    motion = None
+    if opts.output:
+        t1 = time.perf_counter()
+        progress("retarget", 0, 1)
+        motion = motion_stage(poses, rest, opts)
+        progress("retarget", 1, 1)
+        timings["motion"] = time.perf_counter() - t1
+
+    vmd_path, npz_path, overlay_path = (Path(opts.output) if opts.output else None), opts.npz_path(), None
+    with OutputSet(overwrite=opts.overwrite) as outputs:
+        t1 = time.perf_counter()
+        progress("write", 0, 1)
+        if vmd_path is not None:
+            from ..formats import vmd
+
+            vmd.write(outputs.stage(vmd_path), motion.to_vmd(model_name), overwrite=True)
+        if npz_path is not None:
+            pose_io.save(outputs.stage(npz_path), poses, overwrite=True)
+        timings["write"] = time.perf_counter() - t1
+        progress("write", 1, 1)
+        if opts.overlay:
+            from .overlay import write_overlay
+
+            t1 = time.perf_counter()
+            overlay_path = Path(opts.overlay)
+            write_overlay(opts.video, poses, outputs.stage(overlay_path), overwrite=True, progress=progress)
+            timings["overlay"] = time.perf_counter() - t1
+        try:
+            outputs.commit()
+        except FileExistsError as e:
+            raise PipelineError("exists", str(e)) from e
+    timings["total"] = time.perf_counter() - t0
+    return JobResult(vmd_path=vmd_path, npz_path=npz_path, overlay_path=overlay_path, frames_in=len(poses),
+                     frames_out=len(motion.frames) if motion is not None else 0,
+                     gaps=int((~poses.detected).sum()), notes=list(poses.notes), timings=timings,
+                     poses=poses, motion=motion)
