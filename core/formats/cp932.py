@@ -10,6 +10,12 @@ MMD_FACTS §1.2 (sources [MT] ``_decodeCp932String`` / exporter, [BM] and [YW] r
   0x81-0x9F and 0xE0-0xFC), and a reader must survive a lone lead byte (``errors="replace"``
   gives U+FFFD, as [MT] does).
 
+Names cp932 cannot store (Hangul, most simplified Chinese, emoji) never make a write fail after the
+work is done: :func:`check_encodable` says beforehand whether a name fits and what would be written
+instead (the English name when one is given and fits, else the name with every such character
+replaced by ``?``), and :func:`encode_name_fallback` writes that fallback and returns a note for the
+user.
+
 numpy and the standard library only (imported by Blender).
 """
 from __future__ import annotations
@@ -64,6 +70,85 @@ def encode_name(name: str, nbytes: int) -> bytes:
             break
         i += step
     return raw[:i]
+
+
+REPLACEMENT = "?"
+
+
+def _unencodable(name: str) -> list:
+    """The distinct characters of ``name`` that cp932 cannot store (NUL included: it would end the name)."""
+    bad = []
+    for ch in name:
+        if ch in bad:
+            continue
+        if ch == "\0":
+            bad.append(ch)
+            continue
+        try:
+            ch.encode(ENCODING)
+        except UnicodeEncodeError:
+            bad.append(ch)
+    return bad
+
+
+def check_encodable(name: str, english: str = "") -> tuple:
+    """Whether ``name`` can be stored in a cp932 name field, and what would be stored instead.
+
+    Cheap (no I/O), for pre-flight checks before any work: e.g. ``check_encodable(pmx.header.name,
+    pmx.header.name_en)``.
+
+    Args:
+        name: the name (model, bone, morph or IK bone name).
+        english: an English alternative (e.g. the PMX ``name_en``), used as the fallback when it is
+            non-empty and itself encodable.
+
+    Returns:
+        ``(ok, written)``: ``(True, name)`` when cp932 stores ``name``; otherwise ``(False, fallback)``
+        with the English name, or ``name`` with each character cp932 lacks replaced by ``?`` (and NUL
+        removed). Byte-length cuts are not fallbacks (names are cut as :func:`encode_name` does).
+
+    Raises:
+        TypeError: ``name`` or ``english`` is not a str.
+    """
+    if not isinstance(name, str) or not isinstance(english, str):
+        raise TypeError(f"names must be str, got {type(name).__name__} / {type(english).__name__}")
+    bad = _unencodable(name)
+    if not bad:
+        return True, name
+    if english and not _unencodable(english):
+        return False, english
+    return False, "".join("" if ch == "\0" else (REPLACEMENT if ch in bad else ch) for ch in name)
+
+
+def fallback_note(kind: str, name: str, written: str) -> str:
+    """The one-line note shown when ``written`` was stored instead of ``name`` (``kind``: "model name"...)."""
+    bad = [c for c in _unencodable(name) if c != "\0"]
+    shown = "".join(bad[:5]) + ("..." if len(bad) > 5 else "")
+    codes = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+    why = f"characters Shift-JIS (cp932) cannot store ({shown!r}: {codes})" if bad else "a NUL character"
+    return (f"{kind} {name!r} has {why}, which a VMD file cannot hold (docs/MMD_FACTS.md §1.2); "
+            f"wrote {written!r} instead")
+
+
+def encode_name_fallback(name: str, nbytes: int, english: str = "", kind: str = "name") -> tuple:
+    """:func:`encode_name`, writing the :func:`check_encodable` fallback instead of failing.
+
+    Args:
+        name, nbytes: as :func:`encode_name`.
+        english: the English alternative (see :func:`check_encodable`).
+        kind: what the name is, for the note (``"model name"``, ``"bone name"``...).
+
+    Returns:
+        ``(raw, note)``: the unpadded encoded bytes (``len <= nbytes``) and None, or the fallback's bytes
+        and a one-line note for the user (:func:`fallback_note`).
+
+    Raises:
+        TypeError: ``name`` is not a str.  ValueError: ``nbytes`` < 1.
+    """
+    ok, written = check_encodable(name, english)
+    if ok:
+        return encode_name(name, nbytes), None
+    return encode_name(written, nbytes), fallback_note(kind, name, written)
 
 
 def decode_name(raw: bytes) -> str:

@@ -1,6 +1,6 @@
 """VMD (Vocaloid Motion Data) motion files: read and write.
 
-Layout and semantics follow ``shared/docs/MMD_FACTS.md``, which was checked byte for byte against
+Layout and semantics follow ``docs/MMD_FACTS.md``, which was checked byte for byte against
 the shared sample files ([DATA]) and cites these sources: [MT] MMD Tools ``mmd_tools/core/vmd``,
 [BM] babylon-mmd ``src/Loader/Parser/vmdObject.ts`` and ``src/Loader/vmdLoader.ts``, [YW]
 three-mmd-loader ``src/parser/vmd/VmdParser.ts`` and [WIKI] the MMD wiki "VMD file format".
@@ -22,6 +22,12 @@ three-mmd-loader ``src/parser/vmd/VmdParser.ts`` and [WIKI] the MMD wiki "VMD fi
   importer, [BM] ``vmdLoader.ts``); bytes 2, 3 are a physics toggle (``63 0F`` = off, ``00 00`` =
   on; [BM] ``vmdLoader.ts``, [YW] ``readBonePhysicsToggle``), never Z/R control points.
 * §1.6 camera/light/self-shadow records, §1.7 property (display / IK switch) keys.
+* Names cp932 cannot store (Hangul, simplified Chinese, emoji) never fail a write: the writer stores
+  a fallback (the English name when given, else ``?`` for each such character; see
+  :func:`core.formats.cp932.check_encodable`) and reports a one-line note, appended to the ``notes``
+  list given to :func:`write` / :func:`dumps` / :func:`make_bone_keys`, or issued as a
+  :class:`NameFallbackWarning` when no list is given. ``strict_names=True`` raises instead.
+  :func:`name_notes` lists the notes a write would give, for pre-flight checks.
 * §5.1/§5.2/§5.9/§5.10 pitfalls: normalise quaternions, write the full MMD interpolation pattern
   with bytes 2, 3 = 0, names ≤ 15 bytes in cp932, sort keys and keep one per (bone, frame).
   Quaternion sign continuity (§5.1) is the caller's job (retargeting), not this module's.
@@ -36,18 +42,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .cp932 import decode_name, decode_names, encode_name
+from .cp932 import check_encodable, decode_name, decode_names, encode_name, encode_name_fallback
+from .cp932 import ENCODING
+from .cp932 import fallback_note as cp932_note
 from ..atomic import atomic_output
 from .errors import FormatError
 
 __all__ = [
     "BONE_KEY_DTYPE", "MORPH_KEY_DTYPE", "CAMERA_KEY_DTYPE", "LIGHT_KEY_DTYPE", "SHADOW_KEY_DTYPE",
     "SIGNATURE", "LINEAR_INTERPOLATION", "PHYSICS_ON", "PHYSICS_OFF", "PHYSICS_UNKNOWN",
-    "PropertyKey", "VmdMotion", "read", "write", "loads", "dumps",
+    "PropertyKey", "VmdMotion", "read", "write", "loads", "dumps", "name_notes", "NameFallbackWarning",
+    "check_encodable",
     "encode_name", "decode_name", "decode_names", "bone_names", "morph_names",
     "interpolation_block", "read_curves", "physics_toggle",
     "make_bone_keys", "rotations_xyzw", "sort_keys",
@@ -263,6 +273,8 @@ class VmdMotion:
         model_name_raw: the model-name field as read (None if built in code); reused on write
             when it still decodes to ``model_name``.
         section_count: how many of the six sections the file read contained (2, 4, 5 or 6).
+        model_name_en: English model name (e.g. the PMX ``name_en``), not stored in the file: written
+            instead of ``model_name`` when cp932 cannot store that (see the module docstring).
 
     Raises:
         ValueError: (on construction) a key array has the wrong dtype or is not 1-D.
@@ -278,6 +290,7 @@ class VmdMotion:
     signature_version: str = "0002"
     model_name_raw: bytes | None = None
     section_count: int = 6
+    model_name_en: str = ""
 
     def __post_init__(self):
         for field, dtype in _SECTION_DTYPES.items():
@@ -446,11 +459,31 @@ def read(path) -> VmdMotion:
 # Writing
 
 
-def _name_field(name: str, raw: bytes | None, nbytes: int) -> bytes:
-    """The nbytes field for ``name``: the raw field if it still decodes to ``name``, else encoded."""
+class NameFallbackWarning(UserWarning):
+    """A name was written with its cp932 fallback and the caller gave no ``notes`` list to report it in."""
+
+
+def _report(note: str, notes: list | None) -> None:
+    if notes is None:
+        warnings.warn(note, NameFallbackWarning, stacklevel=3)
+    else:
+        notes.append(note)
+
+
+def _name_field(name: str, raw: bytes | None, nbytes: int, *, english: str = "", kind: str = "name",
+                notes: list | None = None, strict: bool = False) -> bytes:
+    """The nbytes field for ``name``: the raw field if it still decodes to ``name``, else encoded
+    (with the cp932 fallback and a note, or ValueError when ``strict``)."""
     if raw is not None and len(raw) <= nbytes and decode_name(raw) == name:
         return bytes(raw).ljust(nbytes, b"\0")
-    return encode_name(name, nbytes).ljust(nbytes, b"\0")
+    if strict:
+        return encode_name(name, nbytes).ljust(nbytes, b"\0")
+    if not isinstance(name, str):
+        raise ValueError(f"{kind} must be a str, got {type(name).__name__}: {name!r}")
+    field, note = encode_name_fallback(name, nbytes, english, kind)
+    if note is not None:
+        _report(note, notes)
+    return field.ljust(nbytes, b"\0")
 
 
 def _count(n: int, what: str) -> bytes:
@@ -459,7 +492,7 @@ def _count(n: int, what: str) -> bytes:
     return struct.pack("<I", n)
 
 
-def _dump_property_keys(keys) -> list:
+def _dump_property_keys(keys, notes: list | None = None, strict: bool = False) -> list:
     parts = [_count(len(keys), "property keys")]
     for i, key in enumerate(keys):
         if not isinstance(key, PropertyKey):
@@ -477,34 +510,63 @@ def _dump_property_keys(keys) -> list:
             except (TypeError, ValueError):
                 raise ValueError(f"property_keys[{i}].ik_states[{j}] must be (name, enabled), "
                                  f"got {state!r}") from None
-            parts.append(_name_field(ik_name, None if raws is None else raws[j], _IK_NAME_BYTES))
+            parts.append(_name_field(ik_name, None if raws is None else raws[j], _IK_NAME_BYTES,
+                                     kind="IK bone name", notes=notes, strict=strict))
             parts.append(b"\x01" if enabled else b"\x00")
     return parts
 
 
-def dumps(motion: VmdMotion) -> bytes:
+def dumps(motion: VmdMotion, *, notes: list | None = None, strict_names: bool = False) -> bytes:
     """Serialise a motion to VMD bytes: ``0002`` signature, 20-byte model name, all six sections.
 
     Records are written exactly as stored in the arrays (no sorting, no normalisation: build keys
     with :func:`make_bone_keys` / :func:`sort_keys` for that).
 
+    Args:
+        motion: the motion.
+        notes: a list that receives one line per name written with its cp932 fallback (model name:
+            ``motion.model_name_en`` when it fits, else ``?`` replacements; IK names: ``?``). When
+            None, each note is issued as a :class:`NameFallbackWarning`.
+        strict_names: raise ValueError for a name cp932 cannot store instead of the fallback.
+
     Raises:
-        ValueError: a section array has the wrong dtype, a name cannot be encoded in cp932,
-            a count exceeds a u32, or a property key is malformed.
+        ValueError: a section array has the wrong dtype, a count exceeds a u32, a property key is
+            malformed, or (only with ``strict_names``) a name cannot be encoded in cp932.
     """
     if not isinstance(motion, VmdMotion):
         raise ValueError(f"expected a VmdMotion, got {type(motion).__name__}")
-    parts = [SIGNATURE, _name_field(motion.model_name, motion.model_name_raw, _MODEL_NAME_BYTES)]
+    parts = [SIGNATURE, _name_field(motion.model_name, motion.model_name_raw, _MODEL_NAME_BYTES,
+                                    english=motion.model_name_en or "", kind="model name", notes=notes,
+                                    strict=strict_names)]
     for field, dtype in _SECTION_DTYPES.items():
         arr = getattr(motion, field)
         _check_section(field, arr, dtype)
         parts.append(_count(len(arr), field.replace("_", " ")))
         parts.append(np.ascontiguousarray(arr).tobytes())
-    parts.extend(_dump_property_keys(motion.property_keys))
+    parts.extend(_dump_property_keys(motion.property_keys, notes, strict_names))
     return b"".join(parts)
 
 
-def write(path, motion: VmdMotion, *, overwrite: bool = False) -> Path:
+def name_notes(motion: VmdMotion) -> list:
+    """The fallback notes :func:`write` would give for ``motion`` (model and IK names), without writing.
+
+    Cheap, for pre-flight checks: e.g. warn before detection that a Korean model name will be stored
+    as its English name. Bone and morph keys hold their names already encoded (see
+    :func:`make_bone_keys`), so they give no notes here.
+    """
+    notes: list = []
+    _name_field(motion.model_name, motion.model_name_raw, _MODEL_NAME_BYTES,
+                english=motion.model_name_en or "", kind="model name", notes=notes)
+    for key in motion.property_keys:
+        raws = key.ik_names_raw if key.ik_names_raw is not None and len(key.ik_names_raw) == len(key.ik_states) \
+            else [None] * len(key.ik_states)
+        for (ik_name, _), raw in zip(key.ik_states, raws):
+            _name_field(ik_name, raw, _IK_NAME_BYTES, kind="IK bone name", notes=notes)
+    return notes
+
+
+def write(path, motion: VmdMotion, *, overwrite: bool = False, notes: list | None = None,
+          strict_names: bool = False) -> Path:
     """Write a motion to ``path`` atomically.
 
     The bytes are built first (so encoding errors touch no file), written to a temporary file in
@@ -515,20 +577,23 @@ def write(path, motion: VmdMotion, *, overwrite: bool = False) -> Path:
         path: destination .vmd path (its folder must exist).
         motion: the motion.
         overwrite: replace an existing file. Without it an existing file is never touched.
+        notes: a list that receives the cp932 fallback notes (see :func:`dumps`); the CLI prints
+            them. When None they are issued as :class:`NameFallbackWarning`.
+        strict_names: raise instead of writing a fallback (see :func:`dumps`).
 
     Returns:
         The path written.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ValueError: see :func:`dumps`.
+        ValueError: see :func:`dumps` (never for a name cp932 cannot store, unless ``strict_names``).
         OSError: the folder is missing or not writable.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; refusing to overwrite it "
                               f"(pass overwrite=True to replace it)")
-    payload = dumps(motion)
+    payload = dumps(motion, notes=notes, strict_names=strict_names)
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(payload)
@@ -644,8 +709,13 @@ def _as_frames(frames) -> np.ndarray:
     return f.astype(np.int64)
 
 
-def _encode_name_column(names, what: str):
-    """Encode distinct names once; returns (encoded S15 per distinct name, inverse index)."""
+def _encode_name_column(names, what: str, *, english=None, notes: list | None = None,
+                        strict: bool = False):
+    """Encode distinct names once; returns (encoded S15 per distinct name, inverse index).
+
+    A name cp932 cannot store gets its fallback (``english[name]`` when it fits, else ``?``
+    replacements) and a note; fallbacks that would coincide with another name get ``_2``, ``_3``...
+    """
     arr = np.asarray(names)
     if arr.ndim != 1 or arr.dtype.kind not in "UO":
         raise ValueError(f"{what} must be a str or a 1-D sequence of str, got shape {arr.shape} "
@@ -655,20 +725,42 @@ def _encode_name_column(names, what: str):
         if bad:
             raise ValueError(f"{what} must all be str, got {bad[0]!r}")
     uniq, inverse = np.unique(arr, return_inverse=True)
-    encoded = {}
-    for u in uniq.tolist():
+    uniq = uniq.tolist()
+    column: list = [None] * len(uniq)
+    real: dict = {}
+    pending = []
+    for i, u in enumerate(uniq):
         if u == "":
             raise ValueError(f"{what}: empty bone name")
-        e = encode_name(u, _BONE_NAME_BYTES)
-        if e in encoded:
-            raise ValueError(f"{what}: {encoded[e]!r} and {u!r} are the same after cutting to "
-                             f"{_BONE_NAME_BYTES} cp932 bytes (MMD_FACTS §1.2); rename one")
-        encoded[e] = u
-    column = np.array(list(encoded), dtype=f"S{_BONE_NAME_BYTES}")
+        if strict or check_encodable(u)[0]:
+            e = encode_name(u, _BONE_NAME_BYTES)
+            if e in real:
+                raise ValueError(f"{what}: {real[e]!r} and {u!r} are the same after cutting to "
+                                 f"{_BONE_NAME_BYTES} cp932 bytes (MMD_FACTS §1.2); rename one")
+            real[e] = u
+            column[i] = e
+        else:
+            pending.append(i)
+    taken = set(real)  # fallbacks come after the real names, so they never take a real name's bytes
+    alt = english or {}
+    for i in pending:
+        u = uniq[i]
+        _, written = check_encodable(u, str(alt.get(u, "") or ""))
+        e, n = encode_name(written, _BONE_NAME_BYTES), 1
+        while e in taken or e == b"":
+            n += 1
+            suffix = f"_{n}".encode("ascii")
+            e = encode_name(written, _BONE_NAME_BYTES - len(suffix)) + suffix
+        taken.add(e)
+        column[i] = e
+        _report(cp932_note("bone name", u, e.decode(ENCODING)) + "; MMD applies these keys only to a bone "
+                "of that name", notes)
+    column = np.array(column, dtype=f"S{_BONE_NAME_BYTES}")
     return column, inverse.reshape(-1)
 
 
-def make_bone_keys(names, frames, locations, rotations, interpolation=None) -> np.ndarray:
+def make_bone_keys(names, frames, locations, rotations, interpolation=None, *, english_names=None,
+                   notes: list | None = None, strict_names: bool = False) -> np.ndarray:
     """Build bone keys for writing, vectorised (MMD_FACTS §1.4, §1.5, §5).
 
     Two layouts:
@@ -691,14 +783,18 @@ def make_bone_keys(names, frames, locations, rotations, interpolation=None) -> n
         rotations: quaternions (x, y, z, w), Hamilton, in the bone's frame; any non-zero norm.
             Sign continuity between keys (§5.1) is the caller's job.
         interpolation: 64-byte interpolation block(s); None -> :data:`LINEAR_INTERPOLATION`.
+        english_names: optional ``{name: English name}``: the fallback for a name cp932 cannot store
+            (else ``?`` replaces each such character; a fallback equal to another name gets ``_2``...).
+        notes: list that receives one line per fallback (None: :class:`NameFallbackWarning`).
+        strict_names: raise ValueError for a name cp932 cannot store instead.
 
     Returns:
         (K,) :data:`BONE_KEY_DTYPE` array (unsorted; see :func:`sort_keys`).
 
     Raises:
         ValueError: inconsistent shapes, non-integer or out-of-range frames, non-finite values,
-            a zero-norm rotation, an empty name, a name not encodable in cp932, or two names that
-            become equal after the 15-byte cut.
+            a zero-norm rotation, an empty name, two names that become equal after the 15-byte cut,
+            or (only with ``strict_names``) a name not encodable in cp932.
     """
     rot = np.asarray(rotations, dtype=np.float64)
     grid = rot.ndim == 3
@@ -708,7 +804,8 @@ def make_bone_keys(names, frames, locations, rotations, interpolation=None) -> n
         n_frames, n_bones = rot.shape[:2]
         if isinstance(names, str):
             names = [names]
-        col, inv = _encode_name_column(names, "names")
+        col, inv = _encode_name_column(names, "names", english=english_names, notes=notes,
+                                       strict=strict_names)
         if len(inv) != n_bones:
             raise ValueError(f"grid layout: got {len(inv)} names for {n_bones} bone columns "
                              f"(rotations shape {rot.shape})")
@@ -728,10 +825,12 @@ def make_bone_keys(names, frames, locations, rotations, interpolation=None) -> n
             raise ValueError(f"rotations must have shape (K, 4) or (F, B, 4), got {rot.shape}")
         k = rot.shape[0]
         if isinstance(names, str):
-            col, inv = _encode_name_column([names], "names")
+            col, inv = _encode_name_column([names], "names", english=english_names, notes=notes,
+                                           strict=strict_names)
             name_idx = np.zeros(k, dtype=np.intp)
         else:
-            col, inv = _encode_name_column(names, "names")
+            col, inv = _encode_name_column(names, "names", english=english_names, notes=notes,
+                                           strict=strict_names)
             if len(inv) != k:
                 raise ValueError(f"per-key layout: got {len(inv)} names for {k} keys "
                                  f"(rotations shape {rot.shape})")
