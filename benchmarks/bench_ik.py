@@ -14,7 +14,8 @@ cases, each timed as the best of ``--repeat`` runs (wall clock, one thread):
   solved by CCD (mat4: 40 loops for the legs and 40 for the toes), i.e. what foot locking asks for;
 * **place_feet**: :func:`core.ik.place_feet` with those moved ankles (an FK pass plus an IK pass).
 
-Prints wall and CPU seconds, frames/s (wall) and the ankle residuals. Target (issue 9): 5,400 frames in well under 1-2 s.
+Prints wall and CPU seconds, frames/s (wall) and the ankle residuals. Target (issue 9): 5,400 frames in well under
+1-2 s.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ place a foot and get the leg rotations a user will see in MMD plus the 足ＩＫ
 (:func:`place_feet`). numpy and the standard library only.
 
 Frames, units, quaternion order: ``core.conventions`` (MMD model space and units; quaternions (x, y, z, w)). Local
-rotations and translations are VMD key semantics (MMD_FACTS.md §2.2, ``core.motion``): a key rotation is relative
+rotations and translations are VMD key semantics (docs/MMD_FACTS.md §2.2, ``core.motion``): a key rotation is relative
 to the parent's posed frame, a key translation is an offset from rest in the parent's posed axes. World rotations
 carry a bone from its rest pose to its posed frame (PMX bones have no rest orientation).
 
@@ -53,7 +53,7 @@ from .rest_skeleton import KNEE_LIMIT, RestSkeleton
 __all__ = ["IkLinkSpec", "IkSolverSpec", "IkPose", "LegPlacement", "evaluation_order", "ik_solvers", "evaluate",
            "solve_ik", "evaluate_motion", "motion_arrays", "place_feet", "MAX_LOOPS"]
 
-#: [BM] ``IkSolver.iteration`` caps the loop count at 256 (MMD_FACTS §2.5 reports MMD appearing to cap at 255).
+#: [BM] ``IkSolver.iteration`` caps the loop count at 256 (docs/MMD_FACTS.md §2.5 reports MMD appearing to cap at 255).
 MAX_LOOPS = 256
 _DIST2_EPS = 1e-8      # [BM]: squared distance target <-> IK bone below which a frame is solved
 _AXIS2_EPS = 1e-8      # [BM]: squared length of t × k below which a link is not turned
@@ -416,7 +416,7 @@ def _per_frame_flags(rest: RestSkeleton, solvers, ik_enabled, t_len: int) -> np.
     for name, val in ik_enabled.items():
         c = col.get(name)
         if c is None:
-            continue                    # an IK switch for a bone this model lacks is dropped (MMD_FACTS §5.6)
+            continue                    # an IK switch for a bone this model lacks is dropped (docs/MMD_FACTS.md §5.6)
         v = np.asarray(val, dtype=bool)
         if v.ndim == 0:
             on[:, c] = bool(v)
@@ -438,8 +438,8 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
         targets: optional IK bone name -> ``(T, 3)`` world positions (MMD units) that replace the IK bone's own
             world position as the chain's goal (NaN rows keep the motion's); bones under the IK bone (つま先ＩＫ
             under 足ＩＫ) move with it. Names that are not IK bones of the model raise KeyError.
-        ik_enabled: optional IK bone name -> bool or ``(T,)`` bool (VMD IK switches, MMD_FACTS §1.7, §2.5); default
-            all on. Names the model lacks are ignored, as MMD drops keys for absent bones.
+        ik_enabled: optional IK bone name -> bool or ``(T,)`` bool (VMD IK switches, docs/MMD_FACTS.md §1.7,
+            §2.5); default all on. Names the model lacks are ignored, as MMD drops keys for absent bones.
         solvers: :func:`ik_solvers` of ``rest``, to skip rebuilding them on repeated calls.
 
     Returns:
@@ -560,7 +560,7 @@ def solve_ik(rest: RestSkeleton, local_rotations, local_translations=None, targe
 def motion_arrays(rest: RestSkeleton, motion) -> tuple[np.ndarray, np.ndarray]:
     """Dense key arrays of a :class:`core.motion.BoneMotion` on a model: ``(T, N, 4)`` rotations (identity where
     unkeyed) and ``(T, N, 3)`` translations (zero where unkeyed). Bone names are matched exactly; bones the model
-    lacks are dropped, as MMD does (MMD_FACTS §5.6)."""
+    lacks are dropped, as MMD does (docs/MMD_FACTS.md §5.6)."""
     t_len, n = motion.n_frames, len(rest)
     index = {}
     for i, name in enumerate(rest.names):
@@ -611,13 +611,36 @@ class LegPlacement:
     residual: dict
     pose: IkPose
 
+    def apply_to(self, motion):
+        """A copy of ``motion`` (a :class:`core.motion.BoneMotion` on the same frames) with these keys: 足 / ひざ /
+        足首 rotations and 足ＩＫ translation + rotation replaced (sign-continuous, docs/MMD_FACTS.md §5.1); つま先ＩＫ gets
+        a translation track only if ``motion`` had one or it is not zero. ``meta`` is copied with ``"place_feet":
+        True``.
+
+        Raises:
+            ValueError: ``motion`` has another number of frames.
+        """
+        from .motion import BoneMotion
+        t_len = next(iter(self.ik_locations.values())).shape[0] if self.ik_locations else motion.n_frames
+        if motion.n_frames != t_len:
+            raise ValueError(f"LegPlacement.apply_to: the motion has {motion.n_frames} frames, the placement {t_len}")
+        rot = dict(motion.rotations)
+        loc = dict(motion.locations)
+        for name, q in list(self.rotations.items()) + list(self.ik_rotations.items()):
+            rot[name] = Q.make_continuous(q)
+        for name, v in self.ik_locations.items():
+            if name.endswith("足ＩＫ") or name in loc or np.any(v != 0.0):
+                loc[name] = v
+        return BoneMotion(frames=motion.frames, rotations=rot, locations=loc, model_name=motion.model_name,
+                          meta=dict(motion.meta, place_feet=True))
+
 
 def place_feet(rest: RestSkeleton, local_rotations, local_translations, ankles: Mapping,
                toes: Mapping | None = None) -> LegPlacement:
     """Put the ankles (and optionally the toes) where the motion stage wants them, as MMD's leg IK would.
 
     For each side ("左", "右") in ``ankles``: the 足ＩＫ translation key is set so the IK bone sits at the wanted
-    ankle (MMD moves the target 足首 onto the IK bone; MMD_FACTS §2.5), its rotation key to the FK ankle's world
+    ankle (MMD moves the target 足首 onto the IK bone; docs/MMD_FACTS.md §2.5), its rotation key to the FK ankle's world
     rotation (so つま先ＩＫ follows the foot as in ``core.retarget``) or, where a toe point is given, to the smallest
     turn of it that aims つま先ＩＫ at that point; then the model is solved with IK on, starting from the FK leg keys
     given (they choose the knee solution).

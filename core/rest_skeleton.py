@@ -106,12 +106,13 @@ STANDARD_BONES: tuple[tuple[str, str, tuple[float, float, float], str | None], .
     ("右つま先ＩＫ", "toe IK_R", (-0.929, 0.000, -2.464), "右足ＩＫ"),
 )
 
-#: The standard knee limit (docs/MMD_FACTS.md §2.2, §5.4): rotation about X only, in [-180°, -0.5°] (radians, min then max).
+#: The standard knee limit (docs/MMD_FACTS.md §2.2, §5.4): rotation about X only, in [-180°, -0.5°] (radians, min
+#: then max).
 KNEE_LIMIT: tuple[tuple[float, float, float], tuple[float, float, float]] = (
     (-3.141592653589793, 0.0, 0.0), (-0.008726646259971648, 0.0, 0.0))
 
-#: Leg-IK chains of the built-in skeleton, as in the fixture (docs/MMD_FACTS.md §2.5): (IK bone, target, links nearest the
-#: target first, loop count, unit angle (radians), per-link limits). The fixture's solver parameters: legs 40 loops /
+#: Leg-IK chains of the built-in skeleton, as in the fixture (docs/MMD_FACTS.md §2.5): (IK bone, target, links
+#: nearest the target first, loop count, unit angle (radians), per-link limits). The fixture's solver parameters: legs 40 loops /
 #: 2.0 rad with ひざ limited to X in [-180°, -0.5°]; toes 3 loops / 4.0 rad, unlimited.
 _STANDARD_IK = tuple(
     (s + "足ＩＫ", s + "足首", (s + "ひざ", s + "足"), 40, 2.0, (KNEE_LIMIT, None)) for s in "左右"
@@ -127,7 +128,8 @@ class IkChain:
     per link, ``None`` (unlimited) or ``((min_x, min_y, min_z), (max_x, max_y, max_z))`` Euler limits in radians in
     the link's parent frame; ``limits=None`` (the default, e.g. chains read from a Blender armature) means "not
     known": ``core.ik`` then applies :data:`KNEE_LIMIT` to links named 左ひざ / 右ひざ, as MMD does for PMD models
-    (docs/MMD_FACTS.md §5.4). The solver parameters are not part of equality (``==`` compares bone, target and links only).
+    (docs/MMD_FACTS.md §5.4). The solver parameters are not part of equality (``==`` compares bone, target and links
+    only).
     """
 
     bone: str

@@ -1,8 +1,8 @@
 """core.ik: MMD's CCD leg IK against closed-form two-bone solutions, and on the real models with real motions.
 
 Analytic cases use a straight two-bone leg (hip -> knee -> ankle, 4.5 units each, the IK bone resting at the ankle)
-with the knee limited to X in [-180°, -0.5°] exactly as the sample PMX files store it (docs/MMD_FACTS.md §2.5), solved with
-the real models' solver parameters (mat4: 40 loops / 1.0 rad; yw: 200 loops / 2.0 rad).
+with the knee limited to X in [-180°, -0.5°] exactly as the sample PMX files store it (docs/MMD_FACTS.md §2.5), solved
+with the real models' solver parameters (mat4: 40 loops / 1.0 rad; yw: 200 loops / 2.0 rad).
 
 Precision is MMD's, not better: its CCD skips a link once the angle between (link -> target) and (link -> IK bone)
 is below 1e-4 rad (|t × k|² < 1e-8, [BM] ikSolver.ts), so it stalls where the remaining error is radial for the hip
@@ -207,7 +207,8 @@ def test_real_models_solver_parameters_and_order(model, name):
     order = list(ik.evaluation_order(rest))
     assert [order.index(s.bone) for s in solvers] == sorted(order.index(s.bone) for s in solvers)
     legs = {rest.names[s.bone]: s for s in solvers}
-    want = {"mat4": (40, 1.0, 40, 1.0), "yw": (200, 2.0, 50, 4.0), "semi": (40, 2.0, 3, 4.0)}[name]  # docs/MMD_FACTS.md §2.5
+    # docs/MMD_FACTS.md §2.5
+    want = {"mat4": (40, 1.0, 40, 1.0), "yw": (200, 2.0, 50, 4.0), "semi": (40, 2.0, 3, 4.0)}[name]
     s, toe = legs["左足ＩＫ"], legs["左つま先ＩＫ"]
     assert (s.loop_count, toe.loop_count) == (want[0], want[2])
     assert s.unit_angle == pytest.approx(want[1], abs=1e-5) and toe.unit_angle == pytest.approx(want[3], abs=1e-5)
@@ -331,12 +332,9 @@ def test_place_feet_puts_ankles_and_toes_where_asked_and_its_keys_replay(model, 
         assert np.abs(placed.ik_locations[side + "つま先ＩＫ"]).max() == 0.0
     # The keys it returns, written as a motion (solved FK legs + IK keys), replay to the same pose with IK on and
     # with IK off: what the user sees in MMD either way.
-    rot = dict(motion.rotations)
-    rot.update(placed.rotations)
-    rot.update(placed.ik_rotations)
-    loc = dict(motion.locations)
-    loc.update(placed.ik_locations)
-    replay = BoneMotion(frames=motion.frames, rotations=rot, locations=loc)
+    replay = placed.apply_to(motion)
+    assert set(replay.locations) == set(motion.locations) and replay.meta["place_feet"]
+    assert set(replay.rotations) == set(motion.rotations)          # retarget keys 足/ひざ/足首 and 足ＩＫ already
     on, _ = ik.evaluate_motion(rest, replay)
     off, _ = ik.evaluate_motion(rest, replay, ik_enabled={rest.names[s.bone]: False for s in ik.ik_solvers(rest)})
     for side in "左右":
@@ -425,3 +423,47 @@ def test_sample_vmd_keys_held_and_linear(shared_data):
     yyb = vmd.read(shared_data / "vmd" / "physics_toggle_test_yyb10th.vmd")
     sw = ik_switches(yyb, np.arange(3))
     assert set(sw) == {"右足ＩＫ", "右つま先ＩＫ", "左足ＩＫ", "左つま先ＩＫ"} and all(v.all() for v in sw.values())
+
+
+def test_evaluation_order_decides_what_inheriting_bones_see(model):
+    """yw's 左足D copies 左足 (付与 1.0) and sits in layer 1 after the IK bones: it follows the IK-solved thigh.
+    Moved to layer 0 (evaluated before the IK), it keeps the FK thigh, as MMD's order implies (docs/MMD_FACTS.md §3.4);
+    flagged after-physics, it comes last again."""
+    rest = model("yw")
+    d, thigh = rest.find("左足D"), rest.find("左足")
+    assert rest.inherit_rotation[d] and rest.inherit_source[d] == thigh and rest.inherit_ratio[d] == 1.0
+    n = 20
+    rng = np.random.default_rng(8)
+    q = Q.identity((n, len(rest)))
+    t = np.zeros((n, len(rest), 3))
+    t[:, rest.find("左足ＩＫ")] = rng.uniform([-1, 0.5, -2], [1, 3, 1], size=(n, 3))
+    solved = ik.evaluate(rest, q, t)
+    assert Q.angle(solved.local_rotations[:, thigh]).min() > 1e-3
+    assert np.allclose(np.abs(np.sum(solved.local_rotations[:, d] * solved.local_rotations[:, thigh], axis=1)), 1)
+    early = dataclasses.replace(rest, layers=np.where(np.arange(len(rest)) == d, 0, rest.layers))
+    pre = ik.evaluate(early, q, t)
+    assert np.allclose(pre.local_rotations[:, d], Q.identity(n))            # the FK thigh: no key, identity
+    assert np.allclose(pre.local_rotations[:, thigh], solved.local_rotations[:, thigh])
+    late = dataclasses.replace(early, after_physics=np.arange(len(rest)) == d)
+    assert np.allclose(ik.evaluate(late, q, t).local_rotations[:, d], solved.local_rotations[:, d])
+
+
+def test_targets_override_the_ik_bone_and_nan_keeps_the_motion(model):
+    rest = model("mat4")
+    n = 30
+    rng = np.random.default_rng(9)
+    q = Q.identity((n, len(rest)))
+    t = np.zeros((n, len(rest), 3))
+    t[:, rest.find("右足ＩＫ")] = (0.0, 1.5, -0.5)
+    want = rest.positions[rest.find("左足首")] + rng.uniform([-1, 0.5, -2], [1, 3, 1], size=(n, 3))
+    want[::3] = np.nan
+    pose = ik.evaluate(rest, q, t, targets={"leg IK_L": want})        # English alias accepted
+    a = rest.find("左足首")
+    ok = np.isfinite(want[:, 0])
+    err = np.linalg.norm(pose.positions[ok, a] - want[ok], axis=1)
+    assert np.median(err) < REACH_TOL and err.max() < TOLS["mat4"][2] * 2     # mat4's 40 loops, see the top
+    assert np.allclose(pose.positions[~ok, a], rest.positions[a])          # NaN: the motion's (rest) target
+    # the toe IK under 足ＩＫ moved with it: the toe is still solved onto it
+    assert np.median(pose.residual["左つま先ＩＫ"]) < REACH_TOL
+    assert np.allclose(solve := ik.solve_ik(rest, q, t, {"leg IK_L": want}), pose.local_rotations)
+    assert solve.shape == (n, len(rest), 4)
