@@ -51,7 +51,7 @@ from .errors import PipelineError
 from .rest_skeleton import KNEE_LIMIT, RestSkeleton
 
 __all__ = ["IkLinkSpec", "IkSolverSpec", "IkPose", "LegPlacement", "evaluation_order", "ik_solvers", "evaluate",
-           "solve_ik", "evaluate_motion", "motion_arrays", "place_feet", "MAX_LOOPS"]
+           "solve_ik", "evaluate_motion", "motion_arrays", "place_feet", "leg_reach", "MAX_LOOPS"]
 
 #: [BM] ``IkSolver.iteration`` caps the loop count at 256 (docs/MMD_FACTS.md §2.5 reports MMD appearing to cap at 255).
 MAX_LOOPS = 256
@@ -588,6 +588,30 @@ def evaluate_motion(rest: RestSkeleton, motion, *, ik_enabled: Mapping | None = 
 
 
 # ------------------------------------------------------------------------------------------- feet for the motion stage
+
+def leg_reach(rest: RestSkeleton, side: str, *, samples: int = 4001) -> tuple[float, float]:
+    """(min, max) distance from the thigh joint 足 to the ankle 足首 that the knee's IK limits allow, MMD units.
+
+    The knee (the 足ＩＫ chain's link ひざ) is turned through its X range (``IkChain.limits``, or
+    ``rest_skeleton.KNEE_LIMIT``) with the thigh fixed; an 足ＩＫ target farther than ``max`` (or nearer than
+    ``min``) from 足 cannot be reached, so the motion stage can lower or raise the root (センター / グルーブ) first.
+
+    Raises:
+        KeyError: the model lacks 足 / ひざ / 足首 / 足ＩＫ for ``side`` ("左" or "右").
+    """
+    hip, knee, ankle = (rest.find(side + b) for b in ("足", "ひざ", "足首"))
+    spec = {rest.names[s.bone]: s for s in ik_solvers(rest)}.get(side + "足ＩＫ")
+    if spec is None:
+        raise KeyError(f"model {rest.model_name!r} has no {side}足ＩＫ chain")
+    link = next((l for l in spec.links if l.index == knee), None)
+    lo, hi = (KNEE_LIMIT[0][0], KNEE_LIMIT[1][0]) if link is None or link.lo is None else (link.lo[0], link.hi[0])
+    ang = np.linspace(lo, hi, samples)
+    shin = Q.rotate(Q.from_axis_angle(np.array([1.0, 0.0, 0.0]), ang),
+                    rest.positions[ankle] - rest.positions[knee])
+    d = np.linalg.norm(rest.positions[knee] - rest.positions[hip] + shin, axis=1)
+    return float(d.min()), float(d.max())
+
+
 
 @dataclass
 class LegPlacement:

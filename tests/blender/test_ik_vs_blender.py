@@ -34,14 +34,6 @@ def _world_mmd(addon, arm, names) -> np.ndarray:
     return conv.blender_to_mmd((np.c_[heads, np.ones(len(heads))] @ mw.T)[:, :3])
 
 
-def _reach(rest, quat, side):
-    h, k, a = (rest.find(side + b) for b in ("足", "ひざ", "足首"))
-    ang = np.deg2rad(np.linspace(-179.5, -0.5, 2000))
-    shin = quat.rotate(quat.from_axis_angle(np.array([1.0, 0, 0]), ang), rest.positions[a] - rest.positions[k])
-    d = np.linalg.norm(rest.positions[k] - rest.positions[h] + shin, axis=1)
-    return d.min(), d.max()
-
-
 @pytest.mark.parametrize("model_key", ["yw", "mat4"])
 def test_openmmd_vmd_ik_matches_blender_where_the_solvers_agree(addon, scene, pmx_dir, shared_data, model_key):
     path = {"yw": pmx_dir / "yw_test_model" / "yw_test_model.pmx",
@@ -51,7 +43,6 @@ def test_openmmd_vmd_ik_matches_blender_where_the_solvers_agree(addon, scene, pm
     rs = addon.core("rest_skeleton")
     ik = addon.core("ik")
     vs = addon.core("vmd_sample")
-    quat = addon.core("quat")
     rest = rs.RestSkeleton.from_pmx(pmx.read(path))
     arm = addon.pmx_import.import_pmx(path, bpy.context).armature
     motion = vs.sample_vmd(vmd.read(shared_data / "vmd" / "openmmd_output_sample.vmd"))
@@ -70,7 +61,7 @@ def test_openmmd_vmd_ik_matches_blender_where_the_solvers_agree(addon, scene, pm
         for k, side in enumerate("左右"):
             hip_b, knee_b, ankle_b = got[3 * k: 3 * k + 3]
             target = pose.positions[f, rest.find(side + "足ＩＫ")]
-            lo, hi = _reach(rest, quat, side)
+            lo, hi = ik.leg_reach(rest, side)
             d = np.linalg.norm(target - pose.positions[f, rest.find(side + "足")])
             if not lo + 0.3 < d < hi - 0.3:
                 continue

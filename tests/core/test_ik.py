@@ -351,15 +351,6 @@ def test_place_feet_puts_ankles_and_toes_where_asked_and_its_keys_replay(model, 
 
 # ---------------------------------------------------------------------------------------------- shared VMD files
 
-def _reach(rest, side):
-    """(min, max) hip -> ankle distance the knee's limits allow (knee turned about X at -180°...-0.5°)."""
-    h, k, a = (rest.find(side + b) for b in ("足", "ひざ", "足首"))
-    ang = np.deg2rad(np.linspace(-179.5, -0.5, 2000))
-    shin = Q.rotate(Q.from_axis_angle(np.array([1.0, 0, 0]), ang), rest.positions[a] - rest.positions[k])
-    d = np.linalg.norm(rest.positions[k] - rest.positions[h] + shin, axis=1)
-    return d.min(), d.max()
-
-
 @pytest.mark.parametrize("name", ["mat4", "yw", "semi"])
 def test_openmmd_vmd_with_ik_keys_on_the_shared_models(model, shared_data, name):
     """OpenMMD's real output (sparse keys, 足ＩＫ translations, FK 足 keys): with IK on, every clearly reachable
@@ -376,7 +367,7 @@ def test_openmmd_vmd_with_ik_keys_on_the_shared_models(model, shared_data, name)
     for side in "左右":
         h, ankle, goal = (rest.find(side + b) for b in ("足", "足首", "足ＩＫ"))
         d = np.linalg.norm(on.positions[:, goal] - on.positions[:, h], axis=1)
-        lo, hi = _reach(rest, side)
+        lo, hi = ik.leg_reach(rest, side)
         clear = (d > lo + 0.3) & (d < hi - 0.3)
         assert clear.sum() > 25
         res = on.residual[side + "足ＩＫ"][clear]
@@ -467,3 +458,14 @@ def test_targets_override_the_ik_bone_and_nan_keeps_the_motion(model):
     assert np.median(pose.residual["左つま先ＩＫ"]) < REACH_TOL
     assert np.allclose(solve := ik.solve_ik(rest, q, t, {"leg IK_L": want}), pose.local_rotations)
     assert solve.shape == (n, len(rest), 4)
+
+
+def test_leg_reach_is_the_straight_and_folded_leg():
+    rest = two_bone(40, 1.0)
+    lo, hi = ik.leg_reach(rest, "左")
+    assert hi == pytest.approx(np.sqrt(L1 ** 2 + L2 ** 2 + 2 * L1 * L2 * np.cos(np.deg2rad(0.5))), abs=1e-9)
+    assert lo == pytest.approx(0.0, abs=1e-6)             # -180° folds the shin onto the thigh (equal lengths)
+    yw = two_bone(40, 1.0, limits=(((-np.deg2rad(170), 0, 0), (-np.deg2rad(0.5), 0, 0)), None))
+    assert ik.leg_reach(yw, "左")[0] == pytest.approx(2 * L1 * np.sin(np.deg2rad(5)), abs=1e-6)
+    with pytest.raises(KeyError):
+        ik.leg_reach(rest, "右")
