@@ -469,3 +469,18 @@ def test_leg_reach_is_the_straight_and_folded_leg():
     assert ik.leg_reach(yw, "左")[0] == pytest.approx(2 * L1 * np.sin(np.deg2rad(5)), abs=1e-6)
     with pytest.raises(KeyError):
         ik.leg_reach(rest, "右")
+
+
+def test_a_perfectly_straight_leg_pulled_straight_up_does_not_bend():
+    """MMD's CCD turns a link only when (link -> target) and (link -> IK bone) are not parallel; a dead-straight leg
+    with its IK bone moved along the leg's own line gives every link parallel vectors, so nothing moves (real models
+    rest with the knee slightly forward, and retargeted legs are bent, so this does not arise there). A 1e-3 unit
+    nudge in front of the line is enough for the knee to fold forward and reach."""
+    rest = two_bone(40, 1.0)
+    up = (HIP - (0, L1 + L2 - 2.0, 0))[None]
+    stuck = solve_targets(rest, up)
+    assert np.array_equal(stuck.local_rotations, Q.identity((1, len(rest))))
+    assert stuck.residual["左足ＩＫ"][0] == pytest.approx(2.0)
+    nudged = solve_targets(rest, up + (0, 0, -1e-3))
+    assert nudged.residual["左足ＩＫ"][0] < REACH_TOL
+    assert knee_x_angle(nudged.local_rotations[:, rest.find("左ひざ")])[0] < -0.5
