@@ -1,0 +1,213 @@
+"""Foot contact per heel and toe, from height, 3D and 2D speed and (optionally) a lifter's probabilities (numpy only).
+
+A foot point is in contact when it is near the floor and not moving. Each cue gives a score in [0, 1] that falls
+linearly from 1 at its "on" value to 0 at its "off" value; the speed cues (3D, 2D) are averaged with weights (cues
+that are missing drop out) into a "still" score, and the contact score is the geometric mean of the height score
+and the still score (both must agree); a lifter's contact probability is averaged in with equal weight, and the
+result goes
+through a hysteresis (separate on/off thresholds, then minimum durations: contacts shorter than ``min_on_s`` are
+dropped, releases shorter than ``min_off_s`` are bridged), so contact does not flicker.
+
+The four points and their order, :data:`CONTACT_POINTS`: the subject's left heel, left toe, right heel, right toe
+(``CANONICAL`` LHeel, LFootIndex, RHeel, RFootIndex; the ankle stands in where a set lacks heel or toe). The
+per-frame contact array is stored in the pose npz as :data:`NPZ_KEY`, ``(T, 4)`` bool. Frames: ``core.conventions``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .skeletons import CANONICAL
+
+__all__ = ["CONTACT_POINTS", "NPZ_KEY", "ContactParams", "foot_points", "point_speed", "body_size_2d",
+           "contact_scores", "hysteresis", "detect_contacts"]
+
+#: Order of the last axis of every contact array (the subject's left/right).
+CONTACT_POINTS: tuple[str, ...] = ("LHeel", "LToe", "RHeel", "RToe")
+
+#: Key of the ``(T, 4)`` bool contact array in the pose npz (order :data:`CONTACT_POINTS`).
+NPZ_KEY = "foot_contacts"
+
+_SRC = (("LHeel", "LFoot"), ("LFootIndex", "LFoot"), ("RHeel", "RFoot"), ("RFootIndex", "RFoot"))
+
+
+@dataclass(frozen=True)
+class ContactParams:
+    """Thresholds of :func:`contact_scores` and :func:`hysteresis`.
+
+    Heights are of the heel / toe landmarks above the floor (metres; landmarks sit a few cm above the sole), 3D
+    speeds in m/s, 2D speeds in body heights per second (so they do not depend on the image size or zoom). The
+    speeds were set on real dance mocap (CMU subject 5) seen through estimate-like noise (tests/core/mocap_poses.py):
+    a foot sliding along the floor at 0.3 m/s (a glissade) is not planted.
+    """
+
+    height_on: float = 0.04
+    height_off: float = 0.12
+    speed_on: float = 0.12
+    speed_off: float = 0.4
+    speed2d_on: float = 0.08
+    speed2d_off: float = 0.3
+    w_speed: float = 0.5
+    w_speed2d: float = 0.5
+    on: float = 0.6
+    off: float = 0.4
+    min_on_s: float = 0.1
+    min_off_s: float = 0.1
+
+
+def foot_points(points) -> np.ndarray:
+    """The four contact points of a ``CANONICAL`` pose: ``(T, 27, D)`` -> ``(T, 4, D)`` (order :data:`CONTACT_POINTS`).
+
+    Where a heel or toe is NaN (a set without them, e.g. COCO or H36M input) the ankle stands in.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1] != len(CANONICAL):
+        raise ValueError(f"foot_points expects (T, {len(CANONICAL)}, D), got {p.shape}")
+    out = np.empty((p.shape[0], 4, p.shape[2]))
+    for k, (name, fallback) in enumerate(_SRC):
+        a = p[:, CANONICAL.index(name)]
+        b = p[:, CANONICAL.index(fallback)]
+        out[:, k] = np.where(np.isfinite(a).all(axis=-1, keepdims=True), a, b)
+    return out
+
+
+def point_speed(x, t) -> np.ndarray:
+    """Speed of points over time by central differences: ``x (T, K, C)``, ``t (T,)`` s -> ``(T, K)`` units/s."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if x.ndim != 3 or t.shape != (x.shape[0],):
+        raise ValueError(f"point_speed: expected x (T, K, C) and t (T,), got {x.shape}, {t.shape}")
+    if x.shape[0] < 2:
+        return np.zeros(x.shape[:2])
+    v = np.gradient(x, t, axis=0)
+    return np.linalg.norm(v, axis=-1)
+
+
+def body_size_2d(keypoints) -> np.ndarray:
+    """Per-frame body height in px from ``CANONICAL`` 2D keypoints ``(T, 27, 2+)``: head top to the mid-ankle span
+    estimated as the sum of the neck-hip, hip-knee and knee-ankle segments (robust to bending). ``(T,)``."""
+    k = np.asarray(keypoints, dtype=np.float64)[..., :2]
+    c = {n: i for i, n in enumerate(CANONICAL)}
+    seg = lambda a, b: np.linalg.norm(k[:, c[a]] - k[:, c[b]], axis=-1)  # noqa: E731
+    legs = 0.5 * (seg("LHip", "LKnee") + seg("LKnee", "LFoot") + seg("RHip", "RKnee") + seg("RKnee", "RFoot"))
+    return seg("Head", "Thorax") + seg("Thorax", "Hip") + legs
+
+
+def _ramp(v, on, off):
+    return np.clip((off - v) / (off - on), 0.0, 1.0)
+
+
+def contact_scores(heights, speed3d=None, speed2d=None, probs=None, params: ContactParams = ContactParams()):
+    """Per-point contact score in [0, 1] from the cues given (see the module docstring).
+
+    Args:
+        heights: ``(T, 4)`` metres above the floor (NaN = unknown).
+        speed3d: ``(T, 4)`` m/s or None.  speed2d: ``(T, 4)`` body heights / s or None.
+        probs: ``(T, 4)`` lifter contact probabilities in [0, 1] or None.
+    Returns:
+        ``(T, 4)`` float64; 0 where no cue is known.
+    """
+    h = np.asarray(heights, dtype=np.float64)
+    if h.ndim != 2 or h.shape[1] != 4:
+        raise ValueError(f"contact_scores: heights must be (T, 4), got {h.shape}")
+    num = np.zeros_like(h)
+    den = np.zeros_like(h)
+    for val, on, off, w in ((speed3d, params.speed_on, params.speed_off, params.w_speed),
+                            (speed2d, params.speed2d_on, params.speed2d_off, params.w_speed2d)):
+        if val is None:
+            continue
+        v = np.asarray(val, dtype=np.float64)
+        if v.shape != h.shape:
+            raise ValueError(f"contact_scores: cue shape {v.shape} differs from heights {h.shape}")
+        ok = np.isfinite(v)
+        num += np.where(ok, w * _ramp(np.nan_to_num(v), on, off), 0.0)
+        den += np.where(ok, w, 0.0)
+    still = np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
+    near = np.where(np.isfinite(h), _ramp(np.nan_to_num(h), params.height_on, params.height_off), np.nan)
+    # near AND still: the geometric mean, so a foot held still in the air (a ballet retiré) is not a contact
+    score = np.where(np.isfinite(near) & np.isfinite(still), np.sqrt(np.nan_to_num(near) * np.nan_to_num(still)),
+                     np.where(np.isfinite(near), near, np.nan_to_num(still)))
+    den = np.isfinite(near) | np.isfinite(still)
+    if probs is not None:
+        p = np.asarray(probs, dtype=np.float64)
+        if p.shape != h.shape:
+            raise ValueError(f"contact_scores: probs must be {h.shape}, got {p.shape}")
+        ok = np.isfinite(p)
+        score = np.where(ok & (den > 0), 0.5 * score + 0.5 * np.clip(np.nan_to_num(p), 0, 1),
+                         np.where(ok, np.clip(np.nan_to_num(p), 0, 1), score))
+    return score
+
+
+def _runs(mask: np.ndarray):
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def hysteresis(score, t, *, on: float = 0.6, off: float = 0.4, min_on_s: float = 0.1,
+               min_off_s: float = 0.1) -> np.ndarray:
+    """Binary contact from scores: switch on above ``on``, off below ``off``; then bridge releases shorter than
+    ``min_off_s`` and drop contacts shorter than ``min_on_s`` (seconds, measured on the timestamps).
+
+    Args:
+        score: ``(T, K)`` in [0, 1].  t: ``(T,)`` seconds.
+    Returns:
+        ``(T, K)`` bool.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if s.ndim != 2 or t.shape != (s.shape[0],):
+        raise ValueError(f"hysteresis: expected score (T, K) and t (T,), got {s.shape}, {t.shape}")
+    if not off <= on:
+        raise ValueError(f"hysteresis: off ({off}) must not exceed on ({on})")
+    T, K = s.shape
+    out = np.zeros((T, K), dtype=bool)
+    dt = float(np.median(np.diff(t))) if T > 1 else 1.0
+    for k in range(K):
+        state = False
+        for i in range(T):
+            state = s[i, k] >= on if not state else s[i, k] > off
+            out[i, k] = state
+        col = out[:, k]
+        a, b = _runs(~col)
+        for x, y in zip(a, b):                    # short releases between contacts
+            if x > 0 and y < T and (t[y - 1] - t[x] + dt) < min_off_s:
+                col[x:y] = True
+        a, b = _runs(col)
+        for x, y in zip(a, b):                    # short contacts
+            if (t[y - 1] - t[x] + dt) < min_on_s:
+                col[x:y] = False
+    return out
+
+
+def detect_contacts(points, t, heights, *, points_2d=None, body_px=None, probs=None,
+                    params: ContactParams = ContactParams()) -> tuple[np.ndarray, np.ndarray]:
+    """Contact of the four foot points (order :data:`CONTACT_POINTS`).
+
+    Args:
+        points: ``(T, 4, 3)`` foot points in a world frame (metres; e.g. camera frame with the root trajectory,
+            :func:`foot_points` of absolute joints).
+        t: ``(T,)`` seconds.
+        heights: ``(T, 4)`` metres above the floor (``core.floor.FloorPlane.height``).
+        points_2d: ``(T, 4, 2)`` px or None.  body_px: ``(T,)`` body height in px (:func:`body_size_2d`), needed
+            with ``points_2d``.
+        probs: ``(T, 4)`` lifter probabilities or None.
+    Returns:
+        ``(contacts (T, 4) bool, scores (T, 4) float64)``.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1:] != (4, 3):
+        raise ValueError(f"detect_contacts: points must be (T, 4, 3), got {p.shape}")
+    t = np.asarray(t, dtype=np.float64)
+    v3 = point_speed(p, t)
+    v2 = None
+    if points_2d is not None:
+        if body_px is None:
+            raise ValueError("detect_contacts: points_2d needs body_px (core.contact.body_size_2d)")
+        b = np.asarray(body_px, dtype=np.float64)
+        size = np.nanmedian(b[np.isfinite(b) & (b > 0)]) if np.any(np.isfinite(b) & (b > 0)) else np.nan
+        b = np.where(np.isfinite(b) & (b > 0.3 * size), b, size)
+        v2 = point_speed(np.asarray(points_2d, dtype=np.float64)[..., :2], t) / b[:, None]
+    score = contact_scores(heights, v3, v2, probs, params)
+    return hysteresis(score, t, on=params.on, off=params.off, min_on_s=params.min_on_s,
+                      min_off_s=params.min_off_s), score

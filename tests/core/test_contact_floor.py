@@ -1,0 +1,119 @@
+"""core.contact and core.floor on a real dance clip (CMU mocap) seen by a tilted camera, with estimate-like noise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mocap_poses as M
+from core import contact as C, floor as F, motion_cleanup, trajectory
+from core.skeletons import CANONICAL
+
+
+@pytest.fixture(scope="module", params=["cmu_iclone/005_12.bvh", "cmu_iclone/005_03.bvh"])
+def case(request, shared_data):
+    tr = M.truth(shared_data, request.param)
+    est = M.estimate(tr)
+    absolute, kp, _, _ = motion_cleanup.prepare_world(est)   # repaired, smoothed, torso-levelled like the pipeline
+    R = trajectory.up_rotation(est.joints_3d)
+    return tr, est, absolute, R
+
+
+def test_contact_order_and_npz_key():
+    assert C.CONTACT_POINTS == ("LHeel", "LToe", "RHeel", "RToe")
+    assert C.NPZ_KEY == "foot_contacts"
+
+
+def test_foot_points_fall_back_to_the_ankle():
+    j = np.random.default_rng(0).normal(size=(4, 27, 3))
+    j[:, CANONICAL.index("LHeel")] = np.nan
+    fp = C.foot_points(j)
+    assert np.allclose(fp[:, 0], j[:, CANONICAL.index("LFoot")])
+    assert np.allclose(fp[:, 3], j[:, CANONICAL.index("RFootIndex")])
+
+
+def test_hysteresis_thresholds_and_minimum_durations():
+    t = np.arange(30) / 30.0
+    s = np.zeros((30, 1))
+    s[5:15] = 0.7          # a contact of 10 frames
+    s[9] = 0.5             # between the thresholds: stays on
+    s[20:22] = 0.9         # 2 frames: shorter than 0.1 s, dropped
+    out = C.hysteresis(s, t)[:, 0]
+    assert out[5:15].all() and not out[:5].any() and not out[15:].any()
+    s2 = s.copy()
+    s2[10:12] = 0.1        # a 2-frame release inside a contact is bridged
+    assert C.hysteresis(s2, t)[5:15, 0].all()
+    with pytest.raises(ValueError):
+        C.hysteresis(s, t, on=0.3, off=0.5)
+
+
+def test_contacts_agree_with_the_truth(case):
+    tr, est, absolute, R = case
+    g = F.ground(absolute, tr.t, keypoints_2d=est.keypoints_canonical_2d())
+    agree = []
+    for side in (slice(0, 2), slice(2, 4)):                  # a foot is planted when its heel or toe is
+        found, true = g.contacts[:, side].any(axis=1), tr.contacts[:, side].any(axis=1)
+        agree.append((found == true).mean())
+        assert found[true].mean() > 0.9                      # planted feet are found (they get locked)
+        assert agree[-1] > 0.6                               # sliding ballet feet are the hard part
+    assert np.mean(agree) > 0.75
+
+
+def test_lifter_probabilities_are_used():
+    h = np.full((20, 4), 0.5)                 # heights say "no contact"
+    p = np.zeros((20, 4))
+    p[:, 1] = 1.0
+    s = C.contact_scores(h, probs=p)
+    assert s[:, 1].min() > s[:, 0].max()
+
+
+def test_fit_plane_is_robust_to_outliers():
+    rng = np.random.default_rng(3)
+    n = np.array([0.1, -1.0, 0.05])
+    n /= np.linalg.norm(n)
+    u = np.cross(n, [1.0, 0, 0]); u /= np.linalg.norm(u)
+    v = np.cross(n, u)
+    pts = (rng.uniform(-1.5, 1.5, (300, 1)) * u + rng.uniform(-1.5, 1.5, (300, 1)) * v - 0.8 * n
+           + rng.normal(0, 0.005, (300, 1)) * n)
+    pts[:90] += rng.uniform(0.05, 0.4, (90, 1)) * n      # 30% outliers above the floor (feet lifting)
+    plane = F.fit_plane(pts, up=(0, -1, 0))
+    assert plane.method == "ransac"
+    assert np.degrees(np.arccos(plane.normal @ n)) < 1.0
+    assert abs(plane.height(-0.8 * n)) < 0.005
+    # clustered points: the tilt is not observable, the plane stays horizontal
+    small = rng.normal(0, 0.03, (50, 3))
+    assert F.fit_plane(small, up=(0, -1, 0)).method == "horizontal"
+    with pytest.raises(ValueError):
+        F.fit_plane(np.zeros((2, 3)))
+
+
+def test_ground_levels_the_floor_and_puts_the_feet_on_it(case):
+    tr, est, absolute, R = case
+    g = F.ground(absolute, tr.t, keypoints_2d=est.keypoints_canonical_2d())
+    # the floor's residual tilt after the torso-based levelling is measured from the feet, not assumed
+    true_up = R @ tr.up
+    before = np.degrees(np.arccos(np.clip(true_up @ F.CAMERA_UP, -1, 1)))
+    after = np.degrees(np.arccos(np.clip(true_up @ g.planes[0].normal, -1, 1)))
+    assert after <= max(before, 2.0) + 0.5                  # horizontal fallback when the tilt is unobservable
+    h = C.foot_points(g.joints) @ F.CAMERA_UP
+    lowest_contact = np.where(g.contacts, h, np.inf).min(axis=1)
+    has = g.contacts.any(axis=1)
+    assert h.min() > -1e-9                                   # nothing below the floor
+    assert np.abs(h.min(axis=1)[has]).max() < 1e-9           # with a foot planted the body stands on the floor
+    assert np.mean(np.abs(lowest_contact[has]) < 0.01) > 0.9  # and the planted point touches it within 1 cm
+    low = h.min(axis=1)
+    assert np.mean((low > -0.02) & (low < 0.04)) > 0.85
+
+
+def test_ground_per_shot(case):
+    tr, est, absolute, R = case
+    T = absolute.shape[0]
+    two = absolute.copy()
+    two[T // 2:, :, 1] += 0.4                                # second shot: a camera 40 cm higher
+    g = F.ground(two, tr.t, shots=[(0, T // 2), (T // 2, T)])
+    assert len(g.planes) == 2 and len(g.notes) == 2
+    h = C.foot_points(g.joints) @ F.CAMERA_UP
+    for a, b in ((0, T // 2), (T // 2, T)):
+        low = h[a:b].min(axis=1)
+        assert np.median(low) < 0.03 and low.min() > -1e-9
+    with pytest.raises(ValueError):
+        F.ground(absolute, tr.t, shots=[(0, T + 5)])

@@ -1,0 +1,151 @@
+"""core.smoothing: One Euro on real dance joints, outlier, flip, swap and root-jump repair against known truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mocap_poses as M
+from core import filters, quat as Q, smoothing as S
+from core.skeletons import CANONICAL
+
+
+@pytest.fixture(scope="module")
+def tr(shared_data):
+    return M.truth(shared_data, "cmu_iclone/005_12.bvh")
+
+
+@pytest.fixture(scope="module")
+def est(tr):
+    return M.estimate(tr)
+
+
+def _rel(tr):
+    return tr.joints - tr.joints[:, :1]
+
+
+def test_one_euro_removes_noise_and_keeps_the_dance(tr, est):
+    truth = _rel(tr)
+    noisy = est.joints_3d.astype(np.float64)
+    out = S.one_euro(noisy, tr.t, **S.one_euro_params(0.5))
+    err_in = np.linalg.norm(noisy - truth, axis=-1).mean()
+    err_out = np.linalg.norm(out - truth, axis=-1).mean()
+    assert err_out < 0.6 * err_in
+    # jitter (mean |acceleration|) comes down close to the real motion's own
+    assert filters.jitter(out, tr.t) < 0.4 * filters.jitter(noisy, tr.t)
+    # no lag: shifting the output by a frame either way only makes it worse
+    wrist = CANONICAL.index("LWrist")
+    e0 = np.abs(out[5:-5, wrist] - truth[5:-5, wrist]).mean()
+    for lag in (-1, 1):
+        assert np.abs(out[5 + lag:len(out) - 5 + lag, wrist] - truth[5:-5, wrist]).mean() > e0
+
+
+def test_one_euro_keeps_accents_better_than_a_fixed_window():
+    # a still pose, a fast 0.1 s accent of 30 cm, still again, plus noise: the adaptive filter keeps more of the peak
+    t = np.arange(90) / 30.0
+    x = np.zeros((90, 1, 3))
+    x[44:47, 0, 0] = [0.15, 0.3, 0.15]
+    noisy = x + np.random.default_rng(1).normal(0, 0.01, x.shape)
+    oe = S.one_euro(noisy, t, **S.one_euro_params(0.5))
+    sg = filters.smooth(noisy, t, 0.5)
+    assert oe[45, 0, 0] > sg[45, 0, 0]
+    assert np.abs(oe[:30, 0]).mean() < np.abs(noisy[:30, 0]).mean()
+
+
+def test_one_euro_rejects_nan_and_bad_parameters():
+    t = np.arange(5) / 30.0
+    with pytest.raises(ValueError):
+        S.one_euro(np.full((5, 1, 3), np.nan), t)
+    with pytest.raises(ValueError):
+        S.one_euro(np.zeros((5, 1, 3)), t, min_cutoff=0.0)
+    with pytest.raises(ValueError):
+        S.one_euro_params(1.5)
+
+
+def test_smooth_rotations_stays_on_the_sphere_and_sign_continuous():
+    rng = np.random.default_rng(2)
+    t = np.arange(60) / 30.0
+    ang = np.linspace(0, np.pi, 60) + rng.normal(0, 0.05, 60)
+    q = Q.from_axis_angle(np.tile([0.0, 1.0, 0.0], (60, 1)), ang)
+    q[::7] *= -1.0                                     # sign flips are the same rotation
+    out = S.smooth_rotations(q, t)
+    assert np.allclose(np.linalg.norm(out, axis=-1), 1.0)
+    assert np.all(np.sum(out[1:] * out[:-1], axis=-1) > 0)
+    clean = Q.from_axis_angle(np.tile([0.0, 1.0, 0.0], (60, 1)), np.linspace(0, np.pi, 60))
+    assert np.degrees(Q.angle_between(out, clean)).mean() < np.degrees(Q.angle_between(q, clean)).mean()
+
+
+def test_hampel_finds_injected_spikes_on_real_motion(tr, est):
+    x = S.one_euro(est.joints_3d.astype(np.float64), tr.t)
+    spiked = x.copy()
+    hits = [(40, CANONICAL.index("LWrist")), (41, CANONICAL.index("LWrist")), (150, CANONICAL.index("RKnee")),
+            (260, CANONICAL.index("LFoot"))]
+    for f, j in hits:
+        spiked[f, j] += [0.0, 0.0, 0.5]               # a depth glitch of 50 cm
+    out, rep = S.hampel(spiked, tr.t)
+    for f, j in hits:
+        assert f in rep.frames
+        assert np.linalg.norm(out[f, j] - x[f, j]) < 0.05
+    assert rep.details["points"] <= len(hits) + 4     # the smooth real motion itself is left alone
+
+
+def test_repair_swaps_undoes_an_injected_leg_swap_in_2d(tr, est):
+    kp = est.keypoints_canonical_2d()
+    legs = [CANONICAL.index(n) for n in S.SWAP_GROUPS["legs"]]
+    from core.skeletons import CANONICAL_MIRROR
+    bad = kp.copy()
+    bad[100:106, legs] = kp[100:106, CANONICAL_MIRROR[legs]]
+    bad[100:106, CANONICAL_MIRROR[legs]] = kp[100:106, legs]
+    out, rep = S.repair_swaps(bad[..., :2], confidence=bad[..., 2])
+    assert set(range(100, 106)) <= set(rep.frames.tolist())
+    assert np.abs(out[100:106] - kp[100:106, :, :2]).max() < 1e-9
+    # the unswapped clip (a dancer turning, limbs crossing) is not "repaired"
+    _, rep0 = S.repair_swaps(kp[..., :2], confidence=kp[..., 2])
+    assert rep0.count == 0
+
+
+def test_flip_repair_fixes_out_and_back_and_spreads_a_persistent_step():
+    T = 40
+    axis = np.tile([1.0, 0.0, 0.0], (T, 1))
+    ang = np.linspace(0, 0.5, T)
+    q = Q.from_axis_angle(axis, ang)
+    q[10] = Q.from_axis_angle([0.0, 0.0, 1.0], np.pi * 0.9)       # one-frame flip
+    q[20:22] = Q.from_axis_angle([0.0, 1.0, 0.0], np.pi * 0.8)    # two-frame flip
+    out, rep = S.repair_rotation_flips(q)
+    assert {10, 20, 21} <= set(rep.frames.tolist())
+    clean = Q.from_axis_angle(axis, ang)
+    assert np.degrees(Q.angle_between(out, clean)).max() < 2.0
+    assert S.rotation_pops(out) == 0
+    # a step that stays: spread so no frame turns more than 45°
+    q2 = Q.from_axis_angle(axis, np.where(np.arange(T) < 20, 0.0, np.radians(120)))
+    out2, rep2 = S.repair_rotation_flips(q2)
+    assert S.rotation_pops(q2) == 1 and S.rotation_pops(out2) == 0
+    assert np.degrees(Q.angle_between(out2[-1], q2[-1])) < 1e-6      # it still gets there
+    # a steady fast turn (30°/frame) is real motion: untouched
+    q3 = Q.from_axis_angle(axis, np.radians(30) * np.arange(T))
+    out3, rep3 = S.repair_rotation_flips(q3)
+    assert rep3.count == 0 and np.allclose(np.abs(np.sum(out3 * q3, -1)), 1.0)
+
+
+def test_hinge_violations_and_angle_clamp():
+    knee = Q.from_axis_angle(np.tile([1.0, 0.0, 0.0], (3, 1)), np.radians([-60.0, 20.0, -1.0]))
+    assert S.hinge_violations(knee, (1, 0, 0), -180, -0.5).tolist() == [False, True, False]
+    q = Q.from_axis_angle(np.tile([0.0, 0.0, 1.0], (2, 1)), np.radians([150.0, 30.0]))
+    c, n = S.clamp_rotation_angle(q, 90.0)
+    assert n == 1
+    assert np.allclose(np.degrees(Q.angle(c)), [90.0, 30.0])
+
+
+def test_root_jumps_are_interpolated_or_held(tr):
+    root = tr.joints[:, 0].copy()
+    bad = root.copy()
+    bad[50] += [0.0, 0.0, 3.0]                  # a 3 m depth spike for one frame
+    bad[200:] += [2.0, 0.0, 0.0]                # a 2 m jump that stays
+    out, rep = S.repair_root_jumps(bad, tr.t)
+    assert np.linalg.norm(out[50] - root[50]) < 0.05
+    speed = np.linalg.norm(np.diff(out, axis=0), axis=1) / np.diff(tr.t)
+    assert speed.max() <= 6.0 + 1e-6
+    assert rep.details["jumps"] >= 1 and rep.details["spikes"] >= 1
+    assert "repaired" in rep.describe(tr.t)
+    # the real root is plausible: nothing to repair
+    _, rep0 = S.repair_root_jumps(root, tr.t)
+    assert rep0.count == 0
