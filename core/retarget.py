@@ -12,7 +12,10 @@ identity, and rotation inheritance such as mat4's 上半身3 = 0.4 × 上半身2
 pose). Rest directions are the *target model's*: the same joints are read off its rest skeleton
 (:func:`rest_joints`), so a pose produced by the model itself comes back as the same keys (see the tests).
 
-Per bone (``d_r`` = rest direction, the "parent-transported" frame is the parent's world rotation):
+After ``_scale_and_ground`` has scaled, width-matched and grounded the joints, one function per body part keys the
+bones, each parent before its children: ``_retarget_torso``, ``_retarget_head``, ``_retarget_arm`` (left, then
+right), ``_retarget_leg`` (left, then right), ``_place_center``, ``_leg_ik_keys``. Per bone (``d_r`` = rest
+direction, the "parent-transported" frame is the parent's world rotation):
 
 * 下半身: frame from the hip line (LHip - RHip, exact) and the lumbar direction Hip -> Spine (sets the pelvis pitch,
   which the joints cannot see: Hip, LHip, RHip are collinear).
@@ -99,7 +102,9 @@ def _leg_length(rest: RestSkeleton) -> float:
     return total / 2.0
 
 
-def _check_model(rest: RestSkeleton) -> None:
+def check_model(rest: RestSkeleton) -> None:
+    """Raise :class:`core.errors.ModelError` (code ``bad_model``) when ``rest`` lacks a bone retargeting needs
+    (:data:`REQUIRED_BONES`) or its hierarchy cannot carry the root translation on センター."""
     missing = [n for n in REQUIRED_BONES if rest.index_of(n) is None]
     if missing:
         raise ModelError(f"target model {rest.model_name!r} lacks the bones {missing} that retargeting needs "
@@ -123,7 +128,7 @@ def virtual_joints(rest: RestSkeleton) -> dict[str, tuple[int, np.ndarray]]:
     Raises:
         ValueError: the model lacks a :data:`REQUIRED_BONES` bone.
     """
-    _check_model(rest)
+    check_model(rest)
     p = rest.positions
     f = rest.find
     L = _leg_length(rest)
@@ -422,6 +427,245 @@ def match_widths(joints: np.ndarray, rest: RestSkeleton) -> np.ndarray:
     return j
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# One function per body part. Shared arguments: ``pose`` (:class:`_Pose`, the model's world rotations under the keys
+# set so far; each function keys its bones into it, in the order the module docstring lists them), ``j`` the dancer's
+# ``(T, 27, 3)`` ``CANONICAL`` joints and ``rj`` the model's ``(27, 3)`` rest joints (:func:`rest_joints`), both in
+# the ``mmd`` frame of ``core.conventions`` (scaled, width-matched and grounded as ``retarget`` prepared them).
+# Each returns ``bone name -> (T, 4)`` local keys (relative to the parent's posed frame, quaternion order as in
+# ``core.conventions``).
+
+
+def _scale_and_ground(j: np.ndarray, rest: RestSkeleton, fit_scale: bool, adapt_widths: bool, ground: bool,
+                      ground_percentile: float) -> tuple[np.ndarray, dict]:
+    """Scale the dancer to the model, match hip / shoulder widths and shift vertically (see :func:`retarget`).
+
+    Args: j ``(T, 27, 3)`` validated joints, ``mmd`` frame; the flags and percentile of :func:`retarget`.
+    Returns: (``(T, 27, 3)`` joints, ``meta`` with ``scale``, ``ground_shift`` and a zero ``start_offset`` (3,)).
+    Raises: ValueError: the dancer's legs have zero length (with ``fit_scale``).
+    """
+    rp = rest.positions
+    meta = {"scale": 1.0, "ground_shift": 0.0, "start_offset": np.zeros(3)}
+    if fit_scale:
+        leg = 0.5 * sum(np.linalg.norm(j[:, J[s + "Knee"]] - j[:, J[s + "Hip"]], axis=1)
+                        + np.linalg.norm(j[:, J[s + "Foot"]] - j[:, J[s + "Knee"]], axis=1) for s in "LR")
+        med = float(np.median(leg))
+        if not med > 1e-9:
+            raise ValueError("retarget: the dancer's legs have zero length; cannot fit the scale")
+        meta["scale"] = _leg_length(rest) / med
+        j = j * meta["scale"]
+    if adapt_widths:
+        j = match_widths(j, rest)
+    if ground:
+        low = np.minimum(j[:, J["LFoot"], 1], j[:, J["RFoot"], 1])
+        rest_ankle = 0.5 * (rp[rest.find("左足首"), 1] + rp[rest.find("右足首"), 1])
+        meta["ground_shift"] = float(rest_ankle - np.percentile(low, ground_percentile))
+        j = j.copy()
+        j[..., 1] += meta["ground_shift"]
+    return j, meta
+
+
+def _retarget_torso(pose: _Pose, j: np.ndarray, rj: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Key 下半身, 上半身 and (when the model has it) 上半身2 from the hip line, shoulder line, Hip, Spine, Thorax.
+
+    Returns: (keys for those bones, ``g_lower`` ``(T, 4)`` the world rotation of 下半身, which places センター).
+    """
+    has_u2 = pose.rest.index_of("上半身2") is not None
+    keys: dict[str, np.ndarray] = {}
+    lat_hip = j[:, J["LHip"]] - j[:, J["RHip"]]
+    lat_hip_r = rj[J["LHip"]] - rj[J["RHip"]]
+    lat_sh = j[:, J["LShoulder"]] - j[:, J["RShoulder"]]
+    lat_sh_r = rj[J["LShoulder"]] - rj[J["RShoulder"]]
+    g_lower = _frame_rotation(lat_hip, j[:, J["Spine"]] - j[:, J["Hip"]], lat_hip_r, rj[J["Spine"]] - rj[J["Hip"]],
+                              pose.parent_world("下半身"))
+    keys["下半身"] = pose.set_world("下半身", g_lower)
+    top = "Spine" if has_u2 else "Thorax"
+    if has_u2:
+        s_cur = _unit(lat_hip) + _unit(lat_sh)
+        s_rest = lat_hip_r / np.linalg.norm(lat_hip_r) + lat_sh_r / np.linalg.norm(lat_sh_r)
+    else:
+        s_cur, s_rest = lat_sh, lat_sh_r
+    keys["上半身"] = pose.set_world("上半身", _frame_rotation(j[:, J[top]] - j[:, J["Hip"]], s_cur,
+                                                          rj[J[top]] - rj[J["Hip"]], s_rest,
+                                                          pose.parent_world("上半身")))
+    if has_u2:
+        p_r, s_r = rj[J["Thorax"]] - rj[J["Spine"]], lat_sh_r
+        keys["上半身2"] = _key_upper2(pose, _frame_rotation(j[:, J["Thorax"]] - j[:, J["Spine"]], lat_sh, p_r, s_r,
+                                                           pose.parent_world("上半身2")), p_r, s_r)
+    return keys, g_lower
+
+
+def _retarget_head(pose: _Pose, j: np.ndarray, rj: np.ndarray) -> dict[str, np.ndarray]:
+    """Key 頭 (ears + nose where both ears are finite, else Nose -> Head with the chest's lateral axis) and 首 (a
+    shortest arc from its rest direction to Thorax -> the head pivot the 頭 frame implies; no twist).
+
+    Call after :func:`_retarget_torso` (the neck's parent frame comes from the chest). Returns: keys for 首 and 頭.
+    """
+    rest = pose.rest
+    rp = rest.positions
+    w_neck_parent = pose.parent_world("首")
+    ears = _present(j, "LEar", "REar")
+    mid_ear = 0.5 * (j[:, J["LEar"]] + j[:, J["REar"]])
+    mid_ear_r = 0.5 * (rj[J["LEar"]] + rj[J["REar"]])
+    g_head = _frame_rotation(j[:, J["Head"]] - j[:, J["Nose"]], Q.rotate(w_neck_parent, _EX),
+                             rj[J["Head"]] - rj[J["Nose"]], _EX, w_neck_parent)
+    ref = j[:, J["Head"]].copy()
+    ref_r = np.broadcast_to(rj[J["Head"]], ref.shape).copy()
+    if np.any(ears):
+        g_ears = _frame_rotation(j[:, J["LEar"]] - j[:, J["REar"]], j[:, J["Nose"]] - mid_ear,
+                                 rj[J["LEar"]] - rj[J["REar"]], rj[J["Nose"]] - mid_ear_r, g_head)
+        g_head = np.where(ears[:, None], g_ears, g_head)
+        ref = np.where(ears[:, None], mid_ear, ref)
+        ref_r = np.where(ears[:, None], mid_ear_r, ref_r)
+    head = rest.find("頭")
+    pivot = ref - Q.rotate(g_head, ref_r - rp[head])
+    d_neck_r = rp[head] - rp[rest.find("首")]
+    if np.linalg.norm(d_neck_r) > 1e-6:
+        q_neck = Q.from_two_vectors(d_neck_r, Q.rotate(Q.conjugate(w_neck_parent), pivot - j[:, J["Thorax"]]))
+    else:
+        q_neck = Q.identity((pose.t,))
+    keys = {"首": pose.set_world("首", Q.multiply(w_neck_parent, q_neck))}
+    keys["頭"] = pose.set_world("頭", g_head)
+    return keys
+
+
+def _retarget_arm(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str) -> dict[str, np.ndarray]:
+    """Key one arm: 肩 (when the model has it; shortest arc from the shoulder pivot carried by the chest), 腕 + ひじ
+    (:func:`_hinge_pair`, flexing toward -Z), then the hand frame's twist about the forearm into ひじ and the rest
+    into 手首 (identity relative to the forearm on frames without both hand points).
+
+    Args: ``side`` "左" or "右" (joints ``L…`` / ``R…``). Call after :func:`_retarget_torso`.
+    Returns: keys for that side's 肩 (if any), 腕, ひじ, 手首.
+    """
+    rest = pose.rest
+    find, rp = rest.find, rest.positions
+    tag = "L" if side == "左" else "R"
+    keys: dict[str, np.ndarray] = {}
+    if rest.index_of(side + "肩") is not None:
+        sh = find(side + "肩")
+        w = pose.parent_world(side + "肩")
+        piv = j[:, J["Thorax"]] + Q.rotate(w, rp[sh] - rj[J["Thorax"]])
+        d_r = rp[find(side + "腕")] - rp[sh]
+        q = Q.from_two_vectors(d_r, Q.rotate(Q.conjugate(w), j[:, J[tag + "Shoulder"]] - piv)) \
+            if np.linalg.norm(d_r) > 1e-6 else Q.identity((pose.t,))
+        keys[side + "肩"] = pose.set_world(side + "肩", Q.multiply(w, q))
+    arm, elbow, wrist = find(side + "腕"), find(side + "ひじ"), find(side + "手首")
+    d1_r, d2_r = rp[elbow] - rp[arm], rp[wrist] - rp[elbow]
+    g_arm, q_elbow = _hinge_pair(pose.parent_world(side + "腕"),
+                                 j[:, J[tag + "Elbow"]] - j[:, J[tag + "Shoulder"]],
+                                 j[:, J[tag + "Wrist"]] - j[:, J[tag + "Elbow"]], d1_r, d2_r, _FORWARD)
+    keys[side + "腕"] = pose.set_world(side + "腕", g_arm)
+    g_fore = Q.multiply(g_arm, q_elbow)
+    hand = _present(j, tag + "HandIndex", tag + "HandPinky")
+    g_hand = g_fore
+    if np.any(hand):
+        idx, pky = j[:, J[tag + "HandIndex"]], j[:, J[tag + "HandPinky"]]
+        idx_r, pky_r = rj[J[tag + "HandIndex"]], rj[J[tag + "HandPinky"]]
+        g_obs = _frame_rotation(0.5 * (idx + pky) - j[:, J[tag + "Wrist"]], idx - pky,
+                                0.5 * (idx_r + pky_r) - rj[J[tag + "Wrist"]], idx_r - pky_r, g_fore)
+        g_hand = np.where(hand[:, None], g_obs, g_fore)
+        rel = Q.multiply(Q.conjugate(g_fore), g_hand)
+        twist, _ = Q.twist_swing(rel, d2_r)
+        g_fore = Q.multiply(g_fore, twist)
+    keys[side + "ひじ"] = pose.set_world(side + "ひじ", g_fore)
+    keys[side + "手首"] = pose.set_world(side + "手首", g_hand)
+    return keys
+
+
+def _retarget_leg(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str) -> dict[str, np.ndarray]:
+    """Key one leg: 足 + ひざ (:func:`_hinge_pair`, the knee flexing toward +Z), then 足首 from toe and heel (toe and
+    heel: full frame; toe only: shortest arc; neither: identity relative to the shin), per frame.
+
+    Args: ``side`` "左" or "右" (joints ``L…`` / ``R…``). Call after :func:`_retarget_torso`.
+    Returns: keys for that side's 足, ひざ, 足首.
+    """
+    rest = pose.rest
+    find, rp = rest.find, rest.positions
+    tag = "L" if side == "左" else "R"
+    keys: dict[str, np.ndarray] = {}
+    hip, knee, ankle = find(side + "足"), find(side + "ひざ"), find(side + "足首")
+    g_thigh, q_knee = _hinge_pair(pose.parent_world(side + "足"),
+                                  j[:, J[tag + "Knee"]] - j[:, J[tag + "Hip"]],
+                                  j[:, J[tag + "Foot"]] - j[:, J[tag + "Knee"]],
+                                  rp[knee] - rp[hip], rp[ankle] - rp[knee], -_FORWARD)
+    keys[side + "足"] = pose.set_world(side + "足", g_thigh)
+    g_shin = Q.multiply(g_thigh, q_knee)
+    keys[side + "ひざ"] = pose.set_world(side + "ひざ", g_shin)
+    toe, heel = J[tag + "FootIndex"], J[tag + "Heel"]
+    w_foot = pose.parent_world(side + "足首")
+    toe_ok = _present(j, tag + "FootIndex")
+    both = toe_ok & _present(j, tag + "Heel")
+    g_foot = w_foot
+    if np.any(toe_ok):
+        g_toe = Q.multiply(Q.from_two_vectors(Q.rotate(w_foot, rj[toe] - rj[J[tag + "Foot"]]),
+                                              j[:, toe] - j[:, J[tag + "Foot"]]), w_foot)
+        g_foot = np.where(toe_ok[:, None], g_toe, g_foot)
+    if np.any(both):
+        g_full = _frame_rotation(j[:, toe] - j[:, J[tag + "Foot"]], j[:, J[tag + "Foot"]] - j[:, heel],
+                                 rj[toe] - rj[J[tag + "Foot"]], rj[J[tag + "Foot"]] - rj[heel], g_foot)
+        g_foot = np.where(both[:, None], g_full, g_foot)
+    keys[side + "足首"] = pose.set_world(side + "足首", g_foot)
+    return keys
+
+
+def _place_center(j: np.ndarray, rest: RestSkeleton, g_lower: np.ndarray, center_start: bool,
+                  meta: dict) -> np.ndarray:
+    """センター's translation ``(T, 3)`` (MMD units, offset from rest) that puts the model's hip point (carried by
+    下半身, world rotation ``g_lower`` ``(T, 4)``) on the dancer's Hip joint.
+
+    With ``center_start`` the first frame's horizontal offset is removed and stored in ``meta["start_offset"]``.
+    """
+    lower = rest.find("下半身")
+    _, hip_off = virtual_joints(rest)["Hip"]
+    center_t = j[:, J["Hip"]] - Q.rotate(g_lower, hip_off) - rest.positions[lower]
+    if center_start:
+        meta["start_offset"] = np.array([-center_t[0, 0], 0.0, -center_t[0, 2]])
+        center_t = center_t + meta["start_offset"]
+    return center_t
+
+
+def _leg_ik_keys(rest: RestSkeleton, local: dict[int, np.ndarray],
+                 loc: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """足ＩＫ keys from FK of the keys just computed (docs/MMD_FACTS.md §2.5, §5.3).
+
+    Args:
+        rest: the model.
+        local: bone index -> ``(T, 4)`` local rotation keys (:attr:`_Pose.local`).
+        loc: bone name -> ``(T, 3)`` location keys (センター).
+    Returns:
+        (locations, rotations) for each of 左足ＩＫ / 右足ＩＫ the model has as an IK bone: the location puts the IK
+        bone on the ankle (FK), expressed in the IK bone's unanimated parent frame as an offset from rest; the
+        rotation is the ankle's world rotation in that frame. Empty dicts when the model has neither.
+    """
+    find, rp = rest.find, rest.positions
+    names = {i: n for i, n in enumerate(rest.names)}
+    rot_named = {names[i]: q for i, q in local.items()}
+    iks = [c for c in rest.ik_chains if c.bone in ("左足ＩＫ", "右足ＩＫ")]
+    loc_ik: dict[str, np.ndarray] = {}
+    rot_ik: dict[str, np.ndarray] = {}
+    if iks:
+        want = []
+        for c in iks:
+            want.append(c.target)
+            p = int(rest.parents[find(c.bone)])
+            if p >= 0:
+                want.append(rest.names[p])
+        wpos, wrot = rest.fk(rot_named, loc, bones=want)
+        col = {n: k for k, n in enumerate(want)}
+        for c in iks:
+            ik = find(c.bone)
+            p = int(rest.parents[ik])
+            tgt_pos, tgt_rot = wpos[:, col[c.target]], wrot[:, col[c.target]]
+            if p >= 0:
+                pw, pr = wpos[:, col[rest.names[p]]], wrot[:, col[rest.names[p]]]
+                loc_ik[c.bone] = Q.rotate(Q.conjugate(pr), tgt_pos - pw) - (rp[ik] - rp[p])
+                rot_ik[c.bone] = Q.multiply(Q.conjugate(pr), tgt_rot)
+            else:
+                loc_ik[c.bone] = tgt_pos - rp[ik]
+                rot_ik[c.bone] = tgt_rot
+    return loc_ik, rot_ik
+
+
 def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | None = None, fit_scale: bool = True,
              ground: bool = True, center_start: bool = True, ground_percentile: float = 5.0,
              adapt_widths: bool = True) -> BoneMotion:
@@ -451,176 +695,20 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
             wrong shape (BoneMotion checks that they increase).
     """
     j, f = _validate(joints, frames)
-    _check_model(rest)
-    t = j.shape[0]
-    find = rest.find
-    rp = rest.positions
+    check_model(rest)
+    j, meta = _scale_and_ground(j, rest, fit_scale, adapt_widths, ground, ground_percentile)
     rj = rest_joints(rest)
-    has = lambda n: rest.index_of(n) is not None  # noqa: E731
-
-    # --- scale and ground (translations only) ---------------------------------------------------------------
-    meta = {"scale": 1.0, "ground_shift": 0.0, "start_offset": np.zeros(3)}
-    if fit_scale:
-        leg = 0.5 * sum(np.linalg.norm(j[:, J[s + "Knee"]] - j[:, J[s + "Hip"]], axis=1)
-                        + np.linalg.norm(j[:, J[s + "Foot"]] - j[:, J[s + "Knee"]], axis=1) for s in "LR")
-        med = float(np.median(leg))
-        if not med > 1e-9:
-            raise ValueError("retarget: the dancer's legs have zero length; cannot fit the scale")
-        meta["scale"] = _leg_length(rest) / med
-        j = j * meta["scale"]
-    if adapt_widths:
-        j = match_widths(j, rest)
-    if ground:
-        low = np.minimum(j[:, J["LFoot"], 1], j[:, J["RFoot"], 1])
-        rest_ankle = 0.5 * (rp[find("左足首"), 1] + rp[find("右足首"), 1])
-        meta["ground_shift"] = float(rest_ankle - np.percentile(low, ground_percentile))
-        j = j.copy()
-        j[..., 1] += meta["ground_shift"]
-
-    pose = _Pose(rest, t)
-    ident = Q.identity((t,))
-    rot: dict[str, np.ndarray] = {}
-
-    def key(name, g):
-        rot[name] = pose.set_world(name, g)
-
-    lat_hip = j[:, J["LHip"]] - j[:, J["RHip"]]
-    lat_hip_r = rj[J["LHip"]] - rj[J["RHip"]]
-    lat_sh = j[:, J["LShoulder"]] - j[:, J["RShoulder"]]
-    lat_sh_r = rj[J["LShoulder"]] - rj[J["RShoulder"]]
-
-    # --- torso --------------------------------------------------------------------------------------------------
-    g_lower = _frame_rotation(lat_hip, j[:, J["Spine"]] - j[:, J["Hip"]], lat_hip_r, rj[J["Spine"]] - rj[J["Hip"]],
-                              pose.parent_world("下半身"))
-    key("下半身", g_lower)
-    has_u2 = has("上半身2")
-    top = "Spine" if has_u2 else "Thorax"
-    if has_u2:
-        s_cur = _unit(lat_hip) + _unit(lat_sh)
-        s_rest = lat_hip_r / np.linalg.norm(lat_hip_r) + lat_sh_r / np.linalg.norm(lat_sh_r)
-    else:
-        s_cur, s_rest = lat_sh, lat_sh_r
-    key("上半身", _frame_rotation(j[:, J[top]] - j[:, J["Hip"]], s_cur, rj[J[top]] - rj[J["Hip"]], s_rest,
-                                 pose.parent_world("上半身")))
-    if has_u2:
-        p_r, s_r = rj[J["Thorax"]] - rj[J["Spine"]], lat_sh_r
-        rot["上半身2"] = _key_upper2(pose, _frame_rotation(j[:, J["Thorax"]] - j[:, J["Spine"]], lat_sh, p_r, s_r,
-                                                          pose.parent_world("上半身2")), p_r, s_r)
-
-    # --- head and neck ------------------------------------------------------------------------------------------
-    w_neck_parent = pose.parent_world("首")
-    ears = _present(j, "LEar", "REar")
-    mid_ear = 0.5 * (j[:, J["LEar"]] + j[:, J["REar"]])
-    mid_ear_r = 0.5 * (rj[J["LEar"]] + rj[J["REar"]])
-    g_head = _frame_rotation(j[:, J["Head"]] - j[:, J["Nose"]], Q.rotate(w_neck_parent, _EX),
-                             rj[J["Head"]] - rj[J["Nose"]], _EX, w_neck_parent)
-    ref = j[:, J["Head"]].copy()
-    ref_r = np.broadcast_to(rj[J["Head"]], ref.shape).copy()
-    if np.any(ears):
-        g_ears = _frame_rotation(j[:, J["LEar"]] - j[:, J["REar"]], j[:, J["Nose"]] - mid_ear,
-                                 rj[J["LEar"]] - rj[J["REar"]], rj[J["Nose"]] - mid_ear_r, g_head)
-        g_head = np.where(ears[:, None], g_ears, g_head)
-        ref = np.where(ears[:, None], mid_ear, ref)
-        ref_r = np.where(ears[:, None], mid_ear_r, ref_r)
-    head = find("頭")
-    pivot = ref - Q.rotate(g_head, ref_r - rp[head])
-    d_neck_r = rp[head] - rp[find("首")]
-    if np.linalg.norm(d_neck_r) > 1e-6:
-        q_neck = Q.from_two_vectors(d_neck_r, Q.rotate(Q.conjugate(w_neck_parent), pivot - j[:, J["Thorax"]]))
-    else:
-        q_neck = ident
-    key("首", Q.multiply(w_neck_parent, q_neck))
-    key("頭", g_head)
-
-    # --- arms ---------------------------------------------------------------------------------------------------
-    for side, tag in (("左", "L"), ("右", "R")):
-        if has(side + "肩"):
-            sh = find(side + "肩")
-            w = pose.parent_world(side + "肩")
-            piv = j[:, J["Thorax"]] + Q.rotate(w, rp[sh] - rj[J["Thorax"]])
-            d_r = rp[find(side + "腕")] - rp[sh]
-            q = Q.from_two_vectors(d_r, Q.rotate(Q.conjugate(w), j[:, J[tag + "Shoulder"]] - piv)) \
-                if np.linalg.norm(d_r) > 1e-6 else ident
-            key(side + "肩", Q.multiply(w, q))
-        arm, elbow, wrist = find(side + "腕"), find(side + "ひじ"), find(side + "手首")
-        d1_r, d2_r = rp[elbow] - rp[arm], rp[wrist] - rp[elbow]
-        g_arm, q_elbow = _hinge_pair(pose.parent_world(side + "腕"),
-                                     j[:, J[tag + "Elbow"]] - j[:, J[tag + "Shoulder"]],
-                                     j[:, J[tag + "Wrist"]] - j[:, J[tag + "Elbow"]], d1_r, d2_r, _FORWARD)
-        key(side + "腕", g_arm)
-        g_fore = Q.multiply(g_arm, q_elbow)
-        hand = _present(j, tag + "HandIndex", tag + "HandPinky")
-        g_hand = g_fore
-        if np.any(hand):
-            idx, pky = j[:, J[tag + "HandIndex"]], j[:, J[tag + "HandPinky"]]
-            idx_r, pky_r = rj[J[tag + "HandIndex"]], rj[J[tag + "HandPinky"]]
-            g_obs = _frame_rotation(0.5 * (idx + pky) - j[:, J[tag + "Wrist"]], idx - pky,
-                                    0.5 * (idx_r + pky_r) - rj[J[tag + "Wrist"]], idx_r - pky_r, g_fore)
-            g_hand = np.where(hand[:, None], g_obs, g_fore)
-            rel = Q.multiply(Q.conjugate(g_fore), g_hand)
-            twist, _ = Q.twist_swing(rel, d2_r)
-            g_fore = Q.multiply(g_fore, twist)
-        key(side + "ひじ", g_fore)
-        key(side + "手首", g_hand)
-
-    # --- legs ---------------------------------------------------------------------------------------------------
-    for side, tag in (("左", "L"), ("右", "R")):
-        hip, knee, ankle = find(side + "足"), find(side + "ひざ"), find(side + "足首")
-        g_thigh, q_knee = _hinge_pair(pose.parent_world(side + "足"),
-                                      j[:, J[tag + "Knee"]] - j[:, J[tag + "Hip"]],
-                                      j[:, J[tag + "Foot"]] - j[:, J[tag + "Knee"]],
-                                      rp[knee] - rp[hip], rp[ankle] - rp[knee], -_FORWARD)
-        key(side + "足", g_thigh)
-        g_shin = Q.multiply(g_thigh, q_knee)
-        key(side + "ひざ", g_shin)
-        toe, heel = J[tag + "FootIndex"], J[tag + "Heel"]
-        w_foot = pose.parent_world(side + "足首")
-        toe_ok = _present(j, tag + "FootIndex")
-        both = toe_ok & _present(j, tag + "Heel")
-        g_foot = w_foot
-        if np.any(toe_ok):
-            g_toe = Q.multiply(Q.from_two_vectors(Q.rotate(w_foot, rj[toe] - rj[J[tag + "Foot"]]),
-                                                  j[:, toe] - j[:, J[tag + "Foot"]]), w_foot)
-            g_foot = np.where(toe_ok[:, None], g_toe, g_foot)
-        if np.any(both):
-            g_full = _frame_rotation(j[:, toe] - j[:, J[tag + "Foot"]], j[:, J[tag + "Foot"]] - j[:, heel],
-                                     rj[toe] - rj[J[tag + "Foot"]], rj[J[tag + "Foot"]] - rj[heel], g_foot)
-            g_foot = np.where(both[:, None], g_full, g_foot)
-        key(side + "足首", g_foot)
-
-    # --- センター: put the model's hip point on the dancer's ------------------------------------------------------
-    lower = find("下半身")
-    hip_bone, hip_off = virtual_joints(rest)["Hip"]
-    center_t = j[:, J["Hip"]] - Q.rotate(g_lower, hip_off) - rp[lower]
-    if center_start:
-        meta["start_offset"] = np.array([-center_t[0, 0], 0.0, -center_t[0, 2]])
-        center_t = center_t + meta["start_offset"]
-    loc = {"センター": center_t}
-
-    # --- 足ＩＫ from FK of the keys just computed (docs/MMD_FACTS.md §2.5, 5.3) -----------------------------------------------
-    names = {i: n for i, n in enumerate(rest.names)}
-    rot_named = {names[i]: q for i, q in pose.local.items()}
-    iks = [c for c in rest.ik_chains if c.bone in ("左足ＩＫ", "右足ＩＫ")]
-    if iks:
-        want = []
-        for c in iks:
-            want.append(c.target)
-            p = int(rest.parents[find(c.bone)])
-            if p >= 0:
-                want.append(rest.names[p])
-        wpos, wrot = rest.fk(rot_named, loc, bones=want)
-        col = {n: k for k, n in enumerate(want)}
-        for c in iks:
-            ik = find(c.bone)
-            p = int(rest.parents[ik])
-            tgt_pos, tgt_rot = wpos[:, col[c.target]], wrot[:, col[c.target]]
-            if p >= 0:
-                pw, pr = wpos[:, col[rest.names[p]]], wrot[:, col[rest.names[p]]]
-                loc[c.bone] = Q.rotate(Q.conjugate(pr), tgt_pos - pw) - (rp[ik] - rp[p])
-                rot[c.bone] = Q.multiply(Q.conjugate(pr), tgt_rot)
-            else:
-                loc[c.bone] = tgt_pos - rp[ik]
-                rot[c.bone] = tgt_rot
+    pose = _Pose(rest, j.shape[0])
+    rot, g_lower = _retarget_torso(pose, j, rj)
+    rot.update(_retarget_head(pose, j, rj))
+    for side in "左右":
+        rot.update(_retarget_arm(pose, j, rj, side))
+    for side in "左右":
+        rot.update(_retarget_leg(pose, j, rj, side))
+    loc = {"センター": _place_center(j, rest, g_lower, center_start, meta)}
+    loc_ik, rot_ik = _leg_ik_keys(rest, pose.local, loc)
+    loc.update(loc_ik)
+    rot.update(rot_ik)
 
     rotations = {n: Q.make_continuous(Q.normalize(rot[n])) for n in KEYED_BONES if n in rot}
     locations = {n: loc[n] for n in KEYED_BONES if n in loc}
