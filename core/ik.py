@@ -427,8 +427,27 @@ def _per_frame_flags(rest: RestSkeleton, solvers, ik_enabled, t_len: int) -> np.
     return on
 
 
+def _needed(rest: RestSkeleton, solvers, bones) -> np.ndarray:
+    """Bones that ``bones`` depend on: ancestors, inheritance sources and every IK chain that turns one of them
+    (its IK bone, path and target), closed under the same rule. ``(N,)`` bool."""
+    need = np.zeros(len(rest), dtype=bool)
+    stack = [rest.find(b) for b in bones]
+    while stack:
+        i = stack.pop()
+        if need[i]:
+            continue
+        need[i] = True
+        p, src = int(rest.parents[i]), int(rest.inherit_source[i])
+        stack += [j for j in (p, src) if j >= 0 and not need[j]]
+        for s in solvers:
+            if any(l.index == i for l in s.links):
+                stack += [j for j in (s.bone, s.target, *s.path) if not need[j]]
+    return need
+
+
 def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, targets: Mapping | None = None,
-             ik_enabled: Mapping | None = None, solvers: list | None = None) -> IkPose:
+             ik_enabled: Mapping | None = None, solvers: list | None = None, bones=None,
+             _checked: bool = False) -> IkPose:
     """Pose a model the way MMD does: FK in MMD's evaluation order with every IK chain solved in turn.
 
     Args:
@@ -441,6 +460,9 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
         ik_enabled: optional IK bone name -> bool or ``(T,)`` bool (VMD IK switches, docs/MMD_FACTS.md §1.7,
             §2.5); default all on. Names the model lacks are ignored, as MMD drops keys for absent bones.
         solvers: :func:`ik_solvers` of ``rest``, to skip rebuilding them on repeated calls.
+        bones: optional bone names: evaluate only these and what they depend on (ancestors, inheritance sources,
+            the IK chains that move them), e.g. the legs for foot placement; the others' outputs are NaN and their
+            chains are not solved (no residual entry).
 
     Returns:
         :class:`IkPose` (world positions / rotations, final local rotations, per-chain residuals).
@@ -449,7 +471,10 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
         ValueError: arrays of the wrong shape or non-finite.  KeyError: a ``targets`` name that is not an IK bone.
         PipelineError: ``bad_model`` (see :func:`ik_solvers`).
     """
-    q_key, t_key = _check_arrays(rest, local_rotations, local_translations)
+    if _checked:                     # place_feet: already checked and normalised
+        q_key, t_key = local_rotations, local_translations
+    else:
+        q_key, t_key = _check_arrays(rest, local_rotations, local_translations)
     t_len, n = q_key.shape[:2]
     solvers = ik_solvers(rest) if solvers is None else solvers
     by_bone = {s.bone: c for c, s in enumerate(solvers)}
@@ -468,17 +493,16 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
     rp = rest.positions
     par = rest.parents
     rest_off = rp - np.where(par[:, None] >= 0, rp[np.maximum(par, 0)], 0.0)
-    # component-major per bone: (N, 4, T) / (N, 3, T)
-    qk = np.ascontiguousarray(q_key.transpose(1, 2, 0))
-    tk = np.ascontiguousarray(t_key.transpose(1, 2, 0))
-    off_all = tk + rest_off[:, :, None]
+    need = np.ones(n, dtype=bool) if bones is None else _needed(rest, solvers, bones)
+    # component-major per bone, only for the bones evaluated: (4, T) rotations, (3, T) offsets (rest + key)
+    qk = [np.ascontiguousarray(q_key[:, i].T) if need[i] else None for i in range(n)]
+    off_all = [np.ascontiguousarray(t_key[:, i].T) + rest_off[i][:, None] if need[i] else None for i in range(n)]
     q_anim = list(qk)                # per bone (4, T): key + inheritance, before IK (replaced, never written into)
     q_cur = list(qk)                 # per bone (4, T): final local rotation (IK included once solved)
     prepared = np.zeros(n, dtype=bool)
     have = np.zeros(n, dtype=bool)
-    wpos = np.zeros((n, 3, t_len))
-    wrot = np.zeros((n, 4, t_len))
-    wrot[:, 3] = 1.0
+    wpos = [None] * n                # per bone (3, T) world position
+    wrot = [None] * n                # per bone (4, T) world rotation
 
     def prepare(i: int):
         if prepared[i]:
@@ -508,9 +532,11 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
     residual = {}
     for i in evaluation_order(rest):
         i = int(i)
+        if not need[i]:
+            continue
         world(i)
         c = by_bone.get(i)
-        if c is None:
+        if c is None or not any(need[l.index] for l in solvers[c].links):
             continue
         s = solvers[c]
         if i in goals:
@@ -543,11 +569,19 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
             d = wpos[s.target][:, sel] - wpos[i][:, sel]
             res[sel] = np.sqrt(np.sum(d * d, axis=0))
         residual[rest.names[i]] = res
-    # (T, N, ...) views of the component-major arrays (no copy)
-    wpos = wpos.transpose(2, 0, 1)
-    wrot = wrot.transpose(2, 0, 1)
-    q_cur = np.array(q_cur).transpose(2, 0, 1)
-    return IkPose(positions=wpos, rotations=wrot, local_rotations=q_cur, residual=residual)
+    return IkPose(positions=_gather(wpos, need, 3, t_len), rotations=_gather(wrot, need, 4, t_len),
+                  local_rotations=_gather(q_cur, need, 4, t_len), residual=residual)
+
+
+def _gather(per_bone: list, need: np.ndarray, width: int, t_len: int) -> np.ndarray:
+    """``(T, N, width)`` from per-bone ``(width, T)`` arrays (NaN for bones not evaluated); a transposed view of one
+    stacked copy when every bone was evaluated."""
+    if need.all():
+        return np.array(per_bone).transpose(2, 0, 1)
+    out = np.full((len(per_bone), width, t_len), np.nan)
+    for i in np.flatnonzero(need):
+        out[i] = per_bone[i]
+    return out.transpose(2, 0, 1)
 
 
 def solve_ik(rest: RestSkeleton, local_rotations, local_translations=None, targets: Mapping | None = None, *,
@@ -624,7 +658,7 @@ class LegPlacement:
         ik_rotations: 足ＩＫ name -> ``(T, 4)`` rotation keys (they swing つま先ＩＫ: the foot's pitch and yaw).
         ankle, toe: side -> ``(T, 3)`` world positions reached by 足首 / つま先.
         residual: side -> ``(T,)`` distance (units) from the reached ankle to the wanted one (0 when reachable).
-        pose: the full :class:`IkPose`.
+        pose: the :class:`IkPose` of the legs (evaluated with ``bones=`` the legs and IK bones: other bones NaN).
     """
 
     rotations: dict
@@ -691,7 +725,10 @@ def place_feet(rest: RestSkeleton, local_rotations, local_translations, ankles: 
         if side not in ("左", "右"):
             raise ValueError(f"place_feet: sides are '左' and '右', got {side!r}")
     solvers = ik_solvers(rest)
-    fk = evaluate(rest, q, t, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers)
+    legs = [side + b for side in "左右" if side in ankles or side in toes
+            for b in ("足", "ひざ", "足首", "つま先", "足ＩＫ", "つま先ＩＫ") if rest.index_of(side + b) is not None]
+    fk = evaluate(rest, q, t, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers, bones=legs,
+                  _checked=True)
     rp = rest.positions
     for side, want in ankles.items():
         want = np.asarray(want, dtype=np.float64)
@@ -717,7 +754,7 @@ def place_feet(rest: RestSkeleton, local_rotations, local_translations, ankles: 
         else:
             t[:, ik] = a - rp[ik]
             q[:, ik] = g
-    pose = evaluate(rest, q, t, solvers=solvers)
+    pose = evaluate(rest, q, t, solvers=solvers, bones=legs, _checked=True)
     rotations, ik_loc, ik_rot, ankle_out, toe_out, residual = {}, {}, {}, {}, {}, {}
     for side in ankles:
         for b in ("足", "ひざ", "足首"):

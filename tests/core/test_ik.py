@@ -484,3 +484,20 @@ def test_a_perfectly_straight_leg_pulled_straight_up_does_not_bend():
     nudged = solve_targets(rest, up + (0, 0, -1e-3))
     assert nudged.residual["左足ＩＫ"][0] < REACH_TOL
     assert knee_x_angle(nudged.local_rotations[:, rest.find("左ひざ")])[0] < -0.5
+
+
+def test_evaluating_a_subset_gives_the_same_legs(model):
+    rest = model("yw")
+    rng = np.random.default_rng(12)
+    n = 40
+    q = Q.from_axis_angle(rng.normal(size=(n, len(rest), 3)), rng.uniform(0, 0.4, size=(n, len(rest))))
+    t = np.zeros((n, len(rest), 3))
+    t[:, rest.find("右足ＩＫ")] = rng.uniform([-1, 0, -2], [1, 3, 1], size=(n, 3))
+    full = ik.evaluate(rest, q, t)
+    legs = ik.evaluate(rest, q, t, bones=["右足首D", "右つま先"])
+    for b in ("右足首D", "右つま先", "右ひざ", "右足ＩＫ", "下半身"):
+        i = rest.find(b)
+        assert np.allclose(legs.positions[:, i], full.positions[:, i], atol=1e-12), b
+    assert np.isnan(legs.positions[:, rest.find("頭")]).all()
+    assert set(legs.residual) == {"右足ＩＫ", "右つま先ＩＫ"}
+    assert np.array_equal(legs.residual["右足ＩＫ"], full.residual["右足ＩＫ"])
