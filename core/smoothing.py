@@ -261,7 +261,7 @@ def hinge_violations(q, axis, lo_deg: float, hi_deg: float, *, tol_deg: float = 
 
 
 def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, invalid=None,
-                          spread: bool = True) -> tuple[np.ndarray, Repair]:
+                          spread: bool = True, keep=None) -> tuple[np.ndarray, Repair]:
     """Re-interpolate short excursions of a rotation track: a turn of more than ``max_step_deg`` in one frame that
     comes back (to within ``max_step_deg`` of the frame before it) within ``max_len`` frames, and runs of frames
     flagged ``invalid`` (e.g. :func:`hinge_violations`) up to ``4 × max_len`` frames long.
@@ -274,6 +274,8 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
     Args:
         q: ``(T, 4)`` or ``(T, N, 4)`` quaternion tracks (each of the N tracks is repaired on its own).
         invalid: optional ``(T,)`` or ``(T, N)`` bool, frames known to be wrong.
+        keep: optional ``(T,)`` bool, frames that must not change (e.g. a planted foot's); repairs that would touch
+            them are moved to the other side of the step or skipped.
     Returns:
         ``(repaired, Repair)``; repaired is sign-continuous float64 of q's shape.
     """
@@ -285,10 +287,15 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
     if inv.shape != (T, N):
         raise ValueError(f"repair_rotation_flips: invalid must be ({T},) or ({T}, {N}), got {np.shape(invalid)}")
     changed = np.zeros((T, N), dtype=bool)
+    kept = np.zeros(T, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    if kept.shape != (T,):
+        raise ValueError(f"repair_rotation_flips: keep must be ({T},), got {kept.shape}")
     events, spread_events = 0, 0
 
     def fill(n, a, b):  # frames a..b-1 replaced between a-1 and b (b may be T: hold)
         nonlocal events
+        if kept[a:b].any():
+            return False
         if b >= T:
             qq[a:, n] = qq[a - 1, n]
         elif a == 0:
@@ -298,6 +305,7 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
             qq[a:b, n] = Q.slerp(np.broadcast_to(qq[a - 1, n], (b - a, 4)), np.broadcast_to(qq[b, n], (b - a, 4)), w)
         changed[a:b, n] = True
         events += 1
+        return True
 
     for n in range(N):
         # 1. invalid runs
@@ -326,11 +334,16 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
             for i in cand:
                 if _angles(qq[i, n], qq[i - 1, n]) <= max_step_deg:
                     continue
+                done = False
                 for m in range(1, max_len + 1):
-                    a, b = max(i - m, 1), min(i + m, T - 1)
-                    if _angles(qq[b, n], qq[a - 1, n]) / (b - a + 1) <= 0.9 * max_step_deg:
-                        fill(n, a, b)
-                        spread_events += 1
+                    for a, b in ((i - m, i + m), (i, i + 2 * m), (i - 2 * m, i)):
+                        a, b = max(a, 1), min(b, T - 1)
+                        if b > a and _angles(qq[b, n], qq[a - 1, n]) / (b - a + 1) <= 0.9 * max_step_deg \
+                                and fill(n, a, b):
+                            spread_events += 1
+                            done = True
+                            break
+                    if done:
                         break
     out = Q.make_continuous(qq)
     out = out[:, 0] if single else out

@@ -1,0 +1,292 @@
+"""Foot locking on MMD keys: a planted foot stays put on the floor, level, and is released smoothly (numpy only).
+
+Input is a dense :class:`core.motion.BoneMotion` (``core.retarget``) and per-frame contacts of the four foot points
+(``core.contact.CONTACT_POINTS``) at the motion's frames. For each leg and each contact run:
+
+* both heel and toe in contact: the foot takes one rotation for the whole flat phase (the mean of its estimated
+  rotations, levelled: the heel->toe line turned horizontal, heading and roll kept) and the ankle is pinned where
+  it stands (median of the phase), at the height that puts the model's sole on the floor (the model's heel / toe
+  points at rest, ``core.retarget.virtual_joints``, are its sole);
+* toe only (heel raised) or heel only: that point is pinned on the floor and the foot keeps its estimated pitch;
+  where such a phase follows or precedes a flat phase of the same run, the pinned point is the one the flat pose
+  left, so the foot rolls over it without sliding;
+* outside contact the correction (ankle offset and foot turn) fades out over ``blend_frames`` with a smoothstep, so
+  nothing pops when a contact starts or ends; a free foot that would go below the floor is lifted onto it.
+
+The legs are then solved by MMD's own IK (``core.ik.place_feet``: CCD with the PMX knee limits), which also gives the
+足ＩＫ keys. Where a pinned ankle is out of the leg's reach (the knee cannot straighten past its limit), the root
+comes down or over to it, smoothly: グルーブ carries the vertical part where the model has it, センター the
+horizontal part (and the vertical part on models without グルーブ) -- the MMD convention (docs/MMD_FACTS.md §4,
+§5.7). 足ＩＫ is not under センター (§2.5), so moving the root keeps the feet where they are pinned.
+
+Axes and units: ``core.conventions`` (MMD model space, units; the floor is ``y = floor_y``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ik, smoothing
+from . import quat as Q
+from .motion import BoneMotion
+from .rest_skeleton import RestSkeleton
+from .retarget import virtual_joints
+
+__all__ = ["LockReport", "lock_feet", "foot_points_mmd"]
+
+_SIDES = (("左", "L", 0, 1), ("右", "R", 2, 3))   # side, tag, heel column, toe column
+
+
+@dataclass
+class LockReport:
+    """What :func:`lock_feet` did.
+
+    Attributes:
+        locked_frames: side ("左" / "右") -> number of frames with the foot pinned.
+        runs: side -> number of contact runs.
+        root_drop_max: largest downward root correction, MMD units (グルーブ, or センター y).
+        root_shift_max: largest horizontal root correction, MMD units (センター x/z).
+        residual_max: side -> largest distance (units) between the pinned ankle and where IK got it.
+        notes: lines for the run report.
+    """
+
+    locked_frames: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
+    root_drop_max: float = 0.0
+    root_shift_max: float = 0.0
+    residual_max: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _runs(mask):
+    d = np.diff(np.concatenate(([0], np.asarray(mask, dtype=np.int8), [0])))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def _level(g: np.ndarray, heel_off: np.ndarray, toe_off: np.ndarray) -> np.ndarray:
+    """Turn world foot rotations ``(T, 4)`` so the heel->toe line is horizontal (smallest turn: yaw and roll kept);
+    feet pitched more than 30° are levelled less, not at all past 60°."""
+    d = Q.rotate(g, np.broadcast_to(toe_off - heel_off, g.shape[:-1] + (3,)))
+    flat = d.copy()
+    flat[..., 1] = 0.0
+    ok = np.linalg.norm(flat, axis=-1) > 1e-9
+    turn = Q.from_two_vectors(d, np.where(ok[..., None], flat, d))
+    # A foot pointing steeply up or down (on its toes, mid-spin) has no reliable "level": fade the levelling out
+    # between 30° and 60° of pitch instead of snapping its yaw around.
+    pitch = np.degrees(np.arcsin(np.clip(np.abs(d[..., 1]) / np.maximum(np.linalg.norm(d, axis=-1), 1e-12), 0, 1)))
+    return Q.slerp(g, Q.multiply(turn, g), _smoothstep((60.0 - pitch) / 30.0))
+
+
+def foot_points_mmd(rest: RestSkeleton, positions, rotations) -> np.ndarray:
+    """The model's four foot points (heel, toe per side, order ``core.contact.CONTACT_POINTS``) from world bone
+    positions ``(T, N, 3)`` and rotations ``(T, N, 4)`` (``core.ik.evaluate``): ``(T, 4, 3)`` MMD units."""
+    vj = virtual_joints(rest)
+    pos = np.asarray(positions)
+    rot = np.asarray(rotations)
+    out = []
+    for _, tag, _, _ in _SIDES:
+        for name in ("Heel", "FootIndex"):
+            b, off = vj[tag + name]
+            out.append(pos[:, b] + Q.rotate(rot[:, b], np.broadcast_to(off, pos[:, b].shape)))
+    return np.stack(out, axis=1)
+
+
+def _blend(values: np.ndarray, on: np.ndarray, frames: int, identity: np.ndarray, slerp: bool):
+    """Spread per-frame corrections ``values (T, C)`` given on ``on`` frames to ``frames`` neighbours, fading out."""
+    T = values.shape[0]
+    out = np.broadcast_to(identity, values.shape).copy()
+    out[on] = values[on]
+    if frames <= 0 or not on.any() or on.all():
+        return out
+    idx = np.flatnonzero(on)
+    ts = np.arange(T)
+    pos = np.searchsorted(idx, ts)
+    prev = idx[np.clip(pos - 1, 0, idx.size - 1)]
+    nxt = idx[np.clip(pos, 0, idx.size - 1)]
+    dp = np.where(prev < ts, ts - prev, np.iinfo(np.int64).max)
+    dn = np.where(nxt > ts, nxt - ts, np.iinfo(np.int64).max)
+    near = np.where(dp <= dn, prev, nxt)
+    dist = np.minimum(dp, dn)
+    w = _smoothstep(1.0 - dist / (frames + 1.0))
+    fade = (~on) & (dist <= frames)
+    if slerp:
+        out[fade] = Q.slerp(np.broadcast_to(identity, (int(fade.sum()), 4)), values[near[fade]], w[fade])
+    else:
+        out[fade] = values[near[fade]] * w[fade, None]
+    return out
+
+
+def _floor_filter(x: np.ndarray, half: int, fn) -> np.ndarray:
+    pad = np.pad(x, (half, half), mode="edge")
+    return fn(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=-1)
+
+
+def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: float = 0.0, blend_frames: int = 4,
+              reach: float = 0.99, root_window: int = 4, max_turn_deg: float = 30.0) -> tuple[BoneMotion, LockReport]:
+    """Pin planted feet, level them, release smoothly, and move the root where a knee would pass its limit.
+
+    Args:
+        motion: dense keys (``core.retarget.retarget``); its leg, 足ＩＫ, センター (and グルーブ) tracks are replaced.
+        rest: the target model (with 足ＩＫ chains; ``RestSkeleton.from_pmx`` gives the knee limits).
+        contacts: ``(T, 4)`` bool at ``motion.frames`` (``core.contact.CONTACT_POINTS``).
+        floor_y: the floor's height, MMD units.
+        blend_frames: frames over which a correction fades in / out around a contact.
+        reach: fraction of the farthest hip-ankle distance the knee limits allow (``core.ik.leg_reach``) that a
+            pinned ankle may be from the hip before the root moves.
+        root_window: half-width in frames of the smoothing of the root correction (it never under-corrects).
+        max_turn_deg: the wanted foot rotation never turns more than this between frames where it can be spread
+            over up to 8 frames on each side (``core.smoothing.repair_rotation_flips``).
+    Returns:
+        ``(new BoneMotion, LockReport)``; ``meta`` is copied and gets ``foot_lock`` (the report's figures).
+    Raises:
+        ValueError: contacts of the wrong shape; a model without 足ＩＫ on both legs.
+    """
+    con = np.asarray(contacts, dtype=bool)
+    T = motion.n_frames
+    if con.shape != (T, 4):
+        raise ValueError(f"lock_feet: contacts must be ({T}, 4) for {T} frames, got {con.shape}")
+    for s in "左右":
+        if rest.index_of(s + "足ＩＫ") is None:
+            raise ValueError(f"lock_feet: model {rest.model_name!r} has no {s}足ＩＫ; cannot lock the feet")
+    q, tr = ik.motion_arrays(rest, motion)
+    solvers = ik.ik_solvers(rest)
+    fk = ik.evaluate(rest, q, tr, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers)
+    rp = rest.positions
+    vj = virtual_joints(rest)
+    report = LockReport()
+    ankles, toes, feet_rot = {}, {}, {}
+    need = np.zeros((T, 3))      # root correction wanted (x, z horizontal; y vertical, <= 0)
+    drop = np.zeros(T)
+    for side, tag, ch, ct in _SIDES:
+        ai = rest.find(side + "足首")
+        A = fk.positions[:, ai]
+        G = fk.rotations[:, ai]
+        heel_off, toe_off = vj[tag + "Heel"][1], vj[tag + "FootIndex"][1]
+        sole = min(rp[ai, 1] + heel_off[1], rp[ai, 1] + toe_off[1])
+        heel_h = rp[ai, 1] + heel_off[1] - sole      # rest height of each point above the sole
+        toe_h = rp[ai, 1] + toe_off[1] - sole
+        heel, toe = con[:, ch], con[:, ct]
+        anyc = heel | toe
+        A2 = A.copy()
+        G2 = G.copy()
+        runs = _runs(anyc)
+        for a, b in runs:
+            flat = heel[a:b] & toe[a:b]
+            # how level the foot is: 1 on flat frames, easing to 0 over blend_frames into toe- or heel-only phases
+            w = flat.astype(np.float64)
+            if blend_frames > 0 and 0 < flat.sum() < flat.size:
+                idx = np.flatnonzero(flat)
+                dist = np.min(np.abs(np.arange(flat.size)[:, None] - idx[None, :]), axis=1)
+                w = _smoothstep(1.0 - dist / (blend_frames + 1.0))
+            if flat.any():
+                # one level rotation for the whole flat phase (the mean heading), so the planted foot cannot swivel
+                gf = Q.make_continuous(G[a:b][flat])
+                g_const = _level(Q.normalize(gf.mean(axis=0))[None], heel_off, toe_off)[0]
+                G2[a:b] = Q.slerp(G[a:b], np.broadcast_to(g_const, (b - a, 4)), w)
+            if flat.any():
+                anchor = np.median(A[a:b][flat], axis=0)
+                anchor[1] = floor_y + (rp[ai, 1] - sole)
+                A2[a:b][flat] = anchor
+            # toe-only / heel-only phases: pin that point (continuous with an adjacent flat phase)
+            for pin_col, off, h in ((toe, toe_off, toe_h), (heel, heel_off, heel_h)):
+                other = heel if pin_col is toe else toe
+                phase = pin_col[a:b] & ~other[a:b]
+                for pa, pb in _runs(phase):
+                    pa, pb = a + pa, a + pb
+                    if pa > a and (heel[pa - 1] and toe[pa - 1]):
+                        P = A2[pa - 1] + Q.rotate(G2[pa - 1], off)
+                    elif pb < b and (heel[pb] and toe[pb]):
+                        P = A2[pb] + Q.rotate(G2[pb], off)
+                    else:
+                        P = np.median(A[pa:pb] + Q.rotate(G[pa:pb], np.broadcast_to(off, (pb - pa, 3))), axis=0)
+                    P = P.copy()
+                    P[1] = floor_y + h
+                    A2[pa:pb] = P - Q.rotate(G2[pa:pb], np.broadcast_to(off, (pb - pa, 3)))
+        delta = _blend(A2 - A, anyc, blend_frames, np.zeros(3), slerp=False)
+        turn = _blend(Q.multiply(G2, Q.conjugate(G)), anyc, blend_frames, Q.identity(()), slerp=True)
+        At = A + delta
+        # a long planted phase can end far from the estimated heading: spread such turns so none pops
+        Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8)
+        planted = heel & toe
+        Gt[planted] = Q.multiply(turn, G)[planted]      # a flat planted foot keeps its pinned rotation exactly
+        # never below the floor
+        pts_y = np.stack([(At + Q.rotate(Gt, np.broadcast_to(o, At.shape)))[:, 1] for o in (heel_off, toe_off)], 1)
+        At[:, 1] += np.maximum(0.0, floor_y - pts_y.min(axis=1))
+        ankles[side] = At
+        feet_rot[side] = Gt
+        toe_ik = rest.index_of(side + "つま先ＩＫ")
+        ik_i = rest.find(side + "足ＩＫ")
+        if toe_ik is not None:
+            toes[side] = At + Q.rotate(Gt, np.broadcast_to(rp[toe_ik] - rp[ik_i], At.shape))
+        report.locked_frames[side] = int(anyc.sum())
+        report.runs[side] = len(runs)
+        # reach: where must the hip be?
+        hi = rest.find(side + "足")
+        r = reach * ik.leg_reach(rest, side)[1]      # the farthest the knee limits let the ankle be from 足
+        hip = fk.positions[:, hi]
+        d = At - hip
+        dh_vec = d.copy()
+        dh_vec[:, 1] = 0.0
+        dh = np.linalg.norm(dh_vec, axis=1)
+        too_far = np.linalg.norm(d, axis=1) > r
+        lim = 0.97 * r
+        move = np.where((dh > lim)[:, None], dh_vec * ((dh - lim) / np.maximum(dh, 1e-9))[:, None], 0.0)
+        dh2 = np.minimum(dh, lim)
+        dy = (At[:, 1] + np.sqrt(np.maximum(r * r - dh2 * dh2, 0.0))) - hip[:, 1]
+        dy = np.where(too_far, np.minimum(dy, 0.0), 0.0)
+        need[:, [0, 2]] += np.where(too_far[:, None], move[:, [0, 2]], 0.0)
+        drop = np.minimum(drop, dy)
+    # smooth the root correction without ever under-correcting the drop
+    if T > 1 and root_window > 0:
+        drop = _floor_filter(_floor_filter(drop, root_window, np.min), root_window, np.mean)
+        for c in (0, 2):
+            need[:, c] = _floor_filter(need[:, c], root_window, np.mean)
+    need[:, 1] = drop
+    center, groove = rest.find("センター"), rest.index_of("グルーブ")
+    tr2 = tr.copy()
+    tr2[:, center, 0] += need[:, 0]
+    tr2[:, center, 2] += need[:, 2]
+    if groove is not None:
+        tr2[:, groove, 1] += need[:, 1]
+    else:
+        tr2[:, center, 1] += need[:, 1]
+    place = ik.place_feet(rest, q, tr2, ankles, toes)
+    # The toe IK only aims the toe, so the foot's roll about the ankle->toe line comes from the FK key the solver
+    # starts from: give 足首 the wanted world rotation under the solved shin and solve again (the legs start from
+    # their solution), so a planted heel does not swing around.
+    q2 = q.copy()
+    for name, v in place.rotations.items():
+        q2[:, rest.find(name)] = v
+    for side in ankles:
+        shin = place.pose.rotations[:, rest.find(side + "ひざ")]
+        q2[:, rest.find(side + "足首")] = Q.multiply(Q.conjugate(shin), feet_rot[side])
+    place = ik.place_feet(rest, q2, tr2, ankles, toes)
+    rotations = dict(motion.rotations)
+    locations = dict(motion.locations)
+    rotations.update(place.rotations)
+    rotations.update(place.ik_rotations)
+    for name, v in place.ik_locations.items():
+        if name in locations or np.any(np.abs(v) > 1e-9):
+            locations[name] = v
+    locations["センター"] = tr2[:, center]
+    if groove is not None and (np.any(need[:, 1] != 0) or "グルーブ" in locations):
+        locations["グルーブ"] = tr2[:, groove]
+    report.root_drop_max = float(-need[:, 1].min()) if T else 0.0
+    report.root_shift_max = float(np.max(np.linalg.norm(need[:, [0, 2]], axis=1))) if T else 0.0
+    report.residual_max = {s: float(np.max(v)) if v.size else 0.0 for s, v in place.residual.items()}
+    report.notes.append(
+        "feet locked: " + ", ".join(f"{s} {report.locked_frames[s]} frames in {report.runs[s]} contacts" for s in "左右")
+        + f"; root lowered up to {report.root_drop_max:.2f} and moved up to {report.root_shift_max:.2f} units so the "
+        f"knees stay within their limits ({'グルーブ' if groove is not None else 'センター'} carries the vertical part)")
+    meta = dict(motion.meta)
+    meta["foot_lock"] = {"locked_frames": report.locked_frames, "root_drop_max": report.root_drop_max,
+                         "root_shift_max": report.root_shift_max, "residual_max": report.residual_max}
+    out = BoneMotion(frames=motion.frames, rotations={n: Q.make_continuous(v) for n, v in rotations.items()},
+                     locations=locations, model_name=motion.model_name, meta=meta)
+    return out, report

@@ -1,0 +1,227 @@
+"""The motion stage with cleanup, floor, contact, camera compensation and foot locking (numpy only).
+
+:func:`clean_motion` is a drop-in alternative to ``core.motion_stage.motion_stage`` (same inputs, a
+:class:`core.motion.BoneMotion` out, plus a :class:`CleanupReport`). In order, at the video's frame rate:
+
+1. gaps filled (``core.filters.fill_gaps``), single-joint outliers repaired (``core.smoothing.hampel``), left/right
+   swaps repaired in the 2D keypoints and the 3D joints (``core.smoothing.repair_swaps``);
+2. root trajectory from the repaired 2D/3D pairs (``core.trajectory.root_translation``), implausible root jumps
+   held or interpolated (``core.smoothing.repair_root_jumps``);
+3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root; camera tilt levelled
+   (``core.trajectory.up_rotation``);
+4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
+5. camera motion (``core.camera_motion.compensate``): zoom and pan not turned into travel, or the dancer kept in
+   place;
+6. resampled to the key times, converted to MMD axes (floor at y = 0), retargeted (``core.retarget``, without its
+   percentile ground shift), single-frame rotation flips and knee-limit violations repaired
+   (``core.smoothing.repair_rotation_flips``), then the feet locked (``core.foot_lock.lock_feet``).
+
+Frames and units: ``core.conventions``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import camera_motion, conventions, filters, floor, pose_io, smoothing, trajectory
+from .errors import PipelineError
+
+__all__ = ["CleanupReport", "clean_motion", "prepare_world", "key_contacts", "KNEE_LIMIT_DEG", "ANKLE_LIMIT_DEG"]
+
+#: Largest turn of 足首 from its rest relative to the shin, degrees (a human ankle's combined range is under ~80°;
+#: the detector's heel/toe confusions give 150°+).
+ANKLE_LIMIT_DEG = 90.0
+
+#: Knee hinge range used to flag impossible knees: a negative turn about +X (docs/MMD_FACTS.md §2.2, §2.5).
+KNEE_LIMIT_DEG = (-180.0, -0.5)
+
+
+@dataclass
+class CleanupReport:
+    """What :func:`clean_motion` repaired and decided, for the run report and the pose npz.
+
+    Attributes:
+        repairs: the :class:`core.smoothing.Repair` of each step (outliers, swaps 2D / 3D, root jumps, flips).
+        contacts: ``(T, 4)`` bool at the video frames (``core.contact.CONTACT_POINTS``; npz key
+            ``core.contact.NPZ_KEY``).
+        planes: the floor plane of each shot.
+        camera: the :class:`core.camera_motion.CameraReport`.
+        lock: the :class:`core.foot_lock.LockReport` (None when locking is off).
+        notes: one line per item.
+    """
+
+    repairs: list = field(default_factory=list)
+    contacts: np.ndarray | None = None
+    planes: list = field(default_factory=list)
+    camera: object = None
+    lock: object = None
+    notes: list = field(default_factory=list)
+
+
+def key_contacts(contacts, t, t_keys) -> np.ndarray:
+    """Contacts at the key times: each key takes the contact of the nearest video frame. ``(K, 4)`` bool."""
+    c = np.asarray(contacts, dtype=bool)
+    t = np.asarray(t, dtype=np.float64)
+    idx = np.clip(np.searchsorted(t, t_keys), 1, len(t) - 1) if len(t) > 1 else np.zeros(len(t_keys), dtype=int)
+    if len(t) > 1:
+        left = t_keys - t[idx - 1] < t[idx] - t_keys
+        idx = np.where(left, idx - 1, idx)
+    return c[idx]
+
+
+def _opt(opts, name, default):
+    return getattr(opts, name, default) if opts is not None else default
+
+
+def prepare_world(poses: pose_io.PoseSequence, opts=None):
+    """Steps 1-3 of the module docstring: repaired, smoothed, levelled absolute joints at the video frames.
+
+    Returns:
+        ``(absolute (T, 27, 3) camera frame metres, keypoints (T, 27, 3) CANONICAL px + confidence or None,
+        t (T,) seconds from the first frame, repairs list)``.
+    Raises:
+        PipelineError: ``bad_input`` without 3D joints.
+    """
+    if poses.joints_3d is None:
+        raise PipelineError("bad_input", "the pose sequence has no 3D joints")
+    strength = float(_opt(opts, "smoothing", 0.5))
+    hfov = float(_opt(opts, "hfov", trajectory.DEFAULT_HFOV_DEG))
+    level = bool(_opt(opts, "level", True))
+    repairs = []
+    t = poses.timestamps - poses.timestamps[0]
+    T = len(poses)
+
+    # 1. gaps, outliers, swaps
+    j3 = np.array(poses.joints_3d, dtype=np.float64)
+    cols = np.isfinite(j3).all(axis=(0, 2)) | (np.isfinite(j3).all(axis=2).sum(axis=0) >= 2)
+    j3[:, ~cols] = np.nan
+    valid = np.asarray(poses.detected, dtype=bool) if poses.detected.any() else None
+    j3[:, cols], _ = filters.fill_gaps(j3[:, cols], t, valid)
+    j3[:, cols], rep = smoothing.hampel(j3[:, cols], t)
+    repairs.append(rep)
+    if poses.keypoints_2d.shape[1] > 0:
+        kp = poses.keypoints_canonical_2d().astype(np.float64)
+        kp_xy, rep2 = smoothing.repair_swaps(kp[..., :2], confidence=np.nan_to_num(kp[..., 2]))
+        rep2.what = "left/right swap (2D)"
+        kp = np.concatenate([kp_xy, kp[..., 2:]], axis=-1)
+        repairs.append(rep2)
+    else:
+        kp = None
+    j3, rep3 = smoothing.repair_swaps(j3)
+    rep3.what = "left/right swap (3D)"
+    repairs.append(rep3)
+
+    # 2. root
+    if poses.trajectory is not None:
+        root = np.asarray(poses.trajectory, dtype=np.float64)
+    elif kp is not None:
+        focal = trajectory.focal_from_fov(poses.image_size[0], hfov)
+        root = trajectory.root_translation(np.nan_to_num(j3), np.where(np.isfinite(j3), kp, np.nan),
+                                           poses.image_size, focal=focal)
+    else:
+        root = np.zeros((T, 3))
+    root, rep_r = smoothing.repair_root_jumps(root, t)
+    repairs.append(rep_r)
+
+    # 3. smoothing, levelling
+    if strength > 0 and T >= 3:
+        j3[:, cols] = smoothing.one_euro(j3[:, cols], t, **smoothing.one_euro_params(strength, "position"))
+        root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
+    absolute = j3 + root[:, None, :]
+    if level:
+        absolute = absolute @ trajectory.up_rotation(j3).T
+    return absolute, kp, t, repairs
+
+
+def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, contact_probs=None, background=None):
+    """Joints -> cleaned, grounded, foot-locked MMD keys (see the module docstring).
+
+    Args:
+        poses: a pose sequence with ``joints_3d``.
+        rest: the target model's :class:`core.rest_skeleton.RestSkeleton`.
+        opts: options object (``core.options.MotionOptions`` or anything with the same names): ``smoothing``
+            (0..1), ``key_fps``, ``hfov``, ``level``, and optionally ``camera`` (``core.camera_motion.MODES``,
+            default ``"auto"``) and ``foot_lock`` (default True).
+        shots: ``[(start, stop), ...]`` frame ranges (stop exclusive); None = one shot.
+        contact_probs: ``(T, 4)`` lifter contact probabilities or None.
+        background: ``(T, 3)`` background motion for ``core.camera_motion.compensate`` or None.
+    Returns:
+        ``(BoneMotion, CleanupReport)``.
+    Raises:
+        PipelineError: ``bad_input`` without 3D joints; ``bad_model`` for a model retargeting cannot use.
+    """
+    from .foot_lock import lock_feet
+    from .retarget import retarget
+
+    absolute, kp, t, repairs = prepare_world(poses, opts)
+    key_fps = float(_opt(opts, "key_fps", 30.0))
+    hfov = float(_opt(opts, "hfov", trajectory.DEFAULT_HFOV_DEG))
+    cam_mode = str(_opt(opts, "camera", "auto"))
+    do_lock = bool(_opt(opts, "foot_lock", True))
+    report = CleanupReport(repairs=repairs)
+
+    # 4. floor and contacts
+    g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs)
+    report.contacts, report.planes = g.contacts, g.planes
+    report.notes += g.notes
+
+    # 5. camera motion
+    focal = trajectory.focal_from_fov(poses.image_size[0], hfov) if poses.image_size[0] > 0 else None
+    placed, cam = camera_motion.compensate(g.joints, t, g.contacts, mode=cam_mode, keypoints_2d=kp,
+                                           background=background, focal=focal)
+    report.camera = cam
+    report.notes.append(cam.note)
+
+    # 6. keys
+    from .motion_stage import key_times
+
+    frames, t_keys = key_times(float(t[-1]), key_fps)
+    resampled = filters.resample(np.nan_to_num(placed, nan=0.0), t, t_keys)
+    resampled[:, ~np.isfinite(placed).all(axis=(0, 2))] = np.nan
+    joints_mmd = conventions.camera_to_mmd(resampled)
+    try:
+        motion = retarget(joints_mmd, rest, frames=frames, ground=False)
+    except ValueError as e:
+        raise PipelineError("bad_model", str(e)) from e
+    flips, events, clamped = 0, [], 0
+    rotations = dict(motion.rotations)
+    for name, q in rotations.items():
+        invalid = None
+        if name.endswith("足首"):
+            q, n_clamped = smoothing.clamp_rotation_angle(q, ANKLE_LIMIT_DEG)
+            clamped += n_clamped
+        if name.endswith("ひざ"):
+            invalid = smoothing.hinge_violations(q, (1.0, 0.0, 0.0), *KNEE_LIMIT_DEG)
+        rotations[name], rf = smoothing.repair_rotation_flips(q, invalid=invalid)
+        if rf.count:
+            flips += rf.count
+            events.append(rf.frames)
+    rep_f = smoothing.Repair("rotation flip", np.unique(np.concatenate(events)) if events else
+                             np.zeros(0, dtype=np.int64), flips, {"ankles_clamped": clamped})
+    report.repairs.append(rep_f)
+    motion.rotations = rotations
+    if do_lock:
+        ck = key_contacts(g.contacts, t, t_keys)
+        motion, lock = lock_feet(motion, rest, ck)
+        report.lock = lock
+        report.notes += lock.notes
+        # Locking can leave a turn above the limit where the estimated body turns faster than a foot can follow:
+        # spread those (a few frames where FK and IK keys differ slightly beat a pop).
+        late, late_frames = 0, []
+        rotations = dict(motion.rotations)
+        for name, q in rotations.items():
+            if smoothing.rotation_pops(q):
+                # never move a planted foot: its leg's keys (and 下半身's, which carries both legs) stay put
+                keep = (ck[:, :2].any(axis=1) if name.startswith("左") else ck[:, 2:].any(axis=1)
+                        if name.startswith("右") else ck.any(axis=1) if name in ("下半身", "センター") else None)
+                rotations[name], rf = smoothing.repair_rotation_flips(q, keep=keep)
+                late += rf.count
+                late_frames.append(rf.frames)
+        if late:
+            motion.rotations = rotations
+            report.repairs.append(smoothing.Repair("rotation flip after locking", np.unique(np.concatenate(late_frames)),
+                                                   late))
+    report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
+    motion.meta["cleanup"] = report.notes
+    return motion, report

@@ -1,0 +1,135 @@
+"""core.foot_lock and core.motion_cleanup on real models (mat4, the built-in standard skeleton) and real dance mocap
+seen through estimate-like noise: planted feet stay put on the floor, level, are released without pops, the root
+moves where a knee would pass its limit (グルーブ vertical, センター horizontal)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mocap_poses as M
+from core import conventions, ik, motion_cleanup, smoothing
+from core.conventions import METRES_PER_UNIT
+from core.foot_lock import foot_points_mmd, lock_feet
+from core.formats import pmx
+from core.rest_skeleton import RestSkeleton
+from core.retarget import retarget
+
+
+@pytest.fixture(scope="module")
+def mat4(shared_data):
+    return RestSkeleton.from_pmx(pmx.read(shared_data / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx"))
+
+
+class Opts:
+    smoothing, key_fps, hfov, level, camera, foot_lock = 0.5, 30.0, 60.0, True, "auto", True
+
+
+@pytest.fixture(scope="module")
+def run(shared_data, mat4):
+    tr = M.truth(shared_data, "cmu_iclone/005_11.bvh")
+    est = M.estimate(tr)
+    motion, rep = motion_cleanup.clean_motion(est, mat4, Opts())
+    unlocked, _ = motion_cleanup.clean_motion(est, mat4, type("O", (Opts,), {"foot_lock": False})())
+    keys = motion_cleanup.key_contacts(rep.contacts, tr.t, motion.frames / conventions.MMD_FPS)
+    pos, rot = ik.evaluate_motion(mat4, motion)
+    return tr, motion, unlocked, rep, keys, foot_points_mmd(mat4, pos, rot) * METRES_PER_UNIT
+
+
+def _runs(mask):
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def test_planted_feet_stay_put_on_the_floor(run):
+    tr, motion, unlocked, rep, keys, fp = run
+    checked = 0
+    for side, (h, t) in enumerate(((0, 1), (2, 3))):
+        flat = keys[:, h] & keys[:, t]
+        for a, b in _runs(flat):
+            if b - a < 3:
+                continue
+            for k in (h, t):
+                p = fp[a:b, k]
+                assert np.abs(p[:, [0, 2]] - p[0, [0, 2]]).max() < 0.005     # no slide (5 mm)
+                assert np.abs(p[:, 1]).max() < 0.01                          # on the floor within 1 cm
+            checked += 1
+    assert checked >= 2
+    assert fp[..., 1].min() > -0.02                                          # nothing 2 cm below the floor
+
+
+def test_locking_adds_no_pops_and_knees_stay_within_limits(run, mat4):
+    tr, motion, unlocked, rep, keys, fp = run
+    # 005_11 has pirouettes: a foot pivoting with the body turns ~44°/frame for a few frames, which a planted
+    # foot's keys may not be spread over; allow those, nothing else
+    pops = {name: smoothing.rotation_pops(q) for name, q in motion.rotations.items()}
+    assert sum(pops.values()) <= 2, pops
+    assert sum(smoothing.rotation_pops(q) for q in unlocked.rotations.values()) == 0
+    for s in "左右":
+        knee = motion.rotations[s + "ひざ"]
+        assert not smoothing.hinge_violations(knee, (1, 0, 0), -180.0, -0.5, tol_deg=1.0).any()
+    # released smoothly: no foot point moves much faster than in the unlocked motion
+    pos, rot = ik.evaluate_motion(mat4, unlocked)
+    fp0 = foot_points_mmd(mat4, pos, rot) * METRES_PER_UNIT
+    step = np.linalg.norm(np.diff(fp, axis=0), axis=-1).max(axis=0)
+    step0 = np.linalg.norm(np.diff(fp0, axis=0), axis=-1).max(axis=0)
+    assert (step < step0 + 0.05).all()                                       # at most 5 cm/frame more
+
+
+def test_vertical_root_goes_to_groove_horizontal_to_center(run, mat4):
+    tr, motion, unlocked, rep, keys, fp = run
+    assert "グルーブ" in motion.locations
+    np.testing.assert_allclose(motion.locations["センター"][:, 1], unlocked.locations["センター"][:, 1])
+    assert rep.lock.root_drop_max >= 0.0
+    # on a model without グルーブ (the built-in standard skeleton) the vertical part goes on センター
+    std = RestSkeleton.standard()
+    base = retarget(conventions.camera_to_mmd(_grounded(tr)), std, ground=False)
+    far = np.zeros((base.n_frames, 4), dtype=bool)
+    far[:, :2] = True                                                        # pin the left foot for the whole clip
+    locked, lrep = lock_feet(base, std, far)
+    assert "グルーブ" not in locked.locations
+    if lrep.root_drop_max > 0:
+        assert (locked.locations["センター"][:, 1] <= base.locations["センター"][:, 1] + 1e-9).all()
+
+
+def _grounded(tr):
+    """The truth's joints levelled with the floor at y = 0 (camera frame, metres)."""
+    R = np.eye(3)
+    up = tr.up
+    v = np.cross(up, [0.0, -1.0, 0.0])
+    s, c = np.linalg.norm(v), up @ np.array([0.0, -1.0, 0.0])
+    if s > 1e-12:
+        k = v / s
+        K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        R = np.eye(3) + s * K + (1 - c) * K @ K
+    j = (tr.joints - tr.floor_point) @ R.T
+    return j
+
+
+def test_lock_on_the_true_motion_pins_true_contacts(shared_data, mat4):
+    tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
+    base = retarget(conventions.camera_to_mmd(_grounded(tr)), mat4, ground=False)
+    keys = motion_cleanup.key_contacts(tr.contacts, tr.t, base.frames / conventions.MMD_FPS)
+    locked, rep = lock_feet(base, mat4, keys)
+    pos, rot = ik.evaluate_motion(mat4, locked)
+    fp = foot_points_mmd(mat4, pos, rot) * METRES_PER_UNIT
+    pos0, rot0 = ik.evaluate_motion(mat4, base)
+    fp0 = foot_points_mmd(mat4, pos0, rot0) * METRES_PER_UNIT
+    both = keys[1:] & keys[:-1]
+    v = np.linalg.norm(np.diff(fp[..., [0, 2]], axis=0), axis=-1)
+    v0 = np.linalg.norm(np.diff(fp0[..., [0, 2]], axis=0), axis=-1)
+    assert v[both].mean() < 0.5 * v0[both].mean()                         # less sliding than the plain retarget
+    assert sum(rep.locked_frames.values()) == int(keys[:, :2].any(1).sum() + keys[:, 2:].any(1).sum())
+    with pytest.raises(ValueError):
+        lock_feet(base, mat4, keys[:-1])
+
+
+def test_cleanup_report_and_real_video_figures(run):
+    tr, motion, unlocked, rep, keys, fp = run
+    assert rep.contacts.shape == (len(tr.t), 4) and rep.contacts.dtype == bool
+    assert rep.camera.used == "feet" and rep.lock is not None
+    assert any(n.startswith("floor") for n in rep.notes) and motion.meta["cleanup"] == rep.notes
+    low = fp[..., 1].min(axis=1)
+    assert np.mean((low > -0.02) & (low < 0.04)) > 0.85                     # issue 9's real-video target
+    centre = motion.locations["センター"] + motion.locations.get("グルーブ", np.zeros_like(motion.locations["センター"]))
+    speed = np.linalg.norm(np.diff(centre, axis=0), axis=1) * METRES_PER_UNIT * conventions.MMD_FPS
+    assert np.percentile(speed, 99) < 4.0
