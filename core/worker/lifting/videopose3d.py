@@ -1,27 +1,21 @@
 """VideoPose3D temporal lifting: COCO-17 2D keypoint sequences -> H36M-17 3D joints (worker side, torch).
 
+The network (its layout and the official checkpoints' ``state_dict`` keys) is
+:mod:`core.worker.lifting.vp3d_network`; reading and checking checkpoint files is
+:mod:`core.worker.lifting.vp3d_checkpoint`. This module is the lifter adapter, and re-exports the names of both
+that callers use (:class:`Architecture`, :func:`temporal_model_class`, ``TemporalModel``, :class:`CheckpointError`,
+:func:`load_checkpoint`). Importing any of the three needs no torch.
+
 Model: Pavllo, Feichtenhofer, Grangier, Auli, "3D human pose estimation in video with temporal convolutions and
-semi-supervised training", CVPR 2019 (github.com/facebookresearch/VideoPose3D, ``common/model.py``). Written here
-from the paper and the reference's documented layout; its ``state_dict`` has the reference's keys and shapes so the
-official checkpoints (``pretrained_h36m_detectron_coco.bin``, ``pretrained_h36m_cpn.bin``: a ``torch.save`` dict
-with ``model_pos`` and, for models trained semi-supervised, ``model_traj``) load unchanged with ``strict=True``:
+semi-supervised training", CVPR 2019 (github.com/facebookresearch/VideoPose3D).
 
-* ``expand_conv.weight`` ``(C, J_in * F_in, w_0)``, ``expand_bn.*`` ``(C,)``: a ``w_0``-wide convolution over time of
-  the flattened 2D joints, batch norm, ReLU;
-* for each further filter width ``w_i`` a residual block: ``layers_conv.{2i}`` ``(C, C, w_i)`` with dilation
-  ``w_0 * ... * w_{i-1}``, ``layers_bn.{2i}``, ReLU, ``layers_conv.{2i+1}`` ``(C, C, 1)``, ``layers_bn.{2i+1}``, ReLU,
-  plus the input cropped by the block's padding (shifted by the causal offset for causal models);
-* ``shrink`` ``(J_out * 3, C, 1)`` + bias: the 3D joints. Dropout (p = 0.25 in training) is the identity here.
-
-Every convolution is "valid", so ``T + receptive_field - 1`` input frames give ``T`` output frames; the receptive
-field is ``w_0 * w_1 * ...`` (243 for 3,3,3,3,3; 27 for 3,3,3). Inference as the reference's ``run.py``
-(``evaluate`` with an ``UnchunkedGenerator``): 2D px normalised by ``normalize_screen_coordinates``
-(``x / w * 2 - [1, h / w]``: [0, w] -> [-1, 1], aspect kept), edge-replication padding of ``(rf - 1) / 2`` frames at
-both ends (``rf - 1`` before and none after for causal models), horizontal-flip test-time augmentation (negate x,
-swap left/right joints with ``skeletons.COCO17_MIRROR`` on input and ``skeletons.H36M17_MIRROR`` on output, average
-with the unflipped pass; the trajectory model's output is only negated in x). Long sequences run in chunks of
-``chunk_frames`` output frames, each with its receptive-field context, so memory stays bounded; the result equals one
-pass over the whole sequence.
+Inference as the reference's ``run.py`` (``evaluate`` with an ``UnchunkedGenerator``): 2D px normalised by
+``normalize_screen_coordinates`` (``x / w * 2 - [1, h / w]``: [0, w] -> [-1, 1], aspect kept), edge-replication
+padding of ``(rf - 1) / 2`` frames at both ends (``rf - 1`` before and none after for causal models),
+horizontal-flip test-time augmentation (negate x, swap left/right joints with ``skeletons.COCO17_MIRROR`` on input
+and ``skeletons.H36M17_MIRROR`` on output, average with the unflipped pass; the trajectory model's output is only
+negated in x). Long sequences run in chunks of ``chunk_frames`` output frames, each with its receptive-field
+context, so memory stays bounded; the result equals one pass over the whole sequence.
 
 Input joint order: ``pretrained_h36m_detectron_coco.bin`` takes COCO-17 keypoints (what detectron2 gives);
 ``pretrained_h36m_cpn.bin`` was trained on CPN detections in the Human3.6M 17-joint order (the reference's
@@ -33,14 +27,9 @@ the file name contains ``cpn`` and ``"coco17"`` otherwise, and says so in ``note
 
 Output: ``(T, 17, 3)`` H36M-17 joints, ``camera`` frame of ``core.conventions`` (x right, y down, z forward), metres,
 root-relative; ``model_traj`` when present gives the root (pelvis) position ``(T, 3)`` in the same frame.
-
-Checkpoints are read with ``torch.load(..., weights_only=True)``: no arbitrary unpickling. The official files also
-pickle the training generator's ``numpy.random.RandomState`` and the optimizer state; those numpy globals are mapped
-to an inert placeholder (``_Discarded``) so the weights load while nothing from numpy is executed.
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +38,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ... import filters, skeletons
-from ...errors import PipelineError
+from .vp3d_checkpoint import CheckpointError, architecture_from_state_dict, check_state_dict, load_checkpoint
+from .vp3d_network import Architecture, build_model, temporal_model_class
 
 #: 2D joint orders a checkpoint may have been trained on.
 INPUT_JOINTS = ("coco17", "h36m17")
@@ -58,299 +48,10 @@ __all__ = ["INPUT_JOINTS", "Architecture", "CheckpointError", "LiftResult", "Vid
            "normalize_screen_coordinates", "fill_gaps", "lift_pose_sequence", "temporal_model_class"]
 
 
-class CheckpointError(PipelineError, ValueError):
-    """A checkpoint that is not a VideoPose3D temporal model this lifter can use (code ``"bad_input"``)."""
-
-    def __init__(self, message: str):
-        super().__init__("bad_input", message)
-
-
-# ------------------------------------------------------------------------------------------------ architecture
-_BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Hyper-parameters of one temporal model, as far as a ``state_dict`` determines them.
-
-    Attributes:
-        filter_widths: odd temporal kernel widths, e.g. ``(3, 3, 3, 3, 3)``.
-        channels: convolution channels ``C`` (1024 in the paper).
-        num_joints_in: 2D joints ``J_in`` (17, COCO order); in_features: values per joint (2: x, y; 3: + confidence).
-        num_joints_out: 3D joints ``J_out`` (17 for the pose model, 1 for the trajectory model).
-        causal: causal convolutions (a weights-only checkpoint cannot tell; the reference's ``--causal``).
-    """
-
-    filter_widths: tuple[int, ...]
-    channels: int
-    num_joints_in: int = 17
-    in_features: int = 2
-    num_joints_out: int = 17
-    causal: bool = False
-
-    @property
-    def receptive_field(self) -> int:
-        """Input frames that determine one output frame: ``prod(filter_widths)``."""
-        return int(np.prod(self.filter_widths))
-
-    @property
-    def pads(self) -> tuple[int, ...]:
-        """Per-block padding: ``w_0 // 2`` then ``(w_i - 1) * dilation_i / 2``; ``1 + 2 * sum`` = receptive field."""
-        pads = [self.filter_widths[0] // 2]
-        dilation = self.filter_widths[0]
-        for w in self.filter_widths[1:]:
-            pads.append((w - 1) * dilation // 2)
-            dilation *= w
-        return tuple(pads)
-
-    @property
-    def causal_shifts(self) -> tuple[int, ...]:
-        """Per-block residual offsets: ``w_i // 2 * dilation_i`` for causal models, else 0."""
-        if not self.causal:
-            return (0,) * len(self.filter_widths)
-        shifts = [self.filter_widths[0] // 2]
-        dilation = self.filter_widths[0]
-        for w in self.filter_widths[1:]:
-            shifts.append(w // 2 * dilation)
-            dilation *= w
-        return tuple(shifts)
-
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """``state_dict`` key -> shape of the reference layout (``num_batches_tracked`` keys are ``()``)."""
-        c = self.channels
-        shapes: dict[str, tuple[int, ...]] = {
-            "expand_conv.weight": (c, self.num_joints_in * self.in_features, self.filter_widths[0])}
-        bns = ["expand_bn"]
-        for i, w in enumerate(self.filter_widths[1:]):
-            shapes[f"layers_conv.{2 * i}.weight"] = (c, c, w)
-            shapes[f"layers_conv.{2 * i + 1}.weight"] = (c, c, 1)
-            bns += [f"layers_bn.{2 * i}", f"layers_bn.{2 * i + 1}"]
-        for bn in bns:
-            for p in _BN_PARAMS:
-                shapes[f"{bn}.{p}"] = (c,)
-            shapes[f"{bn}.num_batches_tracked"] = ()
-        shapes["shrink.weight"] = (self.num_joints_out * 3, c, 1)
-        shapes["shrink.bias"] = (self.num_joints_out * 3,)
-        return shapes
-
-    @classmethod
-    def from_state_dict(cls, state: dict, *, causal: bool = False, num_joints_in: int = 17,
-                        what: str = "model_pos") -> "Architecture":
-        """Infer the architecture from tensor shapes, then check every key against the reference layout.
-
-        Args:
-            state: ``{key: tensor or array}``; causal: see the class; num_joints_in: 2D joints the caller feeds;
-            what: name used in messages.
-        Returns:
-            Architecture.
-        Raises:
-            CheckpointError: missing/unexpected keys or wrong shapes (all listed), even widths, an input width that
-                is not ``num_joints_in`` x 2 or 3.
-        """
-        def shape(key: str) -> tuple[int, ...]:
-            return tuple(int(s) for s in state[key].shape)
-
-        if "expand_conv.weight" not in state or "shrink.weight" not in state:
-            keys = sorted(state)[:8]
-            raise CheckpointError(f"{what}: not a VideoPose3D temporal model: no expand_conv.weight/shrink.weight "
-                                  f"(keys start {keys})")
-        ew = shape("expand_conv.weight")
-        sw = shape("shrink.weight")
-        if len(ew) != 3 or len(sw) != 3:
-            raise CheckpointError(f"{what}: expand_conv.weight {ew} / shrink.weight {sw} are not Conv1d weights")
-        channels, in_ch, w0 = ew
-        widths = [w0]
-        i = 0
-        while f"layers_conv.{2 * i}.weight" in state:
-            s = shape(f"layers_conv.{2 * i}.weight")
-            if len(s) != 3:
-                raise CheckpointError(f"{what}: layers_conv.{2 * i}.weight has shape {s}, not a Conv1d weight")
-            widths.append(s[2])
-            i += 1
-        even = [w for w in widths if w % 2 == 0]
-        if even:
-            raise CheckpointError(f"{what}: filter widths {tuple(widths)} include even widths {even}; "
-                                  "VideoPose3D supports odd widths only")
-        if in_ch % num_joints_in or in_ch // num_joints_in not in (2, 3):
-            raise CheckpointError(f"{what}: expand_conv.weight takes {in_ch} input channels; this lifter feeds "
-                                  f"{num_joints_in} COCO-17 joints x 2 (x, y) or x 3 (x, y, confidence)")
-        if sw[0] % 3:
-            raise CheckpointError(f"{what}: shrink.weight gives {sw[0]} outputs, not a multiple of 3 (x, y, z)")
-        arch = cls(tuple(widths), channels, num_joints_in, in_ch // num_joints_in, sw[0] // 3, bool(causal))
-        arch.check_state_dict(state, what=what)
-        return arch
-
-    def check_state_dict(self, state: dict, *, what: str = "model_pos") -> None:
-        """Compare ``state`` with :meth:`expected_shapes`; ``num_batches_tracked`` keys may be absent (old torch).
-
-        Raises:
-            CheckpointError: listing every missing key, unexpected key and shape mismatch.
-        """
-        expected = self.expected_shapes()
-        missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in state if k not in expected]
-        wrong = [f"{k}: {tuple(state[k].shape)} (expected {expected[k]})" for k in expected
-                 if k in state and tuple(int(s) for s in state[k].shape) != expected[k]]
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected}")
-            if wrong:
-                parts.append(f"mismatching shapes {wrong}")
-            raise CheckpointError(
-                f"{what} does not fit a VideoPose3D temporal model with filter widths {self.filter_widths}, "
-                f"{self.channels} channels, {self.num_joints_in}x{self.in_features} inputs, "
-                f"{self.num_joints_out} joints out: " + "; ".join(parts))
-
-
-# ------------------------------------------------------------------------------------------------ torch model
-@functools.lru_cache(maxsize=None)
-def temporal_model_class():
-    """The ``torch.nn.Module`` class of the temporal model (built on first use so importing this module needs no torch).
-
-    ``TemporalModel(arch: Architecture)``; ``forward(x)``: ``x`` ``(B, T + rf - 1, J_in, F_in)`` float ->
-    ``(B, T, J_out, 3)``.
-    """
-    import torch
-    from torch import nn
-
-    class TemporalModel(nn.Module):
-        """VideoPose3D temporal convolutional model; parameter names follow the reference (module docstring)."""
-
-        def __init__(self, arch: Architecture):
-            super().__init__()
-            self.arch = arch
-            c = arch.channels
-            self.expand_conv = nn.Conv1d(arch.num_joints_in * arch.in_features, c, arch.filter_widths[0],
-                                         bias=False)
-            self.expand_bn = nn.BatchNorm1d(c, momentum=0.1)
-            convs: list[nn.Module] = []
-            bns: list[nn.Module] = []
-            dilation = arch.filter_widths[0]
-            for w in arch.filter_widths[1:]:
-                convs += [nn.Conv1d(c, c, w, dilation=dilation, bias=False), nn.Conv1d(c, c, 1, bias=False)]
-                bns += [nn.BatchNorm1d(c, momentum=0.1), nn.BatchNorm1d(c, momentum=0.1)]
-                dilation *= w
-            self.layers_conv = nn.ModuleList(convs)
-            self.layers_bn = nn.ModuleList(bns)
-            self.shrink = nn.Conv1d(c, arch.num_joints_out * 3, 1)
-            self._crops = list(zip(arch.pads[1:], arch.causal_shifts[1:]))
-
-        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
-            a = self.arch
-            if x.ndim != 4 or x.shape[2] != a.num_joints_in or x.shape[3] != a.in_features:
-                raise ValueError(f"TemporalModel expects (B, T, {a.num_joints_in}, {a.in_features}), "
-                                 f"got {tuple(x.shape)}")
-            if x.shape[1] < a.receptive_field:
-                raise ValueError(f"TemporalModel needs at least {a.receptive_field} input frames, got {x.shape[1]}")
-            b = x.shape[0]
-            h = x.reshape(b, x.shape[1], -1).transpose(1, 2)
-            h = torch.relu(self.expand_bn(self.expand_conv(h)))
-            for i, (pad, shift) in enumerate(self._crops):
-                res = h[:, :, pad + shift: h.shape[2] - pad + shift]
-                h = torch.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](h)))
-                h = res + torch.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](h)))
-            out = self.shrink(h)
-            return out.transpose(1, 2).reshape(b, -1, a.num_joints_out, 3)
-
-    return TemporalModel
-
-
 def __getattr__(name: str) -> Any:  # PEP 562: ``videopose3d.TemporalModel`` imports torch only when asked for
     if name == "TemporalModel":
         return temporal_model_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ------------------------------------------------------------------------------------------------ checkpoints
-class _Discarded:
-    """Inert stand-in for the numpy objects an official checkpoint pickles besides the weights (random state)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Discarded":
-        return super().__new__(cls)
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Discarded":
-        return _Discarded()
-
-
-_DISCARDED_NAMES = (
-    "numpy.random.__RandomState_ctor", "numpy.random._pickle.__RandomState_ctor",
-    "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor",
-    "numpy.random.mtrand.RandomState", "numpy.random._mt19937.MT19937",
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.ndarray", "numpy.dtype",
-    "_codecs.encode",
-)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a VideoPose3D checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
-
-    Args:
-        path: ``.bin`` written by the reference's ``run.py`` (a dict with ``model_pos``, optional ``model_traj``,
-            ``epoch``, ``lr``, ``optimizer``, ``random_state``...) or a bare temporal-model ``state_dict``.
-    Returns:
-        ``{"model_pos": state_dict, "model_traj": state_dict or None, "epoch": int or None, "causal": bool or None}``
-        (numpy objects in the file are replaced by inert placeholders).
-    Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: unreadable, not weights-only-loadable, or no ``model_pos``.
-    """
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    extra = [(_Discarded, name) for name in _DISCARDED_NAMES]
-    try:
-        safe = getattr(torch.serialization, "safe_globals", None)
-        if safe is not None:
-            with safe(extra):
-                raw = torch.load(path, map_location="cpu", weights_only=True)
-        else:  # pragma: no cover - torch < 2.5
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a loadable weights-only torch checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: holds a {type(raw).__name__}, not a checkpoint dict")
-    if "model_pos" in raw:
-        pos, traj = raw["model_pos"], raw.get("model_traj")
-    elif "expand_conv.weight" in raw:
-        pos, traj = raw, None
-    else:
-        raise CheckpointError(f"{path}: no 'model_pos' in the checkpoint (keys {sorted(map(str, raw))[:10]})")
-    for what, sd in (("model_pos", pos), ("model_traj", traj)):
-        if sd is None:
-            continue
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise CheckpointError(f"{path}: {what} is not a state_dict of tensors")
-    causal = raw.get("causal")
-    epoch = raw.get("epoch")
-    return {"model_pos": pos, "model_traj": traj, "epoch": epoch if isinstance(epoch, int) else None,
-            "causal": bool(causal) if isinstance(causal, bool) else None}
-
-
-def _build_model(state: dict, arch: Architecture, device):
-    """Instantiate, fill missing ``num_batches_tracked`` (old checkpoints), ``load_state_dict(strict=True)``, eval."""
-    import torch
-
-    model = temporal_model_class()(arch)
-    state = dict(state)
-    for key in arch.expected_shapes():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.tensor(0, dtype=torch.long)
-    model.load_state_dict(state, strict=True)
-    return model.eval().to(device)
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing
@@ -474,26 +175,26 @@ class VideoPose3DLifter:
             notes.append(f"device {dev!r} requested but CUDA is not available: running on the CPU")
             dev = "cpu"
         torch_device = torch.device(dev)
-        arch = Architecture.from_state_dict(ckpt["model_pos"], causal=causal, what=f"{path} model_pos")
+        arch = architecture_from_state_dict(ckpt["model_pos"], causal=causal, what=f"{path} model_pos")
         if filter_widths is not None and tuple(filter_widths) != arch.filter_widths:
             want = Architecture(tuple(int(w) for w in filter_widths), arch.channels, arch.num_joints_in,
                                 arch.in_features, arch.num_joints_out, arch.causal)
             try:
-                want.check_state_dict(ckpt["model_pos"], what=f"{path} model_pos")
+                check_state_dict(want, ckpt["model_pos"], what=f"{path} model_pos")
             except CheckpointError as e:
                 raise CheckpointError(f"{e} (the checkpoint's own filter widths are {arch.filter_widths})") from None
         if arch.num_joints_out != 17:
             raise CheckpointError(f"{path}: model_pos outputs {arch.num_joints_out} joints; this lifter needs the "
                                   "17 Human3.6M joints (a HumanEva or other-dataset checkpoint?)")
-        model_pos = _build_model(ckpt["model_pos"], arch, torch_device)
+        model_pos = build_model(ckpt["model_pos"], arch, torch_device)
         model_traj = None
         if ckpt["model_traj"] is not None:
-            tarch = Architecture.from_state_dict(ckpt["model_traj"], causal=causal, what=f"{path} model_traj")
+            tarch = architecture_from_state_dict(ckpt["model_traj"], causal=causal, what=f"{path} model_traj")
             if tarch.num_joints_out != 1 or tarch.receptive_field != arch.receptive_field \
                     or tarch.in_features != arch.in_features:
                 raise CheckpointError(f"{path}: model_traj (widths {tarch.filter_widths}, {tarch.num_joints_out} "
                                       f"joints out) does not pair with model_pos (widths {arch.filter_widths})")
-            model_traj = _build_model(ckpt["model_traj"], tarch, torch_device)
+            model_traj = build_model(ckpt["model_traj"], tarch, torch_device)
         return cls(model_pos, model_traj, device=torch_device, chunk_frames=chunk_frames,
                    flip_augment=flip_augment, input_joints=input_joints, notes=notes)
 
