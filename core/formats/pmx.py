@@ -534,13 +534,15 @@ def _check_refs(cur: _Cursor, refs: list, count: int, kind: str):
 
 
 def _check_index_array(cur: _Cursor, values: np.ndarray, offsets: np.ndarray, count: int, kind: str, what: str):
-    """Vectorised range check; ``what`` may contain ``{i}`` for the element number."""
+    """Vectorised range check; the message names element i as ``f"{what} {i}"``.
+
+    ``what`` holds names read from the file, so it is never used as a format string (a morph called ``{`` once
+    turned an out-of-range index into a ValueError instead of a FormatError)."""
     lo = 0 if kind == "vertex" else -1
     bad = np.flatnonzero((values < lo) | (values >= count))
     if bad.size:
         i = int(bad[0])
-        cur.fail(f"{what.format(i=i)}: {kind} index {int(values[i])} out of range ({count} {kind}s)",
-                 int(offsets[i]))
+        cur.fail(f"{what} {i}: {kind} index {int(values[i])} out of range ({count} {kind}s)", int(offsets[i]))
 
 
 def _read_header(cur: _Cursor) -> PmxHeader:
@@ -730,7 +732,7 @@ def _read_faces(cur: _Cursor, n_vertices: int) -> np.ndarray:
     if n % 3:
         cur.fail(f"face index count {n} is not a multiple of 3", p)
     vals, offs = _read_index_array(cur, "vertex", n, "face indices")
-    _check_index_array(cur, vals, offs, n_vertices, "vertex", "face index {i}")
+    _check_index_array(cur, vals, offs, n_vertices, "vertex", "face index")
     return vals.astype(np.int32).reshape(-1, 3)
 
 
@@ -875,7 +877,7 @@ def _read_morphs(cur: _Cursor, counts: dict) -> tuple:
         rec = np.dtype([("index", _SIGNED_DT[cur.isize[kind]])] + fields).itemsize
         k = cur.count(f"{w} offset count", rec)
         offsets, vals, offs = _struct_records(cur, kind, fields, k, f"{w} offsets")
-        what = f"{w} offset {{i}}"
+        what = f"{w} offset"
         if kind in ("morph", "rigid"):
             deferred[kind].append((vals, offs, what))
         else:
@@ -971,12 +973,12 @@ def _read_soft_bodies(cur: _Cursor, counts: dict) -> list:
         k = cur.count(f"{w} anchor count", cur.isize["rigid"] + cur.isize["vertex"] + 1)
         anchors, arig, aoffs = _struct_records(cur, "rigid", [("vertex", _VERTEX_DT[cur.isize["vertex"]]),
                                                               ("near_mode", "u1")], k, f"{w} anchors")
-        _check_index_array(cur, arig, aoffs, counts["rigid"], "rigid", f"{w} anchor {{i}}")
+        _check_index_array(cur, arig, aoffs, counts["rigid"], "rigid", f"{w} anchor")
         _check_index_array(cur, anchors["vertex"].astype(np.int64), aoffs + cur.isize["rigid"], counts["vertex"],
-                           "vertex", f"{w} anchor {{i}}")
+                           "vertex", f"{w} anchor")
         npins = cur.count(f"{w} pin count", cur.isize["vertex"])
         pins, poffs = _read_index_array(cur, "vertex", npins, f"{w} pins")
-        _check_index_array(cur, pins, poffs, counts["vertex"], "vertex", f"{w} pin {{i}}")
+        _check_index_array(cur, pins, poffs, counts["vertex"], "vertex", f"{w} pin")
         out.append(SoftBody(name=name, name_en=name_en, shape=shape, material=material, group=group,
                             collision_mask=mask, flags=flags, b_link_distance=blink, cluster_count=clusters,
                             mass=mass, margin=margin, aero_model=aero, config=config, cluster=cluster,
