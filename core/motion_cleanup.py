@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import camera_motion, conventions, filters, floor, pose_io, smoothing, trajectory
+from . import camera_motion, contact, conventions, filters, floor, pose_io, smoothing, trajectory
 from .errors import PipelineError
 
 __all__ = ["CleanupReport", "clean_motion", "prepare_world", "key_contacts", "KNEE_LIMIT_DEG", "ANKLE_LIMIT_DEG"]
@@ -224,4 +224,5 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
                                                    late))
     report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
     motion.meta["cleanup"] = report.notes
+    motion.meta[contact.NPZ_KEY] = report.contacts
     return motion, report

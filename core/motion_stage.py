@@ -1,4 +1,5 @@
-"""The motion stage: 3D joints -> smoothing -> root trajectory -> levelling -> 30 fps -> MMD bone keys (numpy only).
+"""The motion stage: 3D joints -> cleanup and smoothing -> root trajectory -> levelling -> floor and feet -> 30 fps ->
+MMD bone keys (numpy only; the default path is ``core.motion_cleanup``).
 
 It runs in the worker's whole-job orchestrator (``core.worker.job``) and inside Blender (the add-on's Apply reads a
 pose ``.npz`` and calls :func:`motion_stage`), so it imports numpy and the standard library only. Its options are
@@ -80,6 +81,12 @@ def load_rest(model: str | None):
 def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None = None):
     """Smooth, place, level, resample to 30 fps and retarget onto ``rest``.
 
+    By default (``opts.cleanup == "feet"``) this is ``core.motion_cleanup.clean_motion``: outlier, swap, root-jump
+    and flip repair, adaptive (One Euro) smoothing, a floor plane per shot with foot contacts, camera-motion
+    compensation (``opts.camera``) and foot locking; its report lines are in ``motion.meta["cleanup"]`` and the
+    per-frame contacts (``core.contact.NPZ_KEY``) in ``motion.meta["foot_contacts"]``. ``cleanup="none"`` runs the
+    former stage below unchanged (fixed Savitzky-Golay smoothing, a percentile ground shift).
+
     Args:
         poses: a pose sequence with ``joints_3d`` (``core.worker.job.detect_stage``, or ``core.pose_io.load``).
         rest: :class:`core.rest_skeleton.RestSkeleton` of the target model.
@@ -94,6 +101,12 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None =
     opts = opts if opts is not None else MotionOptions()
     if poses.joints_3d is None:
         raise PipelineError("bad_input", "the pose sequence has no 3D joints")
+    if getattr(opts, "cleanup", "feet") != "none":
+        from .motion_cleanup import clean_motion
+
+        motion, _ = clean_motion(poses, rest, opts)
+        return motion
+    # --cleanup none: the former stage (Savitzky-Golay smoothing, retarget's percentile ground shift), kept as it was
     absolute = world_joints(poses, opts)
     t = poses.timestamps - poses.timestamps[0]
     frames, t_keys = key_times(float(t[-1]), opts.key_fps)
