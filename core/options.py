@@ -55,6 +55,18 @@ DEVICES: tuple[Choice, ...] = (
     Choice("cpu", "CPU", "Run the worker's models on the CPU"),
     Choice("cuda", "CUDA", "Run torch models on an NVIDIA GPU (needs a CUDA build of torch)"),
 )
+CLEANUPS: tuple[Choice, ...] = (
+    Choice("feet", "Feet on the floor", "repair outliers, swaps, flips and root jumps, adaptive smoothing, a floor "
+                                        "per shot, foot contacts and foot locking (core.motion_cleanup)"),
+    Choice("none", "None (former)", "the former motion stage: fixed Savitzky-Golay smoothing and a percentile "
+                                    "ground shift, nothing locked"),
+)
+CAMERA_MODES: tuple[Choice, ...] = (
+    Choice("auto", "Auto", "detect zoom and pan (background track if given, else the planted feet) instead of "
+                           "turning them into travel"),
+    Choice("static", "Dancer in place", "no root travel along the floor (jumps and crouches kept)"),
+    Choice("off", "Off", "keep the root trajectory as estimated"),
+)
 DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
     Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
 
@@ -116,6 +128,10 @@ class MotionOptions:
     level: bool = _option(True, "level away the camera's tilt (on by default; --no-level keeps the tilt)", kind="bool", flag="--no-level")
     hfov: float = _option(DEFAULT_HFOV_DEG, "camera's horizontal field of view, degrees (default 60)", kind="float",
                           flag="--hfov", minimum=1.0, maximum=179.0)
+    cleanup: str = _option("feet", "motion cleanup: feet (default: repairs, adaptive smoothing, floor, foot locking) "
+                                   "or none (the former stage)", kind="str", flag="--cleanup", choices=CLEANUPS)
+    camera: str = _option("auto", "camera motion: auto (zoom/pan are not travel), static (dancer kept in place) or "
+                                  "off", kind="str", flag="--camera", choices=CAMERA_MODES)
 
 
 @dataclass
