@@ -79,7 +79,7 @@ def _floor_axes(up: np.ndarray) -> np.ndarray:
 
 
 def compensate(joints, t, contacts=None, *, mode: str = "auto", keypoints_2d=None, background=None,
-               focal: float | None = None, up=(0.0, -1.0, 0.0)) -> tuple[np.ndarray, CameraReport]:
+               focal: float | None = None, up=(0.0, -1.0, 0.0), smooth_hz: float = 1.0) -> tuple[np.ndarray, CameraReport]:
     """Remove camera-induced travel from absolute joints (see the module docstring).
 
     Args:
@@ -91,6 +91,7 @@ def compensate(joints, t, contacts=None, *, mode: str = "auto", keypoints_2d=Non
         background: ``(T, 3)`` ``(dx px, dy px, log scale)`` of the background relative to frame 0, or None.
         focal: focal length in px (needed with ``background``).
         up: the floor normal.
+        smooth_hz: cutoff (Hz) of the zero-phase low-pass on the feet-based correction (0 = none).
     Returns:
         ``(joints (T, 27, 3), CameraReport)``.
     Raises:
@@ -152,6 +153,11 @@ def compensate(joints, t, contacts=None, *, mode: str = "auto", keypoints_2d=Non
     drift = np.where(n[:, None] > 0, np.where(both[..., None], step, 0.0).sum(axis=1) / np.maximum(n, 1)[:, None],
                      0.0)
     d = np.concatenate([np.zeros((1, 3)), np.cumsum(drift, axis=0)])
+    if smooth_hz and T >= 3:
+        # the planted feet's frame-to-frame noise must not shake the whole body: keep the slow part (zoom, pan, skate)
+        from .smoothing import one_euro
+
+        d = one_euro(d[:, None, :], t, min_cutoff=smooth_hz, beta=0.0)[:, 0]
     out = j - d[:, None, :]
     removed = float(np.sum(np.linalg.norm(drift, axis=1)))
     travel_after = path_len(out[:, _HIP])

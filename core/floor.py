@@ -13,7 +13,8 @@ Not a single percentile shift for the whole clip: per shot (a list of frame rang
 4. contacts are detected again against the fitted plane, and the plane refitted once.
 
 :func:`ground` then levels each shot so its plane becomes ``height = 0`` along ``up`` and moves the whole body
-vertically, per frame, so that the lowest foot point in contact touches the floor exactly; between contacts the
+vertically, per frame, so that the lowest foot point in contact touches the floor (within 1 cm: the shift is
+smoothed so the feet's noise does not shake the body, but kept that close on contact frames); between contacts the
 shift is interpolated in time and a lower foot within a few cm of the floor is settled on it (a higher one is a
 jump, and keeps its height); and no foot point is ever below the floor (where a free point
 is lower than the planted one, the body is raised and the planted point floats by that much: ``core.foot_lock``
@@ -190,7 +191,8 @@ def _shots(shots, T):
 
 def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None,
            params: C.ContactParams = C.ContactParams(), percentile: float = 5.0,
-           snap: tuple[float, float] = (0.05, 0.12)) -> GroundResult:
+           snap: tuple[float, float] = (0.05, 0.12), smooth_hz: float = 2.0,
+           contact_tol: float = 0.01) -> GroundResult:
     """Detect contacts, fit a floor per shot, level it and put the feet on it (see the module docstring).
 
     Args:
@@ -203,6 +205,9 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
         percentile: of the lowest foot point's height, for the provisional floor.
         snap: metres; between contacts the lowest foot point is settled on the floor when it is below ``snap[0]``
             above it, progressively less up to ``snap[1]`` (a dancer who is not jumping stands on a foot).
+        smooth_hz: cutoff (Hz) of the zero-phase low-pass on the per-frame vertical shift (0 = exact per frame):
+            the shift otherwise adds the feet's noise to every joint. On contact frames the smoothed shift stays
+            within ``contact_tol`` metres of the exact one, so planted feet touch the floor within 1 cm.
     Returns:
         :class:`GroundResult`.
     Raises:
@@ -268,6 +273,14 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
         hl = np.nanmin(h, axis=1) + dz
         w = np.clip((snap[1] - hl) / (snap[1] - snap[0]), 0.0, 1.0)
         dz = np.where(has, dz, dz - hl * w)
+        if smooth_hz and n >= 3:
+            # the per-frame shift carries the feet's noise into the whole body: smooth it (zero phase); planted feet
+            # are pinned exactly on the model by core.foot_lock afterwards
+            from .smoothing import one_euro
+
+            exact = dz
+            dz = one_euro(dz[:, None], ts, min_cutoff=smooth_hz, beta=0.0)[:, 0]
+            dz = np.where(has, np.clip(dz, exact - contact_tol, exact + contact_tol), dz)   # planted: within 1 cm
         dz = np.maximum(dz, -np.nanmin(h, axis=1))            # no foot point below the floor, ever
         out[a:b] = lev + (off + dz)[:, None, None] * up          # now up·p is the height above the floor
         shift[a:b] = dz

@@ -4,7 +4,8 @@
 :class:`core.motion.BoneMotion` out, plus a :class:`CleanupReport`). In order, at the video's frame rate:
 
 1. gaps filled (``core.filters.fill_gaps``), single-joint outliers repaired (``core.smoothing.hampel``), left/right
-   swaps repaired in the 2D keypoints and the 3D joints (``core.smoothing.repair_swaps``);
+   swaps found in the 2D keypoints (``core.smoothing.repair_swaps``) and undone there and on the 3D joints lifted
+   from them (``core.smoothing.apply_swaps``; on the 3D alone where there are no 2D keypoints);
 2. root trajectory from the repaired 2D/3D pairs (``core.trajectory.root_translation``), implausible root jumps
    held or interpolated (``core.smoothing.repair_root_jumps``);
 3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root; camera tilt levelled
@@ -106,11 +107,14 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
         rep2.what = "left/right swap (2D)"
         kp = np.concatenate([kp_xy, kp[..., 2:]], axis=-1)
         repairs.append(rep2)
+        # the lifter's 3D carries the labels of the 2D it came from: exchange the same joints on the same frames
+        # (repairing 3D on its own leaves 2D and 3D disagreeing, and the trajectory fit then jumps)
+        j3 = smoothing.apply_swaps(j3, rep2.details["masks"])
     else:
         kp = None
-    j3, rep3 = smoothing.repair_swaps(j3)
-    rep3.what = "left/right swap (3D)"
-    repairs.append(rep3)
+        j3, rep3 = smoothing.repair_swaps(j3)
+        rep3.what = "left/right swap (3D)"
+        repairs.append(rep3)
 
     # 2. root
     if poses.trajectory is not None:
@@ -144,7 +148,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
             (0..1), ``key_fps``, ``hfov``, ``level``, and optionally ``camera`` (``core.camera_motion.MODES``,
             default ``"auto"``) and ``foot_lock`` (default True).
         shots: ``[(start, stop), ...]`` frame ranges (stop exclusive); None = one shot.
-        contact_probs: ``(T, 4)`` lifter contact probabilities or None.
+        contact_probs: ``(T, 4)`` lifter contact probabilities (``core.contact.CONTACT_POINTS`` order, as
+            ``core.lifting.trained.CONTACT_ORDER``); default ``poses.contact_probs`` where the pose sequence has it.
         background: ``(T, 3)`` background motion for ``core.camera_motion.compensate`` or None.
     Returns:
         ``(BoneMotion, CleanupReport)``.
@@ -162,6 +167,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     report = CleanupReport(repairs=repairs)
 
     # 4. floor and contacts
+    if contact_probs is None:
+        contact_probs = getattr(poses, "contact_probs", None)   # a lifter's (T, 4), core.contact.CONTACT_POINTS order
     g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs)
     report.contacts, report.planes = g.contacts, g.planes
     report.notes += g.notes

@@ -31,7 +31,7 @@ from . import quat as Q
 from .skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["Repair", "one_euro", "one_euro_params", "smooth_rotations", "hampel", "repair_rotation_flips",
-           "hinge_violations", "clamp_rotation_angle", "repair_swaps", "repair_root_jumps", "SWAP_GROUPS", "rotation_pops"]
+           "hinge_violations", "clamp_rotation_angle", "repair_swaps", "apply_swaps", "repair_root_jumps", "SWAP_GROUPS", "rotation_pops"]
 
 
 @dataclass
@@ -403,7 +403,8 @@ def repair_swaps(points, *, confidence=None, groups: dict | None = None, switch_
         confidence: optional ``(T, 27)`` weights in [0, 1].
         groups: name -> left-side joint names (default :data:`SWAP_GROUPS`).
     Returns:
-        ``(repaired (T, 27, D) float64, Repair)``; ``details`` maps group -> number of swapped runs.
+        ``(repaired (T, 27, D) float64, Repair)``; ``details`` maps group -> number of swapped runs, and
+        ``"masks"`` -> {group: ``(T,)`` bool frames exchanged} (for :func:`apply_swaps`).
     """
     x = np.asarray(points, dtype=np.float64)
     if x.ndim != 3 or x.shape[1] != len(CANONICAL):
@@ -417,9 +418,9 @@ def repair_swaps(points, *, confidence=None, groups: dict | None = None, switch_
     groups = SWAP_GROUPS if groups is None else groups
     out = x.copy()
     changed = np.zeros(T, dtype=bool)
-    details, events = {}, 0
+    details, events, masks = {}, 0, {}
     if T < 3:
-        return out, Repair("swap")
+        return out, Repair("swap", details={"masks": {}})
     for name, left in groups.items():
         li = np.array([CANONICAL.index(n) for n in left])
         ri = CANONICAL_MIRROR[li]
@@ -467,10 +468,29 @@ def repair_swaps(points, *, confidence=None, groups: dict | None = None, switch_
             out[np.ix_(on, idx)] = x[np.ix_(on, sw)]
             runs = int(np.sum(np.diff(np.concatenate(([0], on.astype(np.int64)))) == 1))
             details[name] = runs
+            masks[name] = on
             events += runs
             changed |= on
     frames = np.flatnonzero(changed)
+    details["masks"] = masks
     return out, Repair("swap", frames, events, details)
+
+
+def apply_swaps(points, masks: dict, groups: dict | None = None) -> np.ndarray:
+    """Exchange left and right joints of ``(T, 27, D)`` ``CANONICAL`` points on the frames a :func:`repair_swaps`
+    found (``repair.details["masks"]``: group -> ``(T,)`` bool), e.g. to give the 3D joints the labels repaired on
+    the 2D keypoints they were lifted from (a lifter's 3D shares its 2D's labels)."""
+    x = np.asarray(points, dtype=np.float64)
+    out = x.copy()
+    groups = SWAP_GROUPS if groups is None else groups
+    for name, on in masks.items():
+        li = np.array([CANONICAL.index(n) for n in groups[name]])
+        ri = CANONICAL_MIRROR[li]
+        idx, sw = np.concatenate([li, ri]), np.concatenate([ri, li])
+        on = np.asarray(on, dtype=bool)
+        if on.any():
+            out[np.ix_(on, idx)] = x[np.ix_(on, sw)]
+    return out
 
 
 def repair_root_jumps(root, t, *, max_speed: float = 6.0, window_s: float = 0.5,

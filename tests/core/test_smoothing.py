@@ -101,6 +101,12 @@ def test_repair_swaps_undoes_an_injected_leg_swap_in_2d(tr, est):
     # the unswapped clip (a dancer turning, limbs crossing) is not "repaired"
     _, rep0 = S.repair_swaps(kp[..., :2], confidence=kp[..., 2])
     assert rep0.count == 0
+    # the 3D lifted from the swapped 2D carries the same exchange: the 2D decision undoes it
+    j3 = est.joints_3d.astype(np.float64)
+    bad3 = j3.copy()
+    bad3[100:106, legs] = j3[100:106, CANONICAL_MIRROR[legs]]
+    bad3[100:106, CANONICAL_MIRROR[legs]] = j3[100:106, legs]
+    np.testing.assert_array_equal(S.apply_swaps(bad3, rep.details["masks"]), j3)
 
 
 def test_flip_repair_fixes_out_and_back_and_spreads_a_persistent_step():
