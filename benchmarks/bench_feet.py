@@ -1,7 +1,7 @@
 """Feet, floor and root figures of the motion stage on pose files, before (plain motion stage) and after cleanup.
 
 For each pose ``.npz`` (a run's output, e.g. ``python -m core estimate VIDEO -o OUT.vmd``): the VMD motion is made
-twice -- ``core.motion_stage.motion_stage`` and ``core.motion_cleanup.clean_motion`` -- and played on the model with
+twice -- the former stage (``--cleanup none``) and ``core.motion_cleanup.clean_motion`` (the default) -- and played on the model with
 MMD's IK (``core.ik.evaluate_motion``). Printed per clip (issue 9's real-video figures):
 
 * floor %: frames whose lower foot point (heel / toe, ``core.foot_lock.foot_points_mmd``) is within -2 .. +4 cm
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import ik, motion_cleanup, motion_stage, pose_io, smoothing  # noqa: E402
+from core import ik, motion_cleanup, motion_stage, options, pose_io, smoothing  # noqa: E402
 from core.conventions import METRES_PER_UNIT, MMD_FPS  # noqa: E402
 from core.foot_lock import foot_points_mmd  # noqa: E402
 
@@ -62,7 +62,7 @@ def main(argv=None):
     for path in a.npz:
         poses = pose_io.load(path)
         t0 = time.perf_counter()
-        before = motion_stage.motion_stage(poses, rest)
+        before = motion_stage.motion_stage(poses, rest, options.MotionOptions(cleanup="none"))
         t1 = time.perf_counter()
         after, rep = motion_cleanup.clean_motion(poses, rest, Opts())
         t2 = time.perf_counter()

@@ -147,7 +147,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         opts: options object (``core.options.MotionOptions`` or anything with the same names): ``smoothing``
             (0..1), ``key_fps``, ``hfov``, ``level``, and optionally ``camera`` (``core.camera_motion.MODES``,
             default ``"auto"``) and ``foot_lock`` (default True).
-        shots: ``[(start, stop), ...]`` frame ranges (stop exclusive); None = one shot.
+        shots: ``[(start, stop), ...]`` frame ranges (stop exclusive); default ``poses.shots`` where the pose
+            sequence has it, else one shot.
         contact_probs: ``(T, 4)`` lifter contact probabilities (``core.contact.CONTACT_POINTS`` order, as
             ``core.lifting.trained.CONTACT_ORDER``); default ``poses.contact_probs`` where the pose sequence has it.
         background: ``(T, 3)`` background motion for ``core.camera_motion.compensate`` or None.
@@ -169,6 +170,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     # 4. floor and contacts
     if contact_probs is None:
         contact_probs = getattr(poses, "contact_probs", None)   # a lifter's (T, 4), core.contact.CONTACT_POINTS order
+    if shots is None:
+        shots = getattr(poses, "shots", None)                   # [(start, stop), ...] from a shot-cut detector
     g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs)
     report.contacts, report.planes = g.contacts, g.planes
     report.notes += g.notes
