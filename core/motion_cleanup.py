@@ -15,7 +15,8 @@
    place;
 6. resampled to the key times, converted to MMD axes (floor at y = 0), retargeted (``core.retarget``, without its
    percentile ground shift), single-frame rotation flips and knee-limit violations repaired
-   (``core.smoothing.repair_rotation_flips``), then the feet locked (``core.foot_lock.lock_feet``).
+   (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the sphere
+   (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``).
 
 Frames and units: ``core.conventions``.
 """
@@ -33,6 +34,9 @@ __all__ = ["CleanupReport", "clean_motion", "prepare_world", "key_contacts", "KN
 #: Largest turn of 足首 from its rest relative to the shin, degrees (a human ankle's combined range is under ~80°;
 #: the detector's heel/toe confusions give 150°+).
 ANKLE_LIMIT_DEG = 90.0
+
+#: Smooth the key rotations on the sphere after retargeting (``core.smoothing.smooth_rotations``).
+ROTATION_SMOOTHING = True
 
 #: Knee hinge range used to flag impossible knees: a negative turn about +X (docs/MMD_FACTS.md §2.2, §2.5).
 KNEE_LIMIT_DEG = (-180.0, -0.5)
@@ -210,6 +214,12 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     rep_f = smoothing.Repair("rotation flip", np.unique(np.concatenate(events)) if events else
                              np.zeros(0, dtype=np.int64), flips, {"ankles_clamped": clamped})
     report.repairs.append(rep_f)
+    strength = float(_opt(opts, "smoothing", 0.5))
+    if strength > 0 and len(t_keys) >= 3 and ROTATION_SMOOTHING:
+        # rotations on the sphere (sign-continuous One Euro): the retargeter's hinge and twist choices add noise of
+        # their own on top of the joints'; the legs are re-solved by the lock below
+        params = smoothing.one_euro_params(strength, "rotation")
+        rotations = {n: smoothing.smooth_rotations(q, t_keys, **params) for n, q in rotations.items()}
     motion.rotations = rotations
     if do_lock:
         ck = key_contacts(g.contacts, t, t_keys)
