@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ._core import core, options, protocol
+from ._core import atomic, core, options, protocol
 
 ENGINE_VERSION: str = core.__version__
 
@@ -33,6 +33,8 @@ LIFTERS = options.values(options.LIFTERS)
 
 #: Suffix of the temporary files ``core.pose_io.save`` writes before renaming; a killed worker can leave one.
 TMP_SUFFIX = ".tmp.npz"
+#: Marker of the worker's staged outputs (``core.atomic.STAGED_MARK``).
+STAGED_MARK = atomic.STAGED_MARK
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:
@@ -171,11 +173,34 @@ def clean_stale(cache_dir: str | os.PathLike, older_than_s: float = 3600.0) -> l
     if not d.is_dir():
         return removed
     now = time.time()
-    for p in d.glob("*" + TMP_SUFFIX):
+    for p in [*d.glob("*" + TMP_SUFFIX), *d.glob(f".*{STAGED_MARK}*")]:
         try:
             if now - p.stat().st_mtime > older_than_s:
                 p.unlink()
                 removed.append(p)
         except OSError:
             pass
+    return removed
+
+
+def remove_partial(npz: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a worker writing ``npz`` may have left when it was killed or crashed (the
+    staged ``.<stem>.anime-mmd-partial-*`` files of ``core.atomic.OutputSet`` and the older ``*.tmp.npz`` form),
+    right away instead of an hour later. Returns what was deleted; the finished ``npz`` is never touched."""
+    npz = Path(npz)
+    removed = []
+    try:
+        entries = list(npz.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        name = p.name
+        if p == npz or not name.startswith("."):
+            continue
+        if f"{npz.stem}{STAGED_MARK}" in name or (name.startswith(f".{npz.name}.") and name.endswith(TMP_SUFFIX)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
     return removed

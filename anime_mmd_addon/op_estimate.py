@@ -23,7 +23,7 @@ from typing import Any, Callable
 import bpy
 
 from . import cache, prefs, worker_client
-from ._core import EXTENSION_ROOT, pose_io, protocol
+from ._core import EXTENSION_ROOT, errors, pose_io, protocol
 
 
 #: Seconds between two drains of the worker's messages (the modal timer).
@@ -67,7 +67,9 @@ def _check_pose_file(path: Path) -> tuple[Any, str | None]:
     """``(poses, None)`` if ``path`` is a readable pose file, else ``(None, why)``."""
     try:
         return pose_io.load(path), None
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        return None, errors.os_error_message(e)
+    except ValueError as e:
         return None, str(e)
 
 
@@ -166,6 +168,8 @@ class EstimateJob:
                 props.status = ("Estimate cancelled" if message["code"] == "cancelled"
                                 else f"Estimate failed: {message['message'].splitlines()[0]}")
         self.worker.close()
+        if message["type"] != "done":  # a killed or crashed worker cannot clean up after itself
+            cache.remove_partial(self.npz)
         if _ACTIVE is self:
             _ACTIVE = None
         _redraw()
@@ -207,7 +211,7 @@ def start(context, *, python: str | None = None, env: dict[str, str] | None = No
         cache_dir = prefs.cache_dir(context)
         npz = cache.cache_path(cache_dir, settings.key())
     except OSError as e:
-        raise SetupError(_addon_error("bad_input", f"Cannot use the cache folder: {e}")) from e
+        raise SetupError(_addon_error("bad_input", f"Cannot use the cache folder: {errors.os_error_message(e)}")) from e
     if npz.exists():
         poses, why = _check_pose_file(npz)
         if poses is not None:
@@ -228,7 +232,7 @@ def start(context, *, python: str | None = None, env: dict[str, str] | None = No
     try:
         job = EstimateJob(scene, settings, npz, python, env=env, on_message=on_message)
     except OSError as e:
-        raise SetupError(_addon_error("missing_dependency", f"Cannot start the worker {python}: {e}. "
+        raise SetupError(_addon_error("missing_dependency", f"Cannot start the worker {python}: {errors.os_error_message(e)}. "
                                                              f"{install_hint()}")) from e
     _ACTIVE = job
     return job, None
@@ -410,7 +414,7 @@ def check_worker(python: str | None, timeout: float = CHECK_TIMEOUT_S) -> tuple[
     try:
         messages = worker_client.run_request(python, protocol.check_request(), timeout=timeout)
     except OSError as e:
-        return False, f"Cannot start {python}: {e}. {install_hint()}"
+        return False, f"Cannot start {python}: {errors.os_error_message(e)}. {install_hint()}"
     ok = messages[-1]["type"] == "done" and messages[-1]["result"].get("ok", False)
     return ok, worker_client.summarize_check(messages)
 

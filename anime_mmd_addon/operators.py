@@ -62,7 +62,7 @@ class ANIMEMMD_OT_import_pmx(bpy.types.Operator, ImportHelper):
             self.report({"ERROR"}, f"Not a readable PMX model: {e}")
             return {"CANCELLED"}
         except OSError as e:
-            self.report({"ERROR"}, f"Cannot read {path}: {e}")
+            self.report({"ERROR"}, f"Cannot read the model: {user_message(e)}")
             return {"CANCELLED"}
         _report_warnings(self, result.warnings)
         props = getattr(context.scene, "anime_mmd", None)
@@ -107,7 +107,7 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
             motion, name = _motion_for(props, obj)
             action = action_writer.apply_motion(obj, motion, name=name, scene=context.scene)
         except _user_errors() as e:
-            msg = getattr(e, "message", None) or str(e)
+            msg = user_message(e)
             self.report({"ERROR"}, f"Apply failed: {msg}")
             props.status = f"Apply failed: {msg}"
             return {"CANCELLED"}
@@ -117,7 +117,14 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
 
 
 def _user_errors() -> tuple:
-    return (errors.PipelineError, ValueError, FileNotFoundError, KeyError)
+    return (errors.PipelineError, ValueError, OSError, KeyError)
+
+
+def user_message(e: BaseException) -> str:
+    """One line for an error the user can act on (``PipelineError.message``; OS errors as file + reason)."""
+    if isinstance(e, OSError) and not isinstance(e, errors.PipelineError):
+        return errors.os_error_message(e)
+    return getattr(e, "message", None) or str(e)
 
 
 def _motion_for(props, obj):
@@ -174,7 +181,7 @@ class ANIMEMMD_OT_export_vmd(bpy.types.Operator, ExportHelper):
             self.report({"ERROR"}, f"{path.name} already exists: tick 'Overwrite' in the file browser to replace it")
             return {"CANCELLED"}
         except (ValueError, OSError) as e:
-            self.report({"ERROR"}, f"Export failed: {e}")
+            self.report({"ERROR"}, f"Export failed: {user_message(e)}")
             return {"CANCELLED"}
         _report_warnings(self, result.warnings)
         self.report({"INFO"}, f"Wrote {path.name}: {result.bone_count} bones, {result.key_count} keys, "
@@ -208,7 +215,7 @@ class ANIMEMMD_OT_show_video(bpy.types.Operator):
             obj = video_reference.show_video(context, bpy.path.abspath(props.video_path), mode=props.video_display,
                                  start_time=float(props.start_time), armature=target_armature(context))
         except (ValueError, RuntimeError, OSError) as e:
-            self.report({"ERROR"}, f"Cannot show the video: {e}")
+            self.report({"ERROR"}, f"Cannot show the video: {user_message(e)}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Showing {Path(props.video_path).name} ({'plane ' + obj.name if obj else 'camera'})")
         return {"FINISHED"}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import PipelineError
+from .errors import PipelineError, os_error_message
 
 
 def _crop(text: str) -> tuple[int, int, int, int]:
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_declared_arguments(e, EstimateOptions)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for scripts)")
+    e.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the detector libraries' own log lines (TensorFlow Lite, absl, glog)")
 
     i = sub.add_parser("inspect", help="summarise a VMD, PMX or pose .npz file")
     i.add_argument("file")
@@ -114,6 +116,9 @@ def _estimate(args: argparse.Namespace) -> int:
 
     from .options import EstimateOptions
     from .worker.job import run_job  # the worker side, imported only when a job runs
+    from .worker.native_logs import quiet_native_logs
+
+    quiet_native_logs(args.verbose)
 
     opts = EstimateOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EstimateOptions)})
     bars = _Bars(args.quiet)
@@ -164,6 +169,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 done, 1 an error the message explains, 2 bad arguments, 130 cancelled)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "estimate":
@@ -172,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr)
+        print("cancelled: nothing was written", file=sys.stderr)
         return 130

@@ -13,7 +13,10 @@ class PipelineError(RuntimeError):
             raise ValueError(f"unknown error code {code!r}")
         self.code = code
         self.message = message
-        super().__init__(f"{code}: {message}")
+        super().__init__(message)  # str() is the message alone: wrappers never print the code twice
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r})"
 
 
 class ModelError(PipelineError, ValueError):
@@ -22,3 +25,10 @@ class ModelError(PipelineError, ValueError):
 
     def __init__(self, message: str):
         super().__init__("bad_model", message)
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system error (the CLI, the worker and the add-on all report them so): the file
+    and the system's reason, e.g. ``/data/out: Permission denied``."""
+    what = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {what}" if e.filename is not None else what

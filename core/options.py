@@ -153,7 +153,8 @@ class EstimateOptions(DetectOptions, MotionOptions):
     overwrite: bool = _option(False, "replace existing output files", kind="bool", flag="--overwrite")
 
     def validate(self) -> None:
-        """Check the options before any long work.
+        """Check the options before any long work: every value against its declaration, the inputs exist, and the
+        outputs (``core.preflight.check_paths``: suffix, distinct from each other and the inputs, writable folder).
 
         Raises:
             PipelineError: ``bad_input`` (a value out of range, a missing input) or ``exists`` (an output exists and
@@ -177,10 +178,11 @@ class EstimateOptions(DetectOptions, MotionOptions):
             raise PipelineError("bad_input", f"--end ({self.end}) must be after --start ({self.start})")
         if self.overlay and not self.video:
             raise PipelineError("bad_input", "--overlay needs the source video")
-        if not self.overwrite:
-            for p in self.outputs():
-                if p.exists():
-                    raise PipelineError("exists", f"{p} already exists; choose another name or pass --overwrite")
+        from .preflight import check_paths
+
+        check_paths({"vmd": self.output, "npz": self.npz_path(), "overlay": self.overlay},
+                    [self.video, self.from_npz, self.from_keypoints, self.model, self.checkpoint],
+                    overwrite=self.overwrite)
 
     def npz_path(self) -> Path | None:
         """Where the pose file goes: ``npz``, else ``output`` with ``.npz`` (none when re-running from a pose file)."""

@@ -154,6 +154,8 @@ def _loads(line: str | bytes) -> Any:
         return json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as e:
         raise ProtocolError(f"not JSON ({e.msg} at column {e.colno}): {_preview(text)}") from e
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
 
 
 def _preview(text: str, limit: int = 120) -> str:
@@ -288,6 +290,13 @@ def validate_request(request: Any) -> None:
         unknown = sorted(set(options) - set(ESTIMATE_FIELDS))
         if unknown:
             raise ProtocolError(f"unknown estimate options {unknown}; known: {ESTIMATE_FIELDS}")
+        from .errors import PipelineError
+        from .options import EstimateOptions, from_mapping
+
+        try:  # every value against its declaration in core.options (type, range, choices)
+            from_mapping(EstimateOptions, options, allowed=ESTIMATE_FIELDS)
+        except PipelineError as e:
+            raise ProtocolError(e.message) from None
         npz = request.get("npz")
         if not isinstance(npz, str) or not npz or not Path(npz).is_absolute():
             raise ProtocolError(f"estimate request needs an absolute 'npz' output path, got {npz!r}")

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .. import filters, pose_io
-from ..atomic import OutputSet
-from ..errors import PipelineError
-from ..motion_stage import load_rest, motion_stage
+from ..atomic import OutputSet, remove_stale
+from ..errors import PipelineError, os_error_message
+from ..motion_stage import motion_stage
 from ..options import EstimateOptions
+from ..preflight import check_model
 
 #: progress(stage, done, total): called as work advances; total is None when unknown.
 Progress = Callable[[str, int, Optional[int]], None]
@@ -116,7 +117,11 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
             kwargs["image_size"] = opts.image_size
         try:
             poses = load_keypoints(opts.from_keypoints, **kwargs)
-        except (ValueError, OSError) as e:
+        except PipelineError:
+            raise
+        except OSError as e:
+            raise PipelineError("bad_input", os_error_message(e)) from e
+        except ValueError as e:
             raise PipelineError("bad_input", str(e)) from e
     else:
         from .detect import detect_video
@@ -155,13 +160,19 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
     """
     progress = progress or _no_progress
     opts.validate()
+    for out in opts.outputs():  # what a killed earlier run left behind (older than an hour)
+        remove_stale(out.resolve().parent)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     rest = model_name = None
     if opts.output:
         t1 = time.perf_counter()
-        rest, model_name = load_rest(opts.model)
+        rest, model_name = check_model(opts.model)
         timings["load_model"] = time.perf_counter() - t1
+    if opts.video and detect is None:
+        from .video import probe
+
+        probe(opts.video)  # a file FFmpeg cannot read fails here, before the detector starts
     t1 = time.perf_counter()
     poses = (detect or detect_stage)(opts, progress)
     if not isinstance(poses, pose_io.PoseSequence):

@@ -294,6 +294,11 @@ def serve(request_line: bytes, writer: MessageWriter) -> int:
     except PipelineError as e:
         writer.send(protocol.error(e.code, e.message))
         return 1
+    except OSError as e:  # a file the job reads or writes: one line, not a traceback
+        from ..errors import os_error_message
+
+        writer.send(protocol.error("bad_input", os_error_message(e)))
+        return 1
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         last = traceback.format_exception_only(type(e), e)[-1].strip()
@@ -306,6 +311,9 @@ def serve(request_line: bytes, writer: MessageWriter) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m core.worker [--check]``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    from .native_logs import quiet_native_logs, verbose_requested
+
+    quiet_native_logs(verbose_requested())  # first: fd 1 below then follows fd 2 to the null device too
     writer = MessageWriter(take_stdout())
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

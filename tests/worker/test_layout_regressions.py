@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN_COMMAND_VMD_SHA256 = "909f3f4c0f68ce9adf530c2aef8cbbe208603bf8f36164fdbaba94363fc60783"
 
 #: Options that pin the motion to what the main command did at 8782ca9, should a default change later.
-PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60")
+PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
