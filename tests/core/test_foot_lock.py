@@ -133,3 +133,19 @@ def test_cleanup_report_and_real_video_figures(run):
     centre = motion.locations["センター"] + motion.locations.get("グルーブ", np.zeros_like(motion.locations["センター"]))
     speed = np.linalg.norm(np.diff(centre, axis=0), axis=1) * METRES_PER_UNIT * conventions.MMD_FPS
     assert np.percentile(speed, 99) < 4.0
+
+
+def test_motion_stage_default_is_the_cleanup_and_none_is_the_former_stage(shared_data, mat4):
+    from core import motion_stage, options
+
+    tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
+    est = M.estimate(tr)
+    default = motion_stage.motion_stage(est, mat4, options.MotionOptions())
+    cleaned, _ = motion_cleanup.clean_motion(est, mat4, options.MotionOptions())
+    for name, q in cleaned.rotations.items():
+        np.testing.assert_allclose(default.rotations[name], q)
+    assert default.meta["cleanup"] and default.meta["foot_contacts"].shape == (len(tr.t), 4)
+    former = motion_stage.motion_stage(est, mat4, options.MotionOptions(cleanup="none"))
+    assert "cleanup" not in former.meta and "ground_shift" in former.meta
+    with pytest.raises(Exception):
+        options.check_fields(options.MotionOptions(cleanup="sideways"))
