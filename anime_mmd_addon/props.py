@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import bpy
 
+from ._core import options
+
+#: Choices drawn from the engine's one declaration of the options (``core.options``), plus the add-on's own
+#: "read a keypoint file" backend.
+_BACKEND_ITEMS = tuple((c.value, c.label, c.description) for c in options.BACKENDS) + (
+    ("keypoints", "Keypoints File", "Use keypoints made by another tool (detectron2 .npz, OpenPose JSON folder, "
+                                    "VideoPose3D export)"),)
+_LIFTER_ITEMS = tuple((c.value, c.label, c.description) for c in options.LIFTERS)
+_SMOOTHING = options.declaration(options.MotionOptions, "smoothing")
+
 
 def _is_armature(self, obj) -> bool:
     return obj is not None and obj.type == "ARMATURE"
@@ -32,25 +42,20 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
 
     # 2. Backend
     backend: bpy.props.EnumProperty(
-        name="Backend", description="What finds the dancer's joints in the video",
-        items=(("mediapipe", "MediaPipe", "MediaPipe Pose: 2D and 3D joints, runs on CPU"),
-               ("detectron2", "Detectron2", "Detectron2 Keypoint R-CNN 2D joints (needs detectron2 installed)"),
-               ("keypoints", "Keypoints File", "Use keypoints made by another tool (detectron2 .npz, OpenPose "
-                                               "JSON folder, VideoPose3D export)")),
-        default="mediapipe")
+        name="Backend", description="What finds the dancer's joints in the video", items=_BACKEND_ITEMS,
+        default=options.default(options.DetectOptions, "backend"))
     keypoints_path: bpy.props.StringProperty(name="Keypoints", description="Keypoints file or OpenPose JSON folder",
                                              subtype="FILE_PATH")
     lifter: bpy.props.EnumProperty(
-        name="3D Lifter", description="What turns 2D joints into 3D",
-        items=(("native", "Native", "The backend's own 3D joints (MediaPipe world landmarks)"),
-               ("videopose3d", "VideoPose3D", "VideoPose3D temporal convolution network (needs a checkpoint)")),
-        default="native")
+        name="3D Lifter", description="What turns 2D joints into 3D", items=_LIFTER_ITEMS,
+        default=options.default(options.DetectOptions, "lifter"))
     checkpoint_path: bpy.props.StringProperty(name="Checkpoint", description="VideoPose3D checkpoint (.bin)",
                                               subtype="FILE_PATH")
 
     # 3. Smoothing (a retargeting setting: changing it does not detect again)
-    smoothing: bpy.props.FloatProperty(name="Smoothing", description="0 = off, 1 = strong", min=0.0, max=1.0,
-                                       default=0.5, subtype="FACTOR")
+    smoothing: bpy.props.FloatProperty(name="Smoothing", description=_SMOOTHING["help"], min=_SMOOTHING["min"],
+                                       max=_SMOOTHING["max"],
+                                       default=options.default(options.MotionOptions, "smoothing"), subtype="FACTOR")
 
     # 4. Target
     target_armature: bpy.props.PointerProperty(name="Armature", description="The MMD model's armature to animate",
