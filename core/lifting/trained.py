@@ -1,0 +1,246 @@
+"""The project's own temporal lifter: 2D keypoints -> root-relative 3D joints, root depth and foot contacts (numpy).
+
+A dilated temporal convolutional network in the layout of VideoPose3D (Pavllo et al., CVPR 2019; docs/lifter.md
+§1), trained in this repository on motion capture projected through random virtual cameras with a measured
+detector-noise model (docs/lifter.md §2, §3; ``tools/train_lifter.py`` reproduces the weights). This module
+is the inference: numpy and the standard library only (it runs wherever ``core`` runs, torch is not needed).
+
+Input normalisation (:func:`normalise_keypoints`, shared with training so both see the same features):
+
+1. pixels -> focal-normalised image coordinates ``u = (x - w/2) / f``, ``v = (y - h/2) / f`` with
+   ``f = (w/2) / tan(hfov/2)``; an unknown field of view is taken as :data:`DEFAULT_HFOV_DEG`. Aspect ratio and
+   image size then no longer matter; a wrong focal length scales only the root depth (the pose is unaffected).
+2. per frame: centre ``c`` = the 2D ``Hip`` (``CANONICAL`` joint 0) when it is present, else the centre of the box
+   around the present joints; scale ``s`` = the larger side of that box (focal units). Frames with fewer than
+   :data:`MIN_JOINTS` present joints take ``c`` and ``s`` from the nearest frame that has them.
+3. features per frame ``(84,)``: for each of the 27 ``CANONICAL`` joints ``((u - c_u) / s, (v - c_v) / s, conf)``
+   (0, 0, 0 when missing: NaN, or confidence 0), then ``c_u, c_v, log s``.
+
+Output per frame: 27 joints ``(x, y, z)`` in the ``camera`` frame (``core.conventions``), metres, relative to the
+``Hip``; ``d = log(z_root · s)`` (the root depth times the 2D scale, about the dancer's size in metres) so that the
+root depth is ``z_root = exp(d) / s`` and the root is ``z_root · (c_u, c_v, 1)`` (through the 2D hip); and four
+contact logits. Sequence edges are padded by repeating the first / last frame (as in training).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..skeletons import CANONICAL
+
+__all__ = ["Lifter", "LiftOutput", "load_lifter", "normalise_keypoints", "DEFAULT_WEIGHTS", "DEFAULT_HFOV_DEG",
+           "CONTACT_ORDER", "N_FEATURES", "N_OUTPUTS", "MIN_JOINTS"]
+
+#: Shipped weights (CC BY-NC 4.0, see weights/LICENSE.md).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mocap_tcn.npz"
+
+#: Horizontal field of view assumed when the caller does not know it (a typical phone / webcam video).
+DEFAULT_HFOV_DEG = 60.0
+
+#: Order of the four contact probabilities.
+CONTACT_ORDER = ("left_heel", "left_toe", "right_heel", "right_toe")
+
+N_JOINTS = len(CANONICAL)
+N_FEATURES = N_JOINTS * 3 + 3
+N_OUTPUTS = N_JOINTS * 3 + 1 + 4
+
+#: A frame needs this many present joints to define its own centre and scale.
+MIN_JOINTS = 4
+
+
+def focal_px(image_size, hfov_deg: float | None) -> float:
+    """Focal length in pixels for an image ``(w, h)`` and horizontal field of view (degrees)."""
+    w = float(image_size[0])
+    hfov = DEFAULT_HFOV_DEG if hfov_deg is None else float(hfov_deg)
+    if not 1.0 < hfov < 179.0:
+        raise ValueError(f"hfov_deg must be in (1, 179) degrees, got {hfov}")
+    return 0.5 * w / math.tan(math.radians(hfov) / 2.0)
+
+
+def _fill_nearest(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Replace rows where ``ok`` is False by the nearest row (along axis -2 of (..., T, k)) where it is True."""
+    t = ok.shape[-1]
+    idx = np.arange(t)
+    prev = np.where(ok, idx, -1)
+    prev = np.maximum.accumulate(prev, axis=-1)
+    nxt = np.where(ok, idx, t)
+    nxt = np.flip(np.minimum.accumulate(np.flip(nxt, axis=-1), axis=-1), axis=-1)
+    use_prev = (prev >= 0) & ((nxt >= t) | (idx - prev <= nxt - idx))
+    src = np.where(use_prev, prev, np.minimum(nxt, t - 1))
+    src = np.where((prev < 0) & (nxt >= t), idx, src)
+    return np.take_along_axis(values, src[..., None], axis=-2)
+
+
+def normalise_keypoints(keypoints: np.ndarray, image_size, hfov_deg: float | None = None,
+                        focal: float | np.ndarray | None = None):
+    """Camera-independent lifter features (module docstring, steps 1-3).
+
+    Args:
+        keypoints: ``(..., T, 27, 3)`` ``CANONICAL`` ``(x, y, confidence)``, image pixels (``core.conventions``);
+            NaN coordinates or confidence <= 0 mean missing.
+        image_size: ``(w, h)`` pixels (or an array ``(..., 2)`` broadcasting against the leading axes).
+        hfov_deg: horizontal field of view, degrees; None: :data:`DEFAULT_HFOV_DEG`.
+        focal: focal length in pixels (overrides ``hfov_deg``; may be an array over the leading axes).
+    Returns:
+        ``(features (..., T, 84) float32, centre (..., T, 2) float64 focal units, scale (..., T) float64,
+        valid (..., T) bool)`` where ``valid`` marks frames with at least :data:`MIN_JOINTS` present joints.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    size = np.asarray(image_size, dtype=np.float64)
+    lead = kp.shape[:-3]
+    if focal is None:
+        if size.ndim != 1:
+            raise ValueError("normalise_keypoints: pass focal= when image sizes differ per sequence")
+        focal = focal_px(size, hfov_deg)
+    f = np.asarray(focal, dtype=np.float64)
+    f = f.reshape(lead + (1, 1, 1)) if f.ndim else f
+    half = 0.5 * (size.reshape(lead + (1, 1, 2)) if size.ndim > 1 else size)
+    xy = kp[..., :2]
+    conf = np.clip(np.nan_to_num(kp[..., 2], nan=0.0), 0.0, 1.0)
+    present = np.all(np.isfinite(xy), axis=-1) & (conf > 0)
+    conf = np.where(present, conf, 0.0)
+    uv = (np.where(present[..., None], xy, 0.0) - half) / f
+    big = 1e9
+    lo = np.min(np.where(present[..., None], uv, big), axis=-2)
+    hi = np.max(np.where(present[..., None], uv, -big), axis=-2)
+    valid = present.sum(axis=-1) >= MIN_JOINTS
+    box_c = 0.5 * (lo + hi)
+    scale = np.max(hi - lo, axis=-1)
+    valid &= scale > 1e-6
+    centre = np.where(present[..., 0, None], uv[..., 0, :], box_c)
+    if not np.all(valid):
+        cs = np.concatenate([centre, scale[..., None]], axis=-1)
+        cs = _fill_nearest(cs, valid)
+        centre, scale = cs[..., :2], cs[..., 2]
+        scale = np.where(scale > 1e-6, scale, 1.0)
+    rel = (uv - centre[..., None, :]) / scale[..., None, None]
+    rel = np.where(present[..., None], rel, 0.0)
+    feats = np.concatenate([rel, conf[..., None]], axis=-1).reshape(kp.shape[:-2] + (N_JOINTS * 3,))
+    glob = np.concatenate([centre, np.log(scale)[..., None]], axis=-1)
+    return np.concatenate([feats, glob], axis=-1).astype(np.float32), centre, scale, valid
+
+
+@dataclass
+class LiftOutput:
+    """Result of :meth:`Lifter.lift`.
+
+    Attributes:
+        joints_3d: ``(T, 27, 3)`` float64 ``CANONICAL`` joints, ``camera`` frame (``core.conventions``), metres,
+            relative to the Hip (joint 0 is exactly 0).
+        root: ``(T, 3)`` float64 Hip position in the camera frame, metres (depth through the 2D hip point; scaled
+            by the true / assumed focal length when the field of view was not given).
+        root_depth: ``(T,)`` float64, ``root[:, 2]``.
+        contacts: ``(T, 4)`` float64 contact probabilities in [0, 1], order :data:`CONTACT_ORDER`.
+        valid: ``(T,)`` bool, frames with enough 2D joints of their own (others are inferred from neighbours).
+    """
+
+    joints_3d: np.ndarray
+    root: np.ndarray
+    root_depth: np.ndarray
+    contacts: np.ndarray
+    valid: np.ndarray
+
+
+class Lifter:
+    """The trained temporal lifter (module docstring). Build with :func:`load_lifter`.
+
+    Attributes:
+        receptive_field: frames seen per output frame (81 = 2.7 s at 30 fps).
+        meta: facts stored with the weights (training data, figures).
+    """
+
+    def __init__(self, layers: list, dilations: list, meta: dict):
+        self._layers = layers            # [(W (k, Cin, Cout), b (Cout,)), ...] expand, (conv, 1x1) per block, shrink
+        self._dil = dilations
+        self.meta = meta
+        self.receptive_field = 1 + 2 * sum(dilations)
+
+    def forward(self, feats: np.ndarray) -> np.ndarray:
+        """Raw network: ``(T, 84)`` float32 features -> ``(T, 86)`` float32 outputs (edges padded by repetition)."""
+        x = np.asarray(feats, dtype=np.float32)
+        pad = self.receptive_field // 2
+        x = np.concatenate([np.repeat(x[:1], pad, axis=0), x, np.repeat(x[-1:], pad, axis=0)], axis=0)
+
+        def conv(x, w, b, d):
+            # Width-k dilated convolution as one matrix product over the k shifted copies side by side.
+            k = w.shape[0]
+            n = x.shape[0] - (k - 1) * d
+            xc = np.concatenate([x[i * d:i * d + n] for i in range(k)], axis=1)
+            return xc @ w.reshape(-1, w.shape[2]) + b
+
+        w, b = self._layers[0]
+        x = np.maximum(conv(x, w, b, self._dil[0]), 0.0)
+        for i, d in enumerate(self._dil[1:]):
+            (w1, b1), (w2, b2) = self._layers[1 + 2 * i], self._layers[2 + 2 * i]
+            y = np.maximum(conv(x, w1, b1, d), 0.0)
+            y = np.maximum(y @ w2[0] + b2, 0.0)
+            x = x[d:x.shape[0] - d] + y
+        w, b = self._layers[-1]
+        return x @ w[0] + b
+
+    def lift(self, keypoints_2d: np.ndarray, image_size, hfov_deg: float | None = None) -> LiftOutput:
+        """Lift a 2D keypoint sequence of one person.
+
+        Args:
+            keypoints_2d: ``(T, 27, 3)`` ``CANONICAL`` ``(x, y, confidence)`` in image pixels, T >= 1; NaN or
+                confidence 0 for missing joints (COCO-17 sources lack the extras: leave them NaN).
+            image_size: ``(w, h)`` pixels of the image the keypoints are in.
+            hfov_deg: the camera's horizontal field of view (degrees); None: :data:`DEFAULT_HFOV_DEG` (then the
+                root depth is scaled by the unknown focal-length ratio; the root-relative pose is not).
+        Returns:
+            :class:`LiftOutput`.
+        Raises:
+            ValueError: wrong shapes, a bad image size or field of view, or no frame with at least
+                :data:`MIN_JOINTS` joints.
+        """
+        kp = np.asarray(keypoints_2d, dtype=np.float64)
+        if kp.ndim != 3 or kp.shape[1:] != (N_JOINTS, 3) or kp.shape[0] < 1:
+            raise ValueError(f"Lifter.lift expects keypoints (T, {N_JOINTS}, 3) in CANONICAL order with (x, y, "
+                             f"confidence) in pixels, got shape {kp.shape}")
+        size = np.asarray(image_size, dtype=np.float64)
+        if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size <= 0):
+            raise ValueError(f"Lifter.lift: image_size must be (width, height) in pixels, got {image_size!r}")
+        feats, centre, scale, valid = normalise_keypoints(kp, size, hfov_deg)
+        if not np.any(valid):
+            raise ValueError(f"Lifter.lift: no frame has {MIN_JOINTS} or more joints with confidence > 0; "
+                             f"nothing to lift (check the detector output)")
+        out = self.forward(feats).astype(np.float64)
+        j = out[:, :N_JOINTS * 3].reshape(-1, N_JOINTS, 3)
+        j = j - j[:, :1]
+        z = np.exp(out[:, N_JOINTS * 3]) / scale
+        root = np.concatenate([centre, np.ones((len(z), 1))], axis=1) * z[:, None]
+        contacts = 1.0 / (1.0 + np.exp(-out[:, N_JOINTS * 3 + 1:]))
+        return LiftOutput(joints_3d=j, root=root, root_depth=z, contacts=contacts, valid=valid)
+
+
+def load_lifter(path=None) -> Lifter:
+    """Load lifter weights from a ``.npz`` (no pickles) written by ``tools/lifter_training``.
+
+    Args:
+        path: the file; None: :data:`DEFAULT_WEIGHTS`.
+    Raises:
+        FileNotFoundError: no such file.  ValueError: the file is not a lifter of this layout.
+    """
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"lifter weights not found: {path} (train them with tools/train_lifter.py)")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable .npz ({e})") from None
+    with z:
+        try:
+            dil = [int(d) for d in z["dilations"]]
+            n = int(z["n_layers"])
+            layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(n)]
+            meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")}
+        except KeyError as e:
+            raise ValueError(f"{path}: not a lifter weights file (missing {e})") from None
+    if n != 2 + 2 * (len(dil) - 1) or layers[0][0].shape[1] != N_FEATURES or layers[-1][0].shape[2] != N_OUTPUTS:
+        raise ValueError(f"{path}: unexpected layout ({n} layers, dilations {dil}, input "
+                         f"{layers[0][0].shape[1]}, output {layers[-1][0].shape[2]}; expected input {N_FEATURES}, "
+                         f"output {N_OUTPUTS})")
+    return Lifter(layers, dil, meta)

@@ -1,0 +1,82 @@
+"""The torch training model of the lifter and its export to the numpy ``.npz`` that ``core.lifting.trained`` runs.
+
+Architecture (docs/lifter.md §1): the temporal convolutional network of VideoPose3D (Pavllo et al., CVPR 2019):
+an expanding convolution (width 3) from the 84 input features to ``channels``, then residual blocks of a dilated
+width-3 convolution (dilation 3, 9, 27, ...) and a 1x1 convolution, each followed by batch norm, ReLU and dropout,
+and a 1x1 output layer to 86 outputs (27 x 3 joints, the root-depth term, 4 contact logits). Valid (unpadded)
+convolutions: an input window of ``T + receptive_field - 1`` frames gives ``T`` outputs, so training on windows and
+inference on a whole edge-padded sequence compute the same function. Batch norm is folded into the convolutions on
+export.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.lifting.trained import N_FEATURES, N_OUTPUTS
+
+__all__ = ["TemporalLifter", "export_npz"]
+
+
+class TemporalLifter(nn.Module):
+    """Dilated temporal convolutions over ``(B, T_in, 84)`` features -> ``(B, T_in - RF + 1, 86)`` outputs."""
+
+    def __init__(self, channels: int = 256, blocks: int = 3, dropout: float = 0.15):
+        super().__init__()
+        self.dilations = [1] + [3 ** (i + 1) for i in range(blocks)]
+        self.receptive_field = 1 + 2 * sum(self.dilations)
+        self.expand = nn.Conv1d(N_FEATURES, channels, 3, bias=False)
+        self.expand_bn = nn.BatchNorm1d(channels, momentum=0.1)
+        self.convs = nn.ModuleList()
+        self.bns = nn.ModuleList()
+        for d in self.dilations[1:]:
+            self.convs.append(nn.Conv1d(channels, channels, 3, dilation=d, bias=False))
+            self.bns.append(nn.BatchNorm1d(channels, momentum=0.1))
+            self.convs.append(nn.Conv1d(channels, channels, 1, bias=False))
+            self.bns.append(nn.BatchNorm1d(channels, momentum=0.1))
+        self.shrink = nn.Conv1d(channels, N_OUTPUTS, 1)
+        self.drop = nn.Dropout(dropout)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)
+        x = self.drop(self.act(self.expand_bn(self.expand(x))))
+        for i, d in enumerate(self.dilations[1:]):
+            res = x[:, :, d:x.shape[2] - d]
+            y = self.drop(self.act(self.bns[2 * i](self.convs[2 * i](x))))
+            y = self.drop(self.act(self.bns[2 * i + 1](self.convs[2 * i + 1](y))))
+            x = res + y
+        return self.shrink(x).transpose(1, 2)
+
+
+def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d | None):
+    w = conv.weight.detach().double()                       # (Cout, Cin, k)
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    if bn is not None:
+        g = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        w = w * g[:, None, None]
+        b = (b - bn.running_mean.double()) * g + bn.bias.detach().double()
+    return w.permute(2, 1, 0).numpy().astype(np.float32), b.numpy().astype(np.float32)   # (k, Cin, Cout)
+
+
+def export_npz(model: TemporalLifter, path: Path, meta: dict | None = None) -> Path:
+    """Write the eval-mode model (batch norm folded) as ``w<i>, b<i>, dilations, n_layers, meta_*`` (no pickles)."""
+    layers = [_fold(model.expand, model.expand_bn)]
+    for c, bn in zip(model.convs, model.bns):
+        layers.append(_fold(c, bn))
+    layers.append(_fold(model.shrink, None))
+    arrays = {f"w{i}": w for i, (w, _) in enumerate(layers)}
+    arrays.update({f"b{i}": b for i, (_, b) in enumerate(layers)})
+    arrays["dilations"] = np.array(model.dilations, dtype=np.int64)
+    arrays["n_layers"] = np.array(len(layers), dtype=np.int64)
+    for k, v in (meta or {}).items():
+        arrays["meta_" + k] = np.array(str(v))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return path
