@@ -102,22 +102,25 @@ class BoneMotion:
                                     bone_keys=keys)
 
     @classmethod
-    def from_vmd(cls, motion, *, sparse: str = "error") -> "BoneMotion":
+    def from_vmd(cls, motion, *, sparse: str = "sample") -> "BoneMotion":
         """Dense arrays from a VMD motion's bone keys (inverse of :meth:`to_vmd`).
 
-        The frame axis is the union of all key frames. A bone keyed on every one of those frames gets a rotation and
-        a location track (duplicate (bone, frame) keys: the later one wins, as ``vmd.sort_keys`` / [BM] do).
+        When every bone is keyed on every frame of the union of all key frames (what :meth:`to_vmd` writes), those
+        frames are the frame axis and the keys are taken as they are (duplicate (bone, frame) keys: the later one
+        wins, as ``vmd.sort_keys`` / [BM] do). Otherwise (hand-keyed VMDs, reduced output of ``core.keyreduce``)
+        ``sparse`` decides.
 
         Args:
             motion: a ``VmdMotion`` (or its ``bone_keys`` array).
-            sparse: what to do with a bone that is not keyed on every frame: ``"error"`` (default) raises, ``"skip"``
-                leaves it out (no interpolation is done here).
+            sparse: ``"sample"`` (default) evaluates every bone on every frame from the first key to the last with
+                MMD's Bézier interpolation (``core.vmd_sample.sample_vmd``, docs/MMD_FACTS.md §2.4; a bone holds its
+                first / last key outside its own keys); ``"error"`` raises; ``"skip"`` leaves the sparse bones out.
 
         Raises:
             ValueError: no bone keys; a sparse bone with ``sparse="error"``; an unknown ``sparse`` value.
         """
-        if sparse not in ("error", "skip"):
-            raise ValueError(f"BoneMotion.from_vmd: sparse must be 'error' or 'skip', got {sparse!r}")
+        if sparse not in ("error", "skip", "sample"):
+            raise ValueError(f"BoneMotion.from_vmd: sparse must be 'sample', 'error' or 'skip', got {sparse!r}")
         keys = motion.bone_keys if hasattr(motion, "bone_keys") else np.asarray(motion)
         if len(keys) == 0:
             raise ValueError("BoneMotion.from_vmd: the motion has no bone keys")
@@ -136,9 +139,17 @@ class BoneMotion:
                 continue
             rotations[name] = rot_all[sel]
             locations[name] = loc_all[sel]
+        model_name = getattr(motion, "model_name", "")
+        if missing and sparse == "sample":
+            from .vmd_sample import sample_vmd
+            from .formats.vmd import VmdMotion
+
+            src = motion if hasattr(motion, "bone_keys") else VmdMotion(bone_keys=keys)
+            out = sample_vmd(src, np.arange(int(frames[0]), int(frames[-1]) + 1))
+            out.model_name = model_name
+            return out
         if missing and sparse == "error":
             raise ValueError("BoneMotion.from_vmd: bones not keyed on every frame: " + ", ".join(missing[:10])
                              + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-                             + " (pass sparse='skip' to leave them out)")
-        model_name = getattr(motion, "model_name", "")
+                             + " (pass sparse='sample' to interpolate them or sparse='skip' to leave them out)")
         return cls(frames=frames, rotations=rotations, locations=locations, model_name=model_name)

@@ -459,7 +459,7 @@ def test_bone_motion_checks_and_vmd(tmp_path):
     # sparse bones
     keys = np.concatenate([v.bone_keys, vmd.make_bone_keys("左ひじ", 4, np.zeros((1, 3)), [[0, 0, 0, 1.0]])])
     with pytest.raises(ValueError, match="左ひじ"):
-        BoneMotion.from_vmd(vmd.VmdMotion(bone_keys=keys))
+        BoneMotion.from_vmd(vmd.VmdMotion(bone_keys=keys), sparse="error")
     assert "左ひじ" not in BoneMotion.from_vmd(vmd.VmdMotion(bone_keys=keys), sparse="skip").rotations
     # shape and value checks
     with pytest.raises(ValueError, match=r"\(5, 4\)"):

@@ -1,0 +1,371 @@
+"""Key reduction: MMD's per-channel Bézier interpolation fitted to a dense :class:`core.motion.BoneMotion`.
+
+A dense motion keys every bone on every frame. :func:`reduce_motion` keeps, per bone, the fewest keys from which MMD's
+own interpolation (docs/MMD_FACTS.md §1.5, §2.4: the curve stored on key k shapes the segment from key k-1; one
+weight per translation axis, one for the rotation's slerp) reproduces the dense motion within a tolerance, and
+:meth:`Reduction.to_vmd` writes them with their curves. Frames, units and quaternion order: ``core.conventions``.
+
+Method
+------
+* **Curves.** Every fitted curve has the fixed x control points ``(x1, x2) = (42, 85)`` (of 127): then ``Bx(u)`` is
+  almost ``u`` and the weight ``w(s) = By(u(s)) = 3(1-u)²u·y1 + 3(1-u)u²·y2 + u³`` is *linear* in ``(y1, y2)``. The
+  three basis functions are evaluated once per segment length with MMD's evaluator (``core.vmd_sample.bezier_weight``),
+  so a segment's curve is a 2x2 least-squares solve, clipped to 0..1 and rounded to 1/127, and its error is then
+  exact (what MMD plays, up to the evaluator's 2^-24 bisection).
+* **Rotation.** For a segment from key a to key b (quaternions qa, qb, sign-continuous), each inner frame's
+  quaternion q is split into its angle along the slerp arc (``φ``, from its dot products with qa and qb) and the
+  rest; the weight fitted is ``φ / θ`` (θ = the arc's angle) and the error is the rotation angle between q and
+  ``slerp(qa, qb, w)``. All dot products come from one table ``q_f · q_(f+k)``, so nothing is recomputed per segment.
+* **Translation.** Each axis is fitted separately (MMD has one curve per axis); the error is the Euclidean distance.
+* **Keys.** The segments of every bone, from every start and of every length up to ``max_span``, are fitted at once
+  (numpy, vectorised over bones and starts; a length is tried only where the one a step shorter fits), then a
+  shortest-path pass over the frames picks the fewest keys whose segments all fit; the first and last frames are
+  always keys, and a bone that never moves keeps just those two.
+* **Tolerance.** Each bone's keys stay within the tolerance of its own dense keys on every frame: the rotation
+  its key gives (angle, so also the bone's world rotation, its parent held) and its translation (Euclidean). That is
+  the error each bone adds to the posed model; along a chain the errors add up. With a model (``rest``) the errors
+  after FK (``RestSkeleton.fk``: world rotation and position of every bone) are measured, and ``strict_fk`` holds
+  them to the tolerance too: while a bone is off by more on some frame, the tolerances of that bone and its keyed
+  ancestors are halved and those bones fitted again (a tolerance of 0, the last resort, keeps every key: exact).
+  Default tolerance: 0.5° of rotation and 1 mm of position (1 mm = 0.0125 MMD units, ``core.conventions``).
+* **Limits.** MMD interpolates a rotation along the great arc between two keys (slerp) with one curve, and every
+  weight stays in 0..1 (control points 0..127): where a bone's rotation turns its axis, or a channel reverses,
+  by more than the tolerance, a key is needed. On real dance motion at the default tolerance that leaves about half
+  the keys (``benchmarks/bench_keyreduce.py`` prints the figures for other tolerances).
+
+numpy and the standard library only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from . import conventions
+from . import quat as Q
+from .formats import vmd as vmd_format
+from .motion import BoneMotion
+from .vmd_sample import bezier_weight
+
+__all__ = ["X_CONTROL", "DEFAULT_ROT_TOL_DEG", "DEFAULT_POS_TOL_MM", "DEFAULT_MAX_SPAN", "Reduction",
+           "reduce_motion", "fk_errors"]
+
+#: x control points of every fitted curve (of 127): ``Bx(u) ≈ u``, so ``By`` is linear in (y1, y2).
+X_CONTROL = (42, 85)
+DEFAULT_ROT_TOL_DEG = 0.5
+DEFAULT_POS_TOL_MM = 1.0
+#: Longest segment tried, in keys of the dense motion (the fit costs grow with its square).
+DEFAULT_MAX_SPAN = 30
+_LINEAR = (20, 20, 107, 107)
+_MAX_ROUNDS = 6
+
+
+@lru_cache(maxsize=None)
+def _basis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(P1, P2, P3)``, each ``(n-1,)``: MMD's weight at the inner frames j/n of a segment of n steps is
+    ``P1·y1 + P2·y2 + P3`` for a curve (42, 127·y1, 85, 127·y2) (docs/MMD_FACTS.md §2.4)."""
+    s = np.arange(1, n) / n
+    x1, x2 = X_CONTROL
+    p3 = bezier_weight(np.array([x1, 0, x2, 0]), s)
+    p1 = bezier_weight(np.array([x1, 127, x2, 0]), s) - p3
+    p2 = bezier_weight(np.array([x1, 0, x2, 127]), s) - p3
+    return p1, p2, p3
+
+
+def _solve_y(p1, p2, z1, z2) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (y1, y2) from the right-hand sides ``z1 = r·P1``, ``z2 = r·P2``, as integers 0..127.
+
+    A tiny ridge towards the straight curve (y1, y2) = (42, 85)/127 keeps two-step segments (one inner frame, two
+    unknowns) well posed."""
+    lam = 1e-6
+    l1, l2 = X_CONTROL[0] / 127.0, X_CONTROL[1] / 127.0
+    g11, g12, g22 = p1 @ p1 + lam, p1 @ p2, p2 @ p2 + lam
+    z1 = z1 + lam * l1
+    z2 = z2 + lam * l2
+    det = g11 * g22 - g12 * g12
+    y1 = (g22 * z1 - g12 * z2) / det
+    y2 = (g11 * z2 - g12 * z1) / det
+    return (np.clip(np.rint(127.0 * y1), 0, 127), np.clip(np.rint(127.0 * y2), 0, 127))
+
+
+def _segment_fits(q: np.ndarray, v: np.ndarray, has_rot: np.ndarray, has_loc: np.ndarray, rot_tol: np.ndarray,
+                  pos_tol: np.ndarray, span: int):
+    """Fit the segments of B bones: which fit, and their curves.
+
+    Args:
+        q: ``(B, T, 4)`` sign-continuous key rotations; v: ``(B, T, 3)`` key translations.
+        has_rot, has_loc: ``(B,)`` which halves to fit (a constant channel fits every segment).
+        rot_tol (radians), pos_tol (units of ``v``): ``(B,)``.
+        span: longest segment.
+
+    Returns:
+        ``ok (B, T, span+1)`` bool (segment from frame a of n steps at ``[:, a, n]``; n = 1 always fits),
+        ``yr (B, T, span+1, 2)`` and ``yl (B, T, span+1, 3, 2)`` uint8: the (y1, y2) of the R and X/Y/Z curves.
+
+    A segment of n steps is tried only where the one of n - 1 steps from the same frame fits (fits are nearly
+    monotone in length), which keeps the work proportional to the segments that fit.
+    """
+    b_n, t_n, _ = q.shape
+    dots = np.zeros((b_n, t_n, span + 1))
+    for k in range(span + 1):
+        if k < t_n:
+            dots[:, :t_n - k, k] = np.einsum("btc,btc->bt", q[:, :t_n - k], q[:, k:])
+    ok = np.zeros((b_n, t_n, span + 1), dtype=bool)
+    ok[:, :t_n - 1, 1] = True
+    yr = np.zeros((b_n, t_n, span + 1, 2), dtype=np.uint8)
+    yl = np.zeros((b_n, t_n, span + 1, 3, 2), dtype=np.uint8)
+    for n in range(2, min(span, t_n - 1) + 1):
+        bb, aa = np.nonzero(ok[:, :t_n - n, n - 1])
+        if len(bb) == 0:
+            break
+        p1, p2, p3 = _basis(n)
+        jj = np.arange(1, n)
+        good = np.ones(len(bb), dtype=bool)
+        r_sel = np.flatnonzero(has_rot[bb])
+        if len(r_sel):
+            b, a = bb[r_sel], aa[r_sel]
+            d = dots[b, a, n]
+            sgn = np.where(d < 0, -1.0, 1.0)
+            d = np.minimum(np.abs(d), 1.0)
+            c0 = dots[b[:, None], a[:, None], jj]                       # q_(a+j) . q_a
+            c1 = dots[b[:, None], a[:, None] + jj, n - jj] * sgn[:, None]  # q_(a+j) . q_b
+            theta = np.arccos(d)
+            sin = np.sqrt(np.maximum(1.0 - d * d, 0.0))
+            moving = sin > 1e-7
+            sin_s = np.where(moving, sin, 1.0)[:, None]
+            theta_s = np.where(moving, theta, 1.0)[:, None]
+            e1 = (c1 - d[:, None] * c0) / sin_s
+            phi = np.arctan2(e1, c0)
+            rho = np.hypot(c0, e1)
+            r = phi / theta_s - p3
+            y1, y2 = _solve_y(p1, p2, r @ p1, r @ p2)
+            w = (y1[:, None] * p1 + y2[:, None] * p2) / 127.0 + p3
+            cos_err = np.where(moving[:, None], rho * np.cos(phi - w * theta_s), np.abs(c0))
+            err = 2.0 * np.arccos(np.clip(cos_err, -1.0, 1.0)).max(axis=-1)
+            good[r_sel] &= err <= rot_tol[b]
+            yr[b, a, n, 0] = y1
+            yr[b, a, n, 1] = y2
+        l_sel = np.flatnonzero(has_loc[bb])
+        if len(l_sel):
+            b, a = bb[l_sel], aa[l_sel]
+            va = v[b, a]                                                 # (M, 3)
+            delta = v[b, a + n] - va
+            inner = v[b[:, None], a[:, None] + jj]                       # (M, n-1, 3)
+            r = inner - va[:, None] - delta[:, None] * p3[:, None]
+            safe = np.where(np.abs(delta) > 1e-12, delta, 1.0)
+            y1, y2 = _solve_y(p1, p2, np.einsum("mjc,j->mc", r, p1) / safe, np.einsum("mjc,j->mc", r, p2) / safe)
+            w = (y1[:, None] * p1[:, None] + y2[:, None] * p2[:, None]) / 127.0 + p3[:, None]   # (M, n-1, 3)
+            e = np.sqrt(np.sum((va[:, None] + delta[:, None] * w - inner) ** 2, axis=-1)).max(axis=-1)
+            good[l_sel] &= e <= pos_tol[b]
+            yl[b, a, n, :, 0] = y1
+            yl[b, a, n, :, 1] = y2
+        ok[bb, aa, n] = good
+    return ok, yr, yl
+
+
+def _fewest_keys(ok: np.ndarray) -> list[np.ndarray]:
+    """``ok (B, T, span+1)`` segment fits -> per bone the key indices of a shortest chain 0 -> T-1 (n = 1 always
+    fits). Ties prefer the longer last segment."""
+    b_n, t_n, s1 = ok.shape
+    cost = np.full((b_n, t_n), np.inf)
+    cost[:, 0] = 1.0
+    step = np.ones((b_n, t_n), dtype=np.int64)
+    rows = np.arange(b_n)[:, None]
+    for f in range(1, t_n):
+        ns = np.arange(min(s1 - 1, f), 0, -1)          # longest first: argmin keeps the first of equal costs
+        c = np.where(ok[rows, f - ns, ns], cost[:, f - ns] + 1.0, np.inf)
+        k = np.argmin(c, axis=1)
+        cost[:, f] = c[np.arange(b_n), k]
+        step[:, f] = ns[k]
+    out = []
+    for b in range(b_n):
+        idx, f = [t_n - 1], t_n - 1
+        while f > 0:
+            f -= int(step[b, f])
+            idx.append(f)
+        out.append(np.array(idx[::-1], dtype=np.int64))
+    return out
+
+
+@dataclass
+class Reduction:
+    """Reduced keys of a :class:`BoneMotion`: per bone the kept key indices and each key's curves.
+
+    Attributes:
+        motion: the dense motion (values are taken from it at the kept keys).
+        keys: bone name -> ``(K,)`` int64 indices into ``motion.frames`` (first and last always kept).
+        curves: bone name -> ``(K, 4, 4)`` uint8 control points (x1, y1, x2, y2) of the X, Y, Z and R curves of
+            each key (key 0's are linear: MMD never uses them, docs/MMD_FACTS.md §1.5).
+        rot_tol: bone name -> the rotation tolerance (radians) its keys were fitted to (after FK halvings).
+        pos_tol: bone name -> the translation tolerance (MMD units).
+        fk_error: with a model: ``{"rotation_deg": max world rotation error, "position_mm": max world position
+            error}`` over all bones and frames of the model; empty without one.
+        rounds: fitting rounds run (1 + FK tightenings).
+    """
+
+    motion: BoneMotion
+    keys: dict
+    curves: dict
+    rot_tol: dict = field(default_factory=dict)
+    pos_tol: dict = field(default_factory=dict)
+    fk_error: dict = field(default_factory=dict)
+    rounds: int = 1
+
+    @property
+    def key_count(self) -> int:
+        return int(sum(len(k) for k in self.keys.values()))
+
+    @property
+    def dense_key_count(self) -> int:
+        return self.motion.n_frames * len(self.keys)
+
+    def to_vmd(self, model_name: str | None = None):
+        """A :class:`core.formats.vmd.VmdMotion` with the kept keys and their curves, grouped by bone.
+
+        Rotations are made sign-continuous per bone (docs/MMD_FACTS.md §5.1); bones with only one half keyed get
+        identity / zero for the other, as :meth:`BoneMotion.to_vmd` does.
+        """
+        m = self.motion
+        names, frames, rots, locs, blocks = [], [], [], [], []
+        for name in m.bone_names:
+            idx = self.keys[name]
+            k = len(idx)
+            q = Q.make_continuous(m.rotations[name]) if name in m.rotations else Q.identity(m.n_frames)
+            loc = m.locations[name] if name in m.locations else np.zeros((m.n_frames, 3))
+            c = self.curves[name]
+            names += [name] * k
+            frames.append(m.frames[idx])
+            rots.append(q[idx])
+            locs.append(loc[idx])
+            blocks.append(vmd_format.interpolation_block(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))
+        keys = vmd_format.make_bone_keys(names, np.concatenate(frames), np.concatenate(locs),
+                                         np.concatenate(rots), np.concatenate(blocks))
+        return vmd_format.VmdMotion(model_name=m.model_name if model_name is None else model_name, bone_keys=keys)
+
+    def sampled(self) -> BoneMotion:
+        """The reduced motion as MMD plays it, on the dense motion's frames (``core.vmd_sample.sample_vmd``)."""
+        from .vmd_sample import sample_vmd
+
+        return sample_vmd(self.to_vmd(), self.motion.frames)
+
+
+def _fit(motion: BoneMotion, names: list, rot_tol: dict, pos_tol: dict, span: int):
+    """Keys and curves of ``names`` at the given per-bone tolerances."""
+    t_n = motion.n_frames
+    q = np.stack([Q.make_continuous(motion.rotations[n]) if n in motion.rotations else Q.identity(t_n)
+                  for n in names])
+    v = np.stack([motion.locations[n] if n in motion.locations else np.zeros((t_n, 3)) for n in names])
+    has_rot = np.array([n in motion.rotations and float(Q.angle_between(q[i], q[i, :1]).max()) > 1e-9
+                        for i, n in enumerate(names)], dtype=bool)
+    has_loc = np.array([n in motion.locations and bool(np.any(v[i] != v[i, :1])) for i, n in enumerate(names)],
+                       dtype=bool)
+    ok, yr, yl = _segment_fits(q, v, has_rot, has_loc, np.array([rot_tol[n] for n in names]),
+                               np.array([pos_tol[n] for n in names]), span)
+    keys, curves = {}, {}
+    for i, (name, idx) in enumerate(zip(names, _fewest_keys(ok))):
+        if not has_rot[i] and not has_loc[i]:
+            idx = np.unique([0, t_n - 1])            # constant: the two ends say it all
+        c = np.tile(np.array(_LINEAR, dtype=np.uint8), (len(idx), 4, 1))
+        if len(idx) > 1:
+            starts, steps = idx[:-1], np.diff(idx)
+            fitted = steps > 1
+            sel = np.flatnonzero(fitted) + 1
+            sa, sn = starts[fitted], steps[fitted]
+            for ch in range(4):
+                if not (has_rot[i] if ch == 3 else has_loc[i]):
+                    continue
+                yy = yr[i, sa, sn] if ch == 3 else yl[i, sa, sn, ch]
+                c[sel, ch, 0] = X_CONTROL[0]
+                c[sel, ch, 2] = X_CONTROL[1]
+                c[sel, ch, 1] = yy[:, 0]
+                c[sel, ch, 3] = yy[:, 1]
+        keys[name] = idx
+        curves[name] = c
+    return keys, curves
+
+
+def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and bone of the model, how far posing ``b`` is from posing ``a`` (``RestSkeleton.fk``).
+
+    Returns:
+        ``(rotation (T, N) radians, position (T, N) MMD units)``: the angle between the world rotations and the
+        distance between the world positions. Bones the model lacks are ignored.
+    """
+    def pose(m):
+        rot = {n: v for n, v in m.rotations.items() if n in rest}
+        loc = {n: v for n, v in m.locations.items() if n in rest}
+        return rest.fk(rot, loc, n_frames=m.n_frames)
+
+    pa, ra = pose(a)
+    pb, rb = pose(b)
+    return Q.angle_between(ra, rb), np.linalg.norm(pa - pb, axis=-1)
+
+
+def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT_ROT_TOL_DEG,
+                  pos_tol_mm: float = DEFAULT_POS_TOL_MM, max_span: int = DEFAULT_MAX_SPAN,
+                  strict_fk: bool = False) -> Reduction:
+    """Fewest keys with MMD Bézier curves that reproduce ``motion`` within the tolerance (module docstring).
+
+    Args:
+        motion: dense :class:`BoneMotion` (every bone on every frame). Its frames must be evenly spaced (the
+            motion stage's are); otherwise every key is kept.
+        rest: the target model (:class:`core.rest_skeleton.RestSkeleton`), optional: with it the errors after FK
+            are measured (:attr:`Reduction.fk_error`) and, with ``strict_fk``, enforced.
+        rot_tol_deg: rotation tolerance, degrees (>= 0; 0 keeps every key).
+        pos_tol_mm: position tolerance, millimetres (1 MMD unit = 80 mm).
+        max_span: longest segment, in frames of ``motion`` (>= 1).
+        strict_fk: hold the tolerance for the world rotation and position of every bone of ``rest`` after FK (the
+            errors of a chain add up), by halving the tolerances of the bones involved (module docstring). Without
+            it, each bone's own keys stay within the tolerance: the error they add to the posed model at that bone.
+
+    Returns:
+        :class:`Reduction` (``to_vmd()`` for the file).
+
+    Raises:
+        ValueError: a negative or non-finite tolerance, ``max_span`` < 1, ``strict_fk`` without ``rest``.
+    """
+    if rot_tol_deg < 0 or pos_tol_mm < 0 or not np.isfinite(rot_tol_deg + pos_tol_mm):
+        raise ValueError(f"reduce_motion: tolerances must be finite and >= 0, got {rot_tol_deg}°, {pos_tol_mm} mm")
+    if int(max_span) < 1:
+        raise ValueError(f"reduce_motion: max_span must be >= 1, got {max_span}")
+    if strict_fk and rest is None:
+        raise ValueError("reduce_motion: strict_fk needs the model (rest)")
+    names = motion.bone_names
+    rot0 = np.radians(rot_tol_deg)
+    pos0 = pos_tol_mm / 1000.0 * conventions.UNITS_PER_METRE
+    rot_tol = {n: rot0 for n in names}
+    pos_tol = {n: pos0 for n in names}
+    f = motion.frames
+    even = len(f) < 3 or bool(np.all(np.diff(f) == f[1] - f[0]))
+    span = int(max_span) if even else 1
+    keys, curves = _fit(motion, names, rot_tol, pos_tol, span) if names else ({}, {})
+    red = Reduction(motion=motion, keys=keys, curves=curves, rot_tol=rot_tol, pos_tol=pos_tol)
+    if rest is None or not names:
+        return red
+    keyed = [rest.index_of(n) for n in names]
+    owner = {i: n for i, n in zip(keyed, names) if i is not None}
+    for rnd in range(_MAX_ROUNDS + 1):
+        er, ep = fk_errors(rest, motion, red.sampled())
+        red.fk_error = {"rotation_deg": float(np.degrees(er.max(initial=0.0))),
+                        "position_mm": float(ep.max(initial=0.0) * conventions.METRES_PER_UNIT * 1000.0)}
+        bad = (er > rot0 * (1 + 1e-9)) | (ep > pos0 * (1 + 1e-9))
+        if not strict_fk or not bad.any() or rnd == _MAX_ROUNDS or span == 1:
+            break
+        culprits = set()
+        for i in np.flatnonzero(bad.any(axis=0)):
+            for j in [int(i)] + list(rest.ancestors(int(i))):
+                if j in owner:
+                    culprits.add(owner[j])
+        todo = [n for n in names if n in culprits]
+        if not todo:
+            break
+        last = rnd == _MAX_ROUNDS - 1
+        for n in todo:
+            rot_tol[n] = 0.0 if last else rot_tol[n] * 0.5
+            pos_tol[n] = 0.0 if last else pos_tol[n] * 0.5
+        k2, c2 = _fit(motion, todo, rot_tol, pos_tol, span)
+        red.keys.update(k2)
+        red.curves.update(c2)
+        red.rounds += 1
+    return red

@@ -1,0 +1,173 @@
+"""Bézier key reduction (``core.keyreduce``) and reading sparse VMDs (``BoneMotion.from_vmd``) on real data.
+
+The real clip is the shared VideoPose3D estimate of the lia_kim dance (``keypoints/lia_kim_dance``), put through the
+motion stage onto mat4 exactly as ``--from-keypoints`` does; errors are measured on what MMD plays back from the
+written VMD bytes (``core.vmd_sample``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import keyreduce, keypoints_io, motion_stage, retarget
+from core import quat as Q
+from core.formats import pmx, vmd
+from core.motion import BoneMotion
+from core.rest_skeleton import RestSkeleton
+from core.vmd_sample import sample_vmd
+
+MM_PER_UNIT = 80.0
+
+
+@pytest.fixture(scope="module")
+def rest(shared_data):
+    return RestSkeleton.from_pmx(pmx.read(shared_data / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx"))
+
+
+@pytest.fixture(scope="module")
+def dance(shared_data, rest):
+    poses = keypoints_io.load_keypoints(shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy")
+    return motion_stage.motion_stage(poses, rest)
+
+
+def _played(reduction) -> BoneMotion:
+    """What MMD plays from the written file: bytes -> VMD -> Bézier sampling on the dense frames."""
+    back = vmd.loads(vmd.dumps(reduction.to_vmd()))
+    return sample_vmd(back, reduction.motion.frames)
+
+
+def _joints(rest, m):
+    p, q = rest.fk({n: v for n, v in m.rotations.items() if n in rest},
+                   {n: v for n, v in m.locations.items() if n in rest}, n_frames=m.n_frames)
+    return retarget.joints_from_pose(rest, p, q)
+
+
+def test_real_clip_within_tolerance_with_far_fewer_keys(dance, rest):
+    red = keyreduce.reduce_motion(dance, rest)
+    played = _played(red)
+    for name in dance.bone_names:                          # every bone, every frame: its own keys within tolerance
+        rot_err = np.degrees(Q.angle_between(dance.rotations[name], played.rotations[name])).max() \
+            if name in dance.rotations else 0.0
+        pos_err = np.linalg.norm(dance.locations[name] - played.locations[name], axis=1).max() * MM_PER_UNIT \
+            if name in dance.locations else 0.0
+        assert rot_err <= 0.5 + 1e-6 and pos_err <= 1.0 + 1e-6, (name, rot_err, pos_err)
+    ratio = red.key_count / red.dense_key_count
+    mpjpe = np.linalg.norm(_joints(rest, dance) - _joints(rest, played), axis=-1).mean() * MM_PER_UNIT
+    assert ratio < 0.7, ratio
+    assert mpjpe < 2.5, mpjpe
+    assert red.fk_error["rotation_deg"] > 0.0          # measured after FK (not held to 0.5° without strict_fk)
+    assert len(vmd.dumps(red.to_vmd())) < 0.7 * len(vmd.dumps(dance.to_vmd()))
+
+
+def test_strict_fk_holds_the_tolerance_for_every_bone_after_fk(dance, rest):
+    short = BoneMotion(frames=dance.frames[:120], rotations={n: v[:120] for n, v in dance.rotations.items()},
+                       locations={n: v[:120] for n, v in dance.locations.items()})
+    red = keyreduce.reduce_motion(short, rest, strict_fk=True)
+    er, ep = keyreduce.fk_errors(rest, short, _played(red))
+    assert np.degrees(er.max()) <= 0.5 + 1e-6 and ep.max() * MM_PER_UNIT <= 1.0 + 1e-6
+    assert red.key_count < red.dense_key_count
+
+
+def test_keys_are_the_dense_values_and_the_ends_are_kept(dance):
+    red = keyreduce.reduce_motion(dance)
+    for name, idx in red.keys.items():
+        assert idx[0] == 0 and idx[-1] == dance.n_frames - 1 and np.all(np.diff(idx) >= 1)
+        assert len(idx) == 2 or np.all(np.diff(idx) <= keyreduce.DEFAULT_MAX_SPAN)   # 2: a bone that never moves
+    played = _played(red)
+    for name, idx in red.keys.items():
+        if name in dance.rotations:
+            assert np.degrees(Q.angle_between(dance.rotations[name][idx], played.rotations[name][idx])).max() < 1e-3
+    blocks = red.to_vmd().bone_keys["interpolation"]
+    assert len(np.unique(blocks, axis=0)) > 100            # fitted curves, not one linear pattern
+    assert np.all(blocks[:, 2:4] == 0)                     # bytes 2, 3: physics on (docs/MMD_FACTS.md §1.5)
+
+
+def test_zero_tolerance_is_exact(dance):
+    red = keyreduce.reduce_motion(dance, rot_tol_deg=0.0, pos_tol_mm=0.0)
+    played = _played(red)
+    assert red.key_count > 0.8 * red.dense_key_count
+    for name, q in dance.rotations.items():
+        assert np.degrees(Q.angle_between(q, played.rotations[name])).max() < 0.01, name
+
+
+def test_a_bone_that_never_moves_keeps_two_keys(dance):
+    rot = dict(dance.rotations)
+    rot["左目"] = np.tile([0.0, 0.0, 0.0, 1.0], (dance.n_frames, 1))
+    m = BoneMotion(frames=dance.frames, rotations=rot, locations=dance.locations)
+    assert len(keyreduce.reduce_motion(m).keys["左目"]) == 2
+
+
+def test_mmd_curves_are_found_again(rest):
+    """A motion made of a few MMD Bézier segments (eased, like a hand-keyed one), densified, is reduced back to
+    about as many keys, within the tolerance."""
+    rng = np.random.default_rng(11)
+    names, frames, locs, rots, blocks = [], [], [], [], []
+    for name in ("センター", "上半身", "左腕", "右ひじ"):
+        f = np.array([0, 14, 30, 41, 60])
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        ang = np.array([0.0, 0.8, -0.3, 0.5, 1.0])
+        q = np.c_[np.sin(ang / 2)[:, None] * axis, np.cos(ang / 2)]
+        loc = rng.uniform(-2, 2, size=(5, 3)) if name == "センター" else np.zeros((5, 3))
+        y = rng.integers(0, 128, size=(5, 2))
+        curve = np.c_[np.full(5, 42), y[:, 0], np.full(5, 85), y[:, 1]]
+        names += [name] * 5
+        frames.append(f)
+        locs.append(loc)
+        rots.append(q)
+        blocks.append(vmd.interpolation_block(curve, curve, curve, curve))
+    src = vmd.VmdMotion(bone_keys=vmd.make_bone_keys(names, np.concatenate(frames), np.concatenate(locs),
+                                                     np.concatenate(rots), np.concatenate(blocks)))
+    dense = sample_vmd(src)
+    assert dense.n_frames == 61
+    red = keyreduce.reduce_motion(dense)
+    assert red.key_count <= 4 * 5 + 4, {n: k.tolist() for n, k in red.keys.items()}
+    played = _played(red)
+    for name in dense.rotations:
+        assert np.degrees(Q.angle_between(dense.rotations[name], played.rotations[name])).max() <= 0.5 + 1e-6
+
+
+def test_bad_arguments():
+    m = BoneMotion(frames=np.arange(3), rotations={"頭": Q.identity(3)})
+    with pytest.raises(ValueError, match="tolerances"):
+        keyreduce.reduce_motion(m, rot_tol_deg=-1)
+    with pytest.raises(ValueError, match="max_span"):
+        keyreduce.reduce_motion(m, max_span=0)
+    with pytest.raises(ValueError, match="strict_fk"):
+        keyreduce.reduce_motion(m, strict_fk=True)
+
+
+# ----------------------------------------------------------------------------------------- sparse VMDs (item 2)
+
+@pytest.mark.parametrize("name", ["physics_toggle_test_yyb10th.vmd", "physics_toggle_test_v3_yyb10th.vmd",
+                                  "openmmd_output_sample.vmd", "test_append_bone.vmd", "test_1bone_cube_motion.vmd"])
+def test_from_vmd_keeps_every_bone_of_a_sparse_vmd(shared_data, name):
+    src = vmd.read(shared_data / "vmd" / name)
+    m = BoneMotion.from_vmd(src)
+    assert set(m.bone_names) == set(vmd.bone_names(src))
+    keys = vmd.sort_keys(src.bone_keys)
+    names = vmd.decode_names(keys["name"])
+    q = vmd.rotations_xyzw(keys)
+    for k in range(len(keys)):                       # on its own key frames a bone has its key's values
+        i = int(np.searchsorted(m.frames, int(keys["frame"][k])))
+        assert np.allclose(m.locations[names[k]][i], keys["location"][k], atol=1e-5)
+        assert abs(abs(float(m.rotations[names[k]][i] @ q[k])) - 1.0) < 1e-6
+    assert m.frames[0] == keys["frame"].min() and m.frames[-1] == keys["frame"].max()
+
+
+def test_from_vmd_sparse_modes(shared_data):
+    src = vmd.read(shared_data / "vmd" / "openmmd_output_sample.vmd")
+    with pytest.raises(ValueError, match="sparse='sample'"):
+        BoneMotion.from_vmd(src, sparse="error")
+    skipped = BoneMotion.from_vmd(src, sparse="skip")
+    assert len(skipped.bone_names) < len(vmd.bone_names(src))
+    with pytest.raises(ValueError, match="sparse must be"):
+        BoneMotion.from_vmd(src, sparse="nope")
+
+
+def test_reduced_vmd_reads_back_as_the_dense_motion(dance, tmp_path):
+    red = keyreduce.reduce_motion(dance)
+    path = vmd.write(tmp_path / "reduced.vmd", red.to_vmd())
+    back = BoneMotion.from_vmd(vmd.read(path))
+    assert np.array_equal(back.frames, dance.frames)
+    for name, q in dance.rotations.items():
+        assert np.degrees(Q.angle_between(q, back.rotations[name])).max() <= 0.5 + 1e-5, name
