@@ -1,0 +1,278 @@
+"""The closed loop: cases (motion x model x camera), renders, runs of the main job, and their evaluation.
+
+``benchmarks/closed_loop.py`` is the command; this module does the work:
+
+1. :func:`prepare_motion` retargets a held-out mocap clip (``tools/lifter_training/mocap.py``: ``split()["test"]``,
+   ``load_clip``, ``to_mmd``) or densifies the real VMD dance (``motion_source.dense_from_vmd``) for a model.
+2. :func:`ensure_render` renders it headless (``render.render_case``), cached by the case description.
+3. :func:`run_job` runs the main job's CLI on the render once per lifter (a subprocess:
+   ``python -m core estimate render.mp4 -o est.vmd --model M.pmx --lifter NAME``).
+4. :func:`evaluate_run` applies the result back on the same model (VMD -> ``BoneMotion.from_vmd`` -> core FK ->
+   ``CANONICAL`` joints) and compares it with the ground truth (``metrics``), after rotating the ground truth into
+   the camera's heading (the frame the job writes its motion in, ``Camera.heading_rotation``).
+
+Frames and units: ``core.conventions``; metric units in ``metrics``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.closed_loop import metrics as M
+from benchmarks.closed_loop.camera import Camera, framing_camera
+from core import pose_io
+from core.formats import pmx as pmx_format
+from core.formats import vmd as vmd_format
+from core.motion import BoneMotion
+from core.rest_skeleton import RestSkeleton
+from core.retarget import joints_from_pose, retarget
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+MODELS = {"mat4": DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx",
+          "yw": DATA / "pmx" / "yw_test_model" / "yw_test_model.pmx"}
+VMD_DANCE = DATA / "vmd" / "openmmd_output_sample.vmd"
+
+__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "prepare_motion", "ensure_render", "run_job", "evaluate_run",
+           "evaluate_oracle"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One closed-loop case.
+
+    Attributes:
+        name: folder name.
+        model: key of :data:`MODELS`.
+        source: ``"vmd"`` (the OpenMMD dance) or a mocap clip name ``<dataset>/<stem>`` of the test split.
+        yaw_deg, hfov_deg, height_m, size: camera (``camera.framing_camera``): yaw around the dancer (0 = in
+            front), horizontal field of view, height above the floor (m), image (W, H) px.
+    """
+
+    name: str
+    model: str
+    source: str
+    yaw_deg: float
+    hfov_deg: float
+    height_m: float
+    size: tuple = (640, 640)
+    shading: str = "studio"
+
+    def describe(self, frames: int) -> dict:
+        d = {k: getattr(self, k) for k in ("name", "model", "source", "yaw_deg", "hfov_deg", "height_m", "shading")}
+        d["size"] = list(self.size)
+        d["frames"] = int(frames)
+        return d
+
+
+#: The default run: three cases, two models, three camera angles (about 150 frames each).
+DEFAULT_CASES = (
+    Case("vmd_dance_mat4", "mat4", "vmd", yaw_deg=20.0, hfov_deg=50.0, height_m=1.2),
+    Case("cmu05_10_yw", "yw", "cmu_iclone/005_10", yaw_deg=-35.0, hfov_deg=60.0, height_m=1.5),
+    Case("cmu05_05_mat4", "mat4", "cmu_iclone/005_05", yaw_deg=70.0, hfov_deg=40.0, height_m=0.9,
+         size=(640, 480)),
+)
+#: More held-out cases (``--cases all``).
+EXTRA_CASES = (
+    Case("cmu05_15_yw_back", "yw", "cmu_iclone/005_15", yaw_deg=160.0, hfov_deg=55.0, height_m=1.3),
+    Case("cmu05_20_mat4_flat", "mat4", "cmu_iclone/005_20", yaw_deg=-10.0, hfov_deg=35.0, height_m=1.6,
+         shading="flat"),
+    Case("bandai_walkturn_yw", "yw", "bandai_namco_2/dataset-2_walk-turn-left_feminine_026", yaw_deg=45.0,
+         hfov_deg=70.0, height_m=1.0),
+)
+
+
+def _mocap():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from lifter_training import mocap
+    finally:
+        sys.path.pop(0)
+    return mocap
+
+
+def _busiest_window(joints: np.ndarray, n: int, step: int = 15) -> int:
+    """Start of the ``n``-frame window with the most joint motion (sum of joint speeds), on a ``step`` grid."""
+    if len(joints) <= n:
+        return 0
+    speed = np.linalg.norm(np.diff(joints[:, :17], axis=0), axis=-1).sum(axis=1)
+    c = np.concatenate([[0.0], np.cumsum(speed)])
+    starts = np.arange(0, len(joints) - n + 1, step)
+    return int(starts[np.argmax(c[starts + n - 1] - c[starts])])
+
+
+def _slice(motion: BoneMotion, start: int, n: int) -> BoneMotion:
+    sl = slice(start, start + n)
+    return BoneMotion(frames=np.arange(len(motion.frames[sl])), rotations={k: v[sl] for k, v in motion.rotations.items()},
+                      locations={k: v[sl] for k, v in motion.locations.items()}, model_name=motion.model_name,
+                      meta=dict(motion.meta))
+
+
+def prepare_motion(case: Case, rest: RestSkeleton, frames: int) -> tuple[BoneMotion, np.ndarray, str]:
+    """The motion to render for ``case``: ``(BoneMotion (frames 0..n-1), joints (n, 27, 3) for framing, what)``.
+
+    Raises:
+        FileNotFoundError / ImportError: the clip or the mocap module is missing (the caller skips the case).
+        ValueError: the mocap clip is not in the held-out test split.
+    """
+    if case.source == "vmd":
+        from benchmarks.closed_loop.motion_source import dense_from_vmd
+        m = _slice(dense_from_vmd(VMD_DANCE, first=0), 0, frames)
+        pos, rot = rest.fk(m.rotations, m.locations)
+        return m, joints_from_pose(rest, pos, rot), f"{VMD_DANCE.name}[0:{m.n_frames}]"
+    mocap = _mocap()
+    test = {f"{p.parent.name}/{p.stem}": p for p in mocap.split()["test"]}
+    if case.source not in test:
+        raise ValueError(f"{case.source} is not in the mocap test split (tools/lifter_training/mocap.py split())")
+    clip = mocap.load_clip(test[case.source])
+    start = _busiest_window(clip.joints, frames)
+    seg = clip.joints[start:start + frames]
+    motion, joints = mocap.to_mmd(seg, rest)
+    motion = _slice(motion, 0, frames)
+    return motion, joints, f"{case.source}[{start}:{start + len(seg)}]"
+
+
+def ensure_render(case: Case, frames: int, cache: Path, *, log=print) -> Path:
+    """Render ``case`` into ``cache/<name>-<hash>/`` unless that render exists; returns the folder.
+
+    The folder holds ``render.mp4``, ``gt.npz`` (``render.ground_truth``), ``gt_motion.vmd`` and ``case.json``.
+    Renders run in a subprocess (bpy stays out of this process).
+    """
+    desc = case.describe(frames)
+    key = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
+    d = Path(cache) / f"{case.name}-{frames}f-{key}"
+    if (d / "gt.npz").is_file() and (d / "render.mp4").is_file() and (d / "case.json").is_file():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "request.json").write_text(json.dumps(desc))
+    t0 = time.perf_counter()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.closed_loop.evaluate", "--render", str(d)], cwd=REPO,
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"render of {case.name} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-3:]}")
+    log(f"[closed_loop] rendered {case.name}: {frames} frames in {time.perf_counter() - t0:.0f} s")
+    return d
+
+
+def _render_request(d: Path) -> None:
+    """Subprocess side of :func:`ensure_render`."""
+    from benchmarks.closed_loop.render import render_case
+    desc = json.loads((d / "request.json").read_text())
+    case = Case(desc["name"], desc["model"], desc["source"], desc["yaw_deg"], desc["hfov_deg"], desc["height_m"],
+                tuple(desc["size"]), desc["shading"])
+    rest = RestSkeleton.from_pmx(pmx_format.read(MODELS[case.model]))
+    motion, joints, what = prepare_motion(case, rest, desc["frames"])
+    cam = framing_camera(joints, yaw_deg=case.yaw_deg, hfov_deg=case.hfov_deg, height_m=case.height_m,
+                         width=case.size[0], height_px=case.size[1])
+    render_case(MODELS[case.model], motion, cam, d, shading=case.shading)
+    (d / "case.json").write_text(json.dumps({**desc, "motion": what, "camera": cam.to_dict()}, indent=1))
+
+
+@dataclass
+class JobResult:
+    ok: bool
+    vmd: Path | None = None
+    npz: Path | None = None
+    seconds: float = 0.0
+    reason: str = ""
+    stderr: str = field(default="", repr=False)
+
+
+def run_job(render_dir: Path, model: Path, lifter: str, out_dir: Path, *, cli_repo: Path = REPO,
+            extra: tuple = ()) -> JobResult:
+    """Run ``python -m core estimate`` on ``render_dir/render.mp4`` with ``--lifter lifter`` into ``out_dir``.
+
+    Returns a :class:`JobResult`; ``ok`` False with ``reason`` when the CLI refuses the lifter (unknown name) or
+    fails.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vmd = out_dir / "est.vmd"
+    cmd = [sys.executable, "-m", "core", "estimate", str((render_dir / "render.mp4").resolve()), "-o",
+           str(vmd.resolve()), "--model", str(Path(model).resolve()), "--lifter", lifter, "--overwrite", "--quiet",
+           *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cli_repo, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    dt = time.perf_counter() - t0
+    err = (proc.stderr or "").strip()
+    if proc.returncode != 0 or not vmd.is_file():
+        lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("W0000", "I0000", "INFO"))]
+        last = lines[-1] if lines else f"exit status {proc.returncode}"
+        unknown = "invalid choice" in err or "unknown lifter" in err
+        return JobResult(False, seconds=dt, reason=("unknown lifter: " if unknown else "job failed: ") + last,
+                         stderr=err)
+    return JobResult(True, vmd=vmd, npz=vmd.with_suffix(".npz"), seconds=dt, stderr=err)
+
+
+def _load_gt(render_dir: Path):
+    gt = dict(np.load(render_dir / "gt.npz"))
+    heading = gt["heading"]
+    joints = gt["joints"] @ heading.T            # into the camera's heading (what the job writes)
+    gt_motion = BoneMotion.from_vmd(vmd_format.read(render_dir / "gt_motion.vmd"))
+    return gt, joints, gt_motion
+
+
+def _metrics(est_j, gt_j, est_rot, gt_rot) -> dict:
+    floor = float(np.percentile(gt_j[:, [M._J[n] for n in M.FOOT_POINTS], 1].min(axis=1), 2))
+    contact = M.foot_contacts(gt_j, floor=floor)   # the GT's own floor (a VMD may float a little)
+    return {
+        "mpjpe_mm": M.mpjpe(est_j, gt_j),
+        "pa_mpjpe_mm": M.pa_mpjpe(est_j, gt_j),
+        "root_error_mm": M.root_error(est_j, gt_j),
+        "jitter_ms2": M.jitter(est_j), "jitter_gt_ms2": M.jitter(gt_j),
+        "foot_skate_cms": M.foot_skate(est_j, contact), "foot_skate_gt_cms": M.foot_skate(gt_j, contact),
+        "contact_fraction_gt": float(contact.mean()),
+        "foot_height_error_cm": M.foot_height_error(est_j, gt_j, contact),
+        "below_floor": M.below_floor(est_j), "below_floor_gt": M.below_floor(gt_j),
+        "rotation_steps_gt45": M.rotation_steps(est_rot), "rotation_steps_gt45_gt": M.rotation_steps(gt_rot),
+        "centre_speed_p99_ms": M.speed_p99(est_j), "centre_speed_p99_gt_ms": M.speed_p99(gt_j),
+    }
+
+
+def evaluate_run(render_dir: Path, job: JobResult, rest: RestSkeleton) -> dict:
+    """Metrics of one job's output against the render's ground truth (see the module docstring)."""
+    gt, gt_j, gt_motion = _load_gt(render_dir)
+    est = BoneMotion.from_vmd(vmd_format.read(job.vmd))
+    pos, rot = rest.fk(est.rotations, est.locations)
+    est_all = joints_from_pose(rest, pos, rot)
+    frames = est.frames
+    keep = frames < len(gt_j)
+    est_j = est_all[keep]
+    g = gt_j[frames[keep]]
+    out = _metrics(est_j, g, {k: v[keep] for k, v in est.rotations.items()},
+                   {k: v[frames[keep]] for k, v in gt_motion.rotations.items()})
+    out["frames"] = int(keep.sum())
+    if job.npz is not None and job.npz.is_file():
+        poses = pose_io.load(job.npz)
+        kp = poses.keypoints_canonical_2d()
+        n = min(len(kp), len(gt["joints_px"]))
+        out["mediapipe_2d"] = M.error_2d(kp[:n], gt["joints_px"][:n])
+    out["job_seconds"] = job.seconds
+    return out
+
+
+def evaluate_oracle(render_dir: Path, rest: RestSkeleton) -> dict:
+    """The retargeting floor: the TRUE joints (in the camera heading) through ``core.retarget.retarget`` and back
+    (what the job would score with a perfect 3D estimate)."""
+    gt, gt_j, gt_motion = _load_gt(render_dir)
+    m = retarget(gt_j, rest)
+    pos, rot = rest.fk(m.rotations, m.locations)
+    est_j = joints_from_pose(rest, pos, rot)
+    out = _metrics(est_j, gt_j, m.rotations, gt_motion.rotations)
+    out["frames"] = len(gt_j)
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        _render_request(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m benchmarks.closed_loop.evaluate --render DIR (internal; use benchmarks/closed_loop.py)")
