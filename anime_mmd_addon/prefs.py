@@ -1,7 +1,11 @@
-"""Add-on preferences: the worker's Python, the device, the cache folder and the worker check's result.
+"""Add-on preferences: the worker's Python, the device, the cache folder, the worker set-up and check.
 
 Fixed names (the worker client codes against them): ``worker_python``, ``device``, ``cache_dir``, ``worker_status``,
 and the functions :func:`get`, :func:`resolve_worker_python` and :func:`cache_dir`.
+
+The *Set up worker* settings (``setup_python``, ``wheelhouse_dir``, ``setup_torch``) and its progress
+(``setup_status``, ``setup_progress``, ``setup_log``) live here too; the operator is ``op_setup`` (its classes are
+registered with this module's :data:`CLASSES`). The environment it makes is :func:`worker_venv_dir`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ DEFAULT_VENV = EXTENSION_ROOT / ".venv"
 
 #: ``bl_idname`` of the Check worker operator (``op_estimate.ANIMEMMD_OT_check_worker``), drawn here.
 CHECK_WORKER_IDNAME = "anime_mmd.check_worker"
+#: ``bl_idname`` of the Set up worker operator and its Cancel (``op_setup``), drawn here.
+SETUP_WORKER_IDNAME = "anime_mmd.setup_worker"
+CANCEL_SETUP_IDNAME = "anime_mmd.cancel_setup"
+#: Folder name of the worker environment inside the extension's user folder.
+WORKER_VENV_NAME = "worker_venv"
 
 
 def venv_python(venv_dir: Path) -> Path:
@@ -33,8 +42,8 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
 
     worker_python: bpy.props.StringProperty(
         name="Worker Python",
-        description=("Python interpreter of the worker environment (torch, mediapipe, PyAV). Empty: use the .venv "
-                     "that 'python tools/install_deps.py' creates next to the add-on, when present"),
+        description=("Python interpreter of the worker environment (mediapipe, PyAV). Empty: the environment Set Up "
+                     "Worker made, else the .venv that 'python tools/install_deps.py' creates in a source checkout"),
         subtype="FILE_PATH",
         default="",
     )
@@ -57,18 +66,67 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
         description="What the last worker check found",
         default="",
     )
+    setup_python: bpy.props.StringProperty(
+        name="Python for Set Up",
+        description=("Python 3.9-3.12 to build the worker environment from. Empty: Blender's own Python when it is "
+                     "3.9-3.12, else one found on the system, else (with online access) one fetched by uv"),
+        subtype="FILE_PATH",
+        default="",
+    )
+    wheelhouse_dir: bpy.props.StringProperty(
+        name="Wheelhouse",
+        description=("Folder of downloaded wheels to install from, offline (pip download -r worker.txt -d DIR on a "
+                     "machine that is online). Empty: download from the package index (needs online access)"),
+        subtype="DIR_PATH",
+        default="",
+    )
+    setup_torch: bpy.props.BoolProperty(
+        name="Install torch (VideoPose3D, detectron2)",
+        description=("Also install torch (about 0.75 GB for the CPU build; the CUDA build when Device is CUDA): "
+                     "needed only by the VideoPose3D lifter and the detectron2 backend"),
+        default=False,
+    )
+    setup_status: bpy.props.StringProperty(name="Set-up Status", description="What the set-up is doing or did",
+                                           default="")
+    setup_progress: bpy.props.FloatProperty(name="Set-up Progress", min=0.0, max=1.0, default=0.0,
+                                            subtype="FACTOR")
+    setup_log: bpy.props.StringProperty(name="Set-up Log", description="The last lines the set-up printed",
+                                        default="")
 
     def draw(self, context):
+        from . import op_setup
+
         layout = self.layout
+        box = layout.box()
+        box.label(text="Worker environment", icon="CONSOLE")
+        running = op_setup.is_running()
+        row = box.row()
+        row.enabled = not running
+        row.operator(SETUP_WORKER_IDNAME, icon="IMPORT")
+        row.operator(CHECK_WORKER_IDNAME, icon="CONSOLE")
+        if running:
+            box.progress(factor=self.setup_progress, type="BAR", text=self.setup_status or "Setting up...")
+            box.operator(CANCEL_SETUP_IDNAME, icon="CANCEL")
+        elif self.setup_status:
+            for line in self.setup_status.splitlines()[:12]:
+                box.label(text=line)
+        col = box.column()
+        col.enabled = not running
+        col.prop(self, "setup_torch")
+        col.prop(self, "setup_python")
+        col.prop(self, "wheelhouse_dir")
+        if not self.wheelhouse_dir.strip() and not getattr(bpy.app, "online_access", True):
+            col.label(text="Online access is off (Preferences > System): set a wheelhouse folder or allow it",
+                      icon="INFO")
+        layout.separator()
         col = layout.column()
         col.prop(self, "worker_python")
         py = resolve_worker_python(context)
-        col.label(text=f"Using: {py}" if py else "No worker found: run 'python tools/install_deps.py' or set the path",
+        col.label(text=f"Using: {py}" if py else "No worker yet: press Set Up Worker (or set Worker Python)",
                   icon="CHECKMARK" if py and Path(py).is_file() else "ERROR")
         col.prop(self, "device")
         col.prop(self, "cache_dir")
         col.label(text=f"Cache: {cache_dir(context)}", icon="FILE_FOLDER")
-        layout.operator(CHECK_WORKER_IDNAME, icon="CONSOLE")
         if self.worker_status:
             box = layout.box()
             for line in self.worker_status.splitlines():
@@ -83,13 +141,30 @@ def get(context=None):
     return addon.preferences if addon is not None else None
 
 
+def worker_venv_dir() -> Path | None:
+    """Where *Set up worker* makes the worker environment: ``<extension user folder>/worker_venv``
+    (``bpy.utils.extension_path_user``), or None when the add-on is not installed as an extension (source tree)."""
+    if "." not in EXTENSION_PACKAGE:
+        return None
+    try:
+        return Path(bpy.utils.extension_path_user(EXTENSION_PACKAGE, create=True)) / WORKER_VENV_NAME
+    except (ValueError, RuntimeError, OSError):
+        return None
+
+
 def resolve_worker_python(context=None) -> str | None:
     """The worker interpreter to start: the preference when set (``//`` paths made absolute, ``~`` expanded),
-    otherwise ``<extension root>/.venv/bin/python`` (``Scripts/python.exe`` on Windows) when that file exists,
-    otherwise None. A set path is returned even if it does not exist, so the caller can say so."""
+    otherwise the environment *Set up worker* finished (:func:`worker_venv_dir`, stamped), otherwise
+    ``<extension root>/.venv/bin/python`` (``Scripts/python.exe`` on Windows) when that file exists, otherwise None.
+    A set path is returned even if it does not exist, so the caller can say so."""
+    from . import worker_setup
+
     p = get(context)
     if p is not None and p.worker_python.strip():
         return str(Path(bpy.path.abspath(p.worker_python.strip())).expanduser())
+    made = worker_venv_dir()
+    if made is not None and worker_setup.is_ready(made):
+        return str(worker_setup.venv_python(made))
     auto = venv_python(DEFAULT_VENV)
     return str(auto) if auto.is_file() else None
 
@@ -119,4 +194,11 @@ def cache_dir(context=None) -> Path:
     return d
 
 
-CLASSES = (AnimeMMDPreferences,)
+def _classes() -> tuple:
+    from . import op_setup
+
+    return (AnimeMMDPreferences,) + op_setup.CLASSES
+
+
+#: The preferences and the Set up worker operators (``op_setup``), registered together.
+CLASSES = _classes()

@@ -1,135 +1,127 @@
 #!/usr/bin/env python3
-"""Set up the worker environment: ``python3 tools/install_deps.py [--dev] [--cuda] [--weights] [--detectron2]``.
+"""Set up an environment from a source checkout: ``python3 tools/install_deps.py [--dev] [--torch] ...``.
 
-Creates ``.venv`` in the repository root (or ``--venv DIR``) with everything the worker needs on CPU
-(``requirements/worker.txt`` + torch 2.13.0), and with ``--dev`` the test tools (``requirements/dev.txt``).
-Idempotent: a second run with the same options checks a stamp and installs nothing. Nothing is downloaded beyond
-packages unless ``--weights`` is given.
+The same code as the add-on's *Set up worker* (``anime_mmd_addon/worker_setup.py``, loaded here by its path):
+a venv from a Python 3.9-3.12 (``--python``, else this interpreter, else one on the system, else one fetched by uv),
+the hash-locked packages installed with ``pip install --require-hashes --no-deps``, a check that they import, and a
+stamp, so a second run with the same options installs nothing.
+
+Environments:
+    (default)       ``.venv`` with the worker (``anime_mmd_addon/worker_requirements/worker.txt``: MediaPipe,
+                    PyAV, numpy, tqdm; no torch) and the ``anime-mmd`` command (``pip install -e .``).
+    --dev           ``.venv`` for development and CI: ``requirements/dev.txt`` (the worker's pins plus pytest,
+                    hypothesis, scipy and bpy, Blender as a Python module, on Python 3.11) and torch (the tests use it).
 
 Options:
-    --cuda          a CUDA build of torch (the default is the CPU build).
-    --weights       download the official VideoPose3D (and detectron2 Keypoint R-CNN) weights with checksum checks
-                    into ``--weights-dir`` (default: ~/.cache/anime_mmd/weights).
-    --detectron2    install detectron2 from its source repository (needs internet and a compiler).
-    --python EXE    the interpreter to build the venv from (default: this one; Python 3.10-3.12 for mediapipe).
+    --torch         also install torch (the VideoPose3D lifter, detectron2); --cuda: its CUDA build.
+    --detectron2    build detectron2 from its source repository (needs internet, a compiler; implies --torch).
+    --wheelhouse D  install offline from a folder of wheels (pip --no-index --find-links D).
+    --offline       never use the network (without --wheelhouse only an up-to-date environment passes).
+    --venv DIR      the environment folder (default .venv); --python EXE the interpreter to build it from.
+    --weights       download the official VideoPose3D/detectron2 weights with checksum checks (--weights-dir).
+
+The lock files are generated from pyproject.toml by ``tools/lock_requirements.py``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.util
 import json
-import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH = "torch==2.13.0"
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+SETUP_MODULE = REPO / "anime_mmd_addon" / "worker_setup.py"
+DEV_LOCK = REPO / "requirements" / "dev.txt"
 DETECTRON2_SOURCE = "git+https://github.com/facebookresearch/detectron2.git"
 DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "anime_mmd" / "weights"
+#: What the development environment must import besides the worker's packages.
+DEV_IMPORTS = ("pytest", "hypothesis", "scipy")
 
 
 def log(msg: str) -> None:
     print(f"[install_deps] {msg}", flush=True)
 
 
-def venv_python(venv_dir: Path) -> Path:
-    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def load_worker_setup():
+    """``anime_mmd_addon/worker_setup.py`` as a module, without importing the ``anime_mmd_addon`` package (bpy)."""
+    name = "anime_mmd_worker_setup"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SETUP_MODULE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
 
 
-def pip(py: Path, *args: str, check: bool = True) -> int:
-    cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", *args]
-    log(" ".join(cmd[3:]))
-    rc = subprocess.call(cmd)
-    if check and rc != 0:
-        sys.exit(f"[install_deps] pip failed ({rc}): {' '.join(args)}")
-    return rc
-
-
-def requirement_files(dev: bool) -> list[Path]:
-    files = [REPO / "requirements" / "worker.txt"]
-    if dev:
-        files.append(REPO / "requirements" / "dev.txt")
-    return files
-
-
-def stamp_of(args: argparse.Namespace) -> str:
-    h = hashlib.sha256()
-    for f in requirement_files(args.dev):
-        h.update(f.read_bytes())
-    h.update(f"{TORCH} cuda={args.cuda} detectron2={args.detectron2}".encode())
-    return h.hexdigest()
-
-
-def install_torch(py: Path, cuda: bool) -> None:
-    if cuda:
-        # PyPI's Linux wheels of torch are CUDA builds.
-        pip(py, TORCH)
-        return
-    # A CPU build: a local wheel where pip's configuration provides one (find-links), installed alone and then
-    # completed with its dependencies from the usual index (the installed 2.13.0 satisfies the pin, so pip keeps it);
-    # else PyTorch's CPU index, which serves torch and its dependencies.
-    if pip(py, "--no-index", "--no-deps", TORCH, check=False) == 0:
-        pip(py, TORCH)
-        return
-    pip(py, TORCH, "--index-url", TORCH_CPU_INDEX)
+def _print_event(event: dict) -> None:
+    kind = event["type"]
+    if kind == "log":
+        print(event["line"], flush=True)
+    elif kind == "stage":
+        log(event["text"])
+    elif kind == "done":
+        log(event["message"])
+    elif kind == "error":
+        log("FAILED: " + event["message"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dev", action="store_true", help="also install the test tools (pytest, hypothesis, bpy)")
-    ap.add_argument("--cuda", action="store_true", help="install a CUDA build of torch")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="examples:\n"
+                                        "  python3 tools/install_deps.py                 # .venv with the worker\n"
+                                        "  python3 tools/install_deps.py --dev           # development and CI\n"
+                                        "  python3 tools/install_deps.py --torch         # + torch (VideoPose3D)\n"
+                                        "  python3 tools/install_deps.py --wheelhouse ~/wheels   # offline\n")
+    ap.add_argument("--dev", action="store_true", help="the development environment (tests, bpy, torch)")
+    ap.add_argument("--torch", action="store_true", help="also install torch (VideoPose3D, detectron2)")
+    ap.add_argument("--cuda", action="store_true", help="torch's CUDA build (default: the CPU build)")
+    ap.add_argument("--detectron2", action="store_true", help="build detectron2 from source (needs internet)")
+    ap.add_argument("--wheelhouse", type=Path, help="install offline from this folder of wheels")
+    ap.add_argument("--offline", action="store_true", help="never use the network")
+    ap.add_argument("--venv", type=Path, default=REPO / ".venv", help="environment folder (default .venv)")
+    ap.add_argument("--python", help="interpreter to build the environment from (default: search)")
+    ap.add_argument("--force", action="store_true", help="reinstall even if the environment is up to date")
+    ap.add_argument("--no-command", action="store_true", help="do not install the anime-mmd command")
     ap.add_argument("--weights", action="store_true", help="download the official model weights (needs internet)")
     ap.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR, help="where weights go / are found")
     ap.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
                     help="expected SHA-256 of a weights file (no official checksums are published; repeatable)")
-    ap.add_argument("--detectron2", action="store_true", help="install detectron2 from source (needs internet)")
-    ap.add_argument("--venv", type=Path, default=REPO / ".venv", help="virtual environment folder (default .venv)")
-    ap.add_argument("--python", default=sys.executable, help="interpreter to create the venv with")
     args = ap.parse_args(argv)
 
-    if not ((3, 10) <= sys.version_info[:2] <= (3, 12)) and args.python == sys.executable:
-        log(f"warning: Python {sys.version_info.major}.{sys.version_info.minor}: mediapipe 0.10.21 needs 3.10-3.12")
-    venv_dir: Path = args.venv
-    py = venv_python(venv_dir)
-    if not py.exists():
-        log(f"creating {venv_dir}")
-        if args.python == sys.executable:
-            venv.EnvBuilder(with_pip=True).create(venv_dir)
-        else:
-            subprocess.check_call([args.python, "-m", "venv", str(venv_dir)])
-    stamp_file = venv_dir / ".anime_mmd_deps"
-    stamp = stamp_of(args)
-    if stamp_file.exists() and stamp_file.read_text().strip() == stamp:
-        log(f"{venv_dir} is up to date")
-    else:
-        install_torch(py, args.cuda)
-        reqs = [a for f in requirement_files(args.dev) for a in ("-r", str(f))]
-        pip(py, *reqs)
-        if args.detectron2:
-            log("installing detectron2 from source (needs internet, a C++ compiler and torchvision)")
-            pip(py, "--no-build-isolation", DETECTRON2_SOURCE)
-        # The worker is started as `python -m core.worker` with the repository root on sys.path.
-        check = subprocess.run([str(py), "-c", "import numpy, mediapipe, av, torch, tqdm; print(torch.__version__)"],
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            sys.exit(f"[install_deps] the environment does not import: {check.stderr.strip().splitlines()[-1:]}")
-        stamp_file.write_text(stamp + "\n")
-        log(f"ready: {py} (torch {check.stdout.strip()})")
+    ws = load_worker_setup()
+    options = ws.SetupOptions(
+        venv_dir=args.venv.resolve(), python=args.python, blender_python=sys.executable,
+        wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None, online=not args.offline,
+        torch=args.torch or args.dev or args.detectron2, cuda=args.cuda,
+        lock=DEV_LOCK if args.dev else ws.WORKER_LOCK, editable=None if args.no_command else REPO,
+        force=args.force, extra_imports=DEV_IMPORTS if args.dev else ())
+    result = ws.run_setup(options, _print_event)
+    if result["type"] != "done":
+        return 1
+    py = ws.venv_python(options.venv_dir)
+    if args.detectron2:
+        log("building detectron2 from source (needs internet, a C++ compiler and torchvision)")
+        rc = subprocess.call([str(py), "-m", "pip", "install", "--no-build-isolation", DETECTRON2_SOURCE],
+                             env=ws.clean_env())
+        if rc != 0:
+            log(f"FAILED: pip install {DETECTRON2_SOURCE} (exit status {rc})")
+            return rc
     if args.weights:
         sums = dict(s.split("=", 1) for s in args.sha256 if "=" in s)
         bad = [s for s in args.sha256 if "=" not in s]
         if bad:
             sys.exit(f"[install_deps] --sha256 wants NAME=HEX, got {bad}")
-        code = ("import json, sys; from pathlib import Path; from core import weights; "
+        code = ("import json, sys; from pathlib import Path; from core.worker import weights; "
                 "sys.exit(weights.install_all(Path(sys.argv[1]), sha256=json.loads(sys.argv[2]) or None))")
         rc = subprocess.call([str(py), "-c", code, str(args.weights_dir), json.dumps(sums)], cwd=REPO)
         if rc != 0:
             return rc
-    log(f"main job: {py.relative_to(REPO) if py.is_relative_to(REPO) else py} -m core estimate VIDEO -o OUT.vmd "
-        "--model MODEL.pmx")
+    shown = py.relative_to(REPO) if py.is_relative_to(REPO) else py
+    log(f"main job: {shown} -m core estimate VIDEO -o OUT.vmd --model MODEL.pmx   (or: anime-mmd estimate ...)")
     return 0
 
 
