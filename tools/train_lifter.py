@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the project's temporal lifter from the shared motion capture and write its numpy weights (issue 8).
 
-    OMP_NUM_THREADS=2 .venv/bin/python tools/train_lifter.py            # the committed core/lifting/weights/mocap_tcn.npz
-    OMP_NUM_THREADS=2 .venv/bin/python tools/train_lifter.py --cmu-only --out core/lifting/weights/mocap_tcn_cmu.npz
+    OMP_NUM_THREADS=1 .venv/bin/python tools/train_lifter.py              # -> core/lifting/weights/mocap_tcn.npz
+    OMP_NUM_THREADS=1 .venv/bin/python tools/train_lifter.py --cmu-only   # -> core/lifting/weights/mocap_tcn_cmu.npz
 
 Reads ``../shared/data/mocap`` (BVH), retargets every clip onto the shared PMX models and the built-in standard
 skeleton with random proportions (cached in ``--cache``, built once), trains ``tools.lifter_training.model`` on
@@ -25,18 +25,19 @@ sys.path.insert(0, str(REPO))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None,
-                    help="output .npz (default core/lifting/weights/mocap_tcn.npz, or mocap_tcn_cmu.npz with --cmu-only)")
+                    help="output .npz (default core/lifting/weights/mocap_tcn.npz, mocap_tcn_cmu.npz with --cmu-only)")
     ap.add_argument("--cmu-only", action="store_true", help="train on the CMU clips only (commercially usable)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--blocks", type=int, default=3, help="residual blocks (receptive field 3^(blocks+1) frames)")
     ap.add_argument("--batch", type=int, default=32, help="windows per step")
     ap.add_argument("--out-frames", type=int, default=64, help="output frames per window")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--dropout", type=float, default=0.05)
     ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 is fastest on the shared 2-core machine: two threads spin against other load)")
+                    help="torch threads (1 is fastest on the shared 2-core machine: two spin against other load)")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (best kept)")
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/lifter"),
                     help="folder for the retargeted training data (outside the repository)")
@@ -44,10 +45,12 @@ def main(argv=None) -> int:
     ap.add_argument("--history", type=Path, default=None, help="write the per-evaluation figures here (JSON)")
     args = ap.parse_args(argv)
     from tools.lifter_training.train import train
-    out = args.out or REPO / "core" / "lifting" / "weights" / ("mocap_tcn_cmu.npz" if args.cmu_only else "mocap_tcn.npz")
+    name = "mocap_tcn_cmu.npz" if args.cmu_only else "mocap_tcn.npz"
+    out = args.out or REPO / "core" / "lifting" / "weights" / name
     cmd = "tools/train_lifter.py " + " ".join(argv if argv is not None else sys.argv[1:])
     res = train(seed=args.seed, steps=args.steps, channels=args.channels, blocks=args.blocks, batch=args.batch,
-                out_frames=args.out_frames, lr=args.lr, eval_every=args.eval_every, out=out, cache=args.cache,
+                out_frames=args.out_frames, lr=args.lr, dropout=args.dropout, eval_every=args.eval_every, out=out,
+                cache=args.cache,
                 cmu_only=args.cmu_only, threads=args.threads, time_budget_s=args.time_budget,
                 noise_file=args.noise, command=cmd.strip(), history=args.history,
                 log=lambda s: print(s, flush=True))

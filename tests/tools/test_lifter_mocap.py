@@ -14,7 +14,8 @@ mocap = pytest.importorskip("tools.lifter_training.mocap")
 
 J = {n: i for i, n in enumerate(CANONICAL)}
 CLIPS = ["bandai_namco_1/dataset-1_bow_active_001.bvh",
-         "bandai_namco_2/dataset-2_raise-up-both-hands_active_001.bvh", "cmu_iclone/005_02.bvh", "cmu_iclone/002_01.bvh"]
+         "bandai_namco_2/dataset-2_raise-up-both-hands_active_001.bvh",
+         "cmu_iclone/005_02.bvh", "cmu_iclone/002_01.bvh"]
 
 
 @pytest.fixture(scope="module")

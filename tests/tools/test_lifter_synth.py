@@ -32,7 +32,8 @@ def test_cameras_frame_the_dancer_with_the_requested_fov(walk):
     cam, px = synth.project(world, R, C, focal, size)
     assert np.all(cam[..., 2] > 0.5)                                   # in front of the camera
     hip = px[:, :, J["Hip"]]
-    inside = (hip[..., 0] > 0) & (hip[..., 0] < size[:, None, 0]) & (hip[..., 1] > 0) & (hip[..., 1] < size[:, None, 1])
+    inside = (hip[..., 0] > 0) & (hip[..., 0] < size[:, None, 0]) & (hip[..., 1] > 0) & \
+        (hip[..., 1] < size[:, None, 1])
     assert inside.mean() > 0.95
     # Yaw all around: the dancer is seen from the front and from the back.
     left = world[0, 0, J["LHip"]] - world[0, 0, J["RHip"]]
@@ -109,7 +110,8 @@ def test_scaled_rest_changes_proportions_not_names():
         assert s.names == rest.names
         sj = rest_joints(s)
         thigh = np.linalg.norm(sj[J["LKnee"]] - sj[J["LHip"]]) / np.linalg.norm(rj[J["LKnee"]] - rj[J["LHip"]])
-        arm = np.linalg.norm(sj[J["LElbow"]] - sj[J["LShoulder"]]) / np.linalg.norm(rj[J["LElbow"]] - rj[J["LShoulder"]])
+        arm = np.linalg.norm(sj[J["LElbow"]] - sj[J["LShoulder"]]) / \
+            np.linalg.norm(rj[J["LElbow"]] - rj[J["LShoulder"]])
         ratios.append((thigh, arm))
     r = np.array(ratios)
     assert np.all((r > 0.84) & (r < 1.16)) and r.std(axis=0).min() > 0.03

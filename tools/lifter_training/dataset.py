@@ -1,4 +1,4 @@
-"""Training data for the lifter: mocap clips retargeted onto many MMD body builds, cached as joints (docs/lifter.md §2).
+"""Training data for the lifter: mocap retargeted onto many MMD body builds, cached as joints (docs/lifter.md §2).
 
 Per clip, a few *variants* (rest skeleton, random proportions, mirrored or not) are retargeted with
 :func:`tools.lifter_training.mocap.to_mmd`; each variant's joints ``(T, 27, 3)`` (MMD units, the model's own joint

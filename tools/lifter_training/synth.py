@@ -2,18 +2,20 @@
 
 Cameras (:func:`random_cameras`): pinhole, horizontal field of view 30..90°, image sizes of common videos (landscape,
 portrait, square), yaw all around the dancer, camera height 0.3..2.2 m, aimed at the dancer with a pitch error of
-±6° and a roll of ~N(0, 4°) (clipped at 12°), distance such that the dancer fills 40..95 % of the image height, and at least 1.5 m more than the dancer travels
-from the aim point in the window.
+±6° and a roll of ~N(0, 4°) (clipped at 12°), distance such that the dancer fills 40..95 % of the image height, and
+at least 1.5 m more than the dancer travels from the aim point in the window.
 
 Detector noise (:class:`NoiseModel`, fields named as in ``mediapipe_noise.json``, which
 ``tools/measure_detector_noise.py`` writes from MediaPipe run on headless renders of the shared MMD models; its
-``schema`` entry defines each figure): per joint a systematic 3D offset in the body frame (BlazePose's wider, higher
-hip points against the MMD 足 bones, the ear-based head point, ...), a Gaussian core with the measured per-axis
-sigma and frame-to-frame autocorrelation (AR(1) noise), heavy-tailed outliers at the measured rate and size, left /
-right swaps in runs of frames at the measured per-pair rate, joints with low confidence or missing at the measured
-rate, whole missed frames, and confidences drawn around the measured means. Units: the height of the frame's 2D
-box around the projected ground-truth joints ("bbox"), as in the measurement. When the measurement file is absent
-:data:`PROVISIONAL_NOISE` is used (and says so).
+``schema`` entry defines each figure): per joint a systematic 3D offset in the body frame (BlazePose's hip points
+against the MMD 足 bones, the ear-based head point, ...), a Gaussian core with the measured per-axis sigma and
+frame-to-frame autocorrelation (AR(1) noise), heavy-tailed outliers at the measured rate and size, left / right swaps
+in runs of frames at the measured per-pair rate, joints with low confidence or missing at the measured rate (the
+file's per-joint rate less the missed frames it includes), whole missed frames, and confidences drawn around the
+measured means. Left and right joints share the mean of their pair's figures (the offset's left component
+mirrored): a detector has no handedness, and the measured differences are sampling noise. Units: the height of the
+frame's 2D box around the projected ground-truth joints ("bbox"), as in the measurement. When the measurement file
+is absent :data:`PROVISIONAL_NOISE` is used (and says so).
 
 Everything is vectorised over a batch ``(B, T, 27, ...)``; coordinates follow ``core.conventions`` (the world here is
 the ``camera`` axes of an MMD scene seen from the front: ``core.conventions.mmd_to_camera``, floor at y = 0, up = -y).
@@ -29,7 +31,7 @@ import numpy as np
 
 from core.conventions import mmd_to_camera
 from core.lifting.trained import normalise_keypoints
-from core.skeletons import CANONICAL
+from core.skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["NoiseModel", "PROVISIONAL_NOISE", "NOISE_FILE", "load_noise", "random_cameras", "project",
            "detector_noise", "body_offsets", "IMAGE_SIZES"]
@@ -100,12 +102,20 @@ class NoiseModel:
 
         sw = np.array([float(d.get("swap_rate", {}).get(f"{a}/{b}", 0.0)) for a, b in SWAP_PAIRS])
         rho = d.get("residual_autocorrelation", {}).get("1")
-        return cls(offset_body=arr("offset_body_leglen", [0.0, 0.0, 0.0]),
-                   sigma=arr("core_sigma_bbox", [0.012, 0.012]),
-                   tail_fraction=arr("tail_fraction", 0.02), tail_median=arr("tail_norm_median_bbox", 0.05),
-                   miss_rate=arr("miss_rate_conf_lt_0.3", 0.02), conf_core=arr("conf_mean_core", 0.9),
-                   conf_tail=arr("conf_mean_tail", 0.6), swap_rate=sw,
-                   frame_miss_rate=float(d.get("frame_miss_rate", 0.0)),
+        fmiss = float(d.get("frame_miss_rate", 0.0))
+        # The per-joint miss rate counts missed frames too; keep only the joint's own misses.
+        miss = np.clip((arr("miss_rate_conf_lt_0.3", 0.02) - fmiss) / max(1.0 - fmiss, 1e-6), 0.0, 1.0)
+        offset = arr("offset_body_leglen", [0.0, 0.0, 0.0])
+        per_joint = [arr("core_sigma_bbox", [0.012, 0.012]), arr("tail_fraction", 0.02),
+                     arr("tail_norm_median_bbox", 0.05), miss, arr("conf_mean_core", 0.9), arr("conf_mean_tail", 0.6)]
+        # Left/right symmetric: a detector has no handedness, so the measured left/right differences (a few hundred
+        # samples per joint) are sampling noise; average each pair, the offset's "left" component mirrored.
+        mir = CANONICAL_MIRROR
+        offset = 0.5 * (offset + offset[mir] * np.array([-1.0, 1.0, 1.0]))
+        per_joint = [0.5 * (a + a[mir]) for a in per_joint]
+        sigma, tail_f, tail_m, miss, conf_c, conf_t = per_joint
+        return cls(offset_body=offset, sigma=sigma, tail_fraction=tail_f, tail_median=tail_m, miss_rate=miss,
+                   conf_core=conf_c, conf_tail=conf_t, swap_rate=sw, frame_miss_rate=fmiss,
                    rho=float(0.5 if rho is None else np.clip(rho, 0.0, 0.95)), source=source)
 
 
@@ -253,9 +263,14 @@ def detector_noise(rng: np.random.Generator, px: np.ndarray, size: np.ndarray, n
     conf = np.clip(noise.conf_core + 0.08 * rng.standard_normal((b, t, NJ)), 0.3, 1.0)
     conf = np.where(tail, np.clip(noise.conf_tail + 0.15 * rng.standard_normal((b, t, NJ)), 0.05, 1.0), conf)
     # Joints missed or with confidence < 0.3 (at the measured rate, in runs): half absent, half low confidence.
+    # The low-confidence ones are occluded guesses: their position also gets an outlier-sized error.
     miss = rng.random((b, t, NJ)) < noise.miss_rate
     conf = np.where(miss, rng.uniform(0.0, 0.3, (b, t, NJ)), conf)
     absent = miss & (rng.random((b, t, NJ)) < 0.5)
+    guess = miss & ~absent & ~tail
+    ang = rng.uniform(0, 2 * np.pi, (b, t, NJ))
+    mag = noise.tail_median * s * np.exp(0.5 * rng.standard_normal((b, t, NJ)))
+    out += (guess * mag * bbox[..., None])[..., None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
     # Outside the image: low confidence.
     outside = (out[..., 0] < 0) | (out[..., 1] < 0) | (out[..., 0] >= size[:, None, None, 0]) | \
               (out[..., 1] >= size[:, None, None, 1])

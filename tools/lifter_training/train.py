@@ -145,8 +145,8 @@ def evaluate(lifter, eval_set) -> dict:
             "cmu": agg(lambda c: c.startswith("cmu_iclone")), "bandai": agg(lambda c: c.startswith("bandai"))}
 
 
-def train(*, seed: int = 0, steps: int = 2000, channels: int = 256, blocks: int = 3, batch: int = 48,
-          out_frames: int = 64, lr: float = 1e-3, lr_final: float = 0.03, eval_every: int = 150,
+def train(*, seed: int = 0, steps: int = 3000, channels: int = 256, blocks: int = 3, batch: int = 32,
+          out_frames: int = 64, lr: float = 1e-3, lr_final: float = 0.03, eval_every: int = 150, dropout: float = 0.05,
           out: Path, cache: Path = dataset.DEFAULT_CACHE, cmu_only: bool = False, threads: int = 2,
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
           command: str = "", history: Path | None = None) -> dict:
@@ -170,7 +170,7 @@ def train(*, seed: int = 0, steps: int = 2000, channels: int = 256, blocks: int 
     # During training: every CMU held-out variant and every third Bandai one (the full set at the end).
     eval_set = [e for i, e in enumerate(full_eval) if e["clip"].startswith("cmu") or i % 3 == 0]
     tmp_out = Path(cache) / "last_checkpoint.npz"
-    model = TemporalLifter(channels, blocks)
+    model = TemporalLifter(channels, blocks, dropout)
     rf = model.receptive_field
     opt = torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True)
     gamma = lr_final ** (1.0 / max(steps, 1))
@@ -223,7 +223,7 @@ def train(*, seed: int = 0, steps: int = 2000, channels: int = 256, blocks: int 
             run = {k: 0.0 for k in run}
             if a["mpjpe_mm"] < best:
                 best, best_fig = a["mpjpe_mm"], fig
-                meta = {"trained_steps": step, "seed": seed, "channels": channels, "blocks": blocks,
+                meta = {"trained_steps": step, "seed": seed, "channels": channels, "blocks": blocks, "dropout": dropout,
                         "receptive_field": rf, "noise_model": noise.source, "data": "CMU only" if cmu_only else
                         "Bandai Namco Research Motiondataset 1+2 (CC BY-NC 4.0) + CMU (iClone BVH)",
                         "license": "CMU data terms (commercial use allowed)" if cmu_only else "CC BY-NC 4.0",
