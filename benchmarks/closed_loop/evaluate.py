@@ -226,6 +226,8 @@ def _metrics(est_j, gt_j, est_rot, gt_rot) -> dict:
     return {
         "mpjpe_mm": M.mpjpe(est_j, gt_j),
         "pa_mpjpe_mm": M.pa_mpjpe(est_j, gt_j),
+        "mpjpe27_mm": M.mpjpe(est_j, gt_j, joints=np.arange(27)),          # feet, hand and ear points too
+        "pa_mpjpe27_mm": M.pa_mpjpe(est_j, gt_j, joints=np.arange(27)),
         "root_error_mm": M.root_error(est_j, gt_j),
         "jitter_ms2": M.jitter(est_j), "jitter_gt_ms2": M.jitter(gt_j),
         "foot_skate_cms": M.foot_skate(est_j, contact), "foot_skate_gt_cms": M.foot_skate(gt_j, contact),
