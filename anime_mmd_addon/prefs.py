@@ -97,6 +97,7 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
         from . import op_setup
 
         layout = self.layout
+        status = getattr(self, "setup_status", "")
         box = layout.box()
         box.label(text="Worker environment", icon="CONSOLE")
         running = op_setup.is_running()
@@ -105,24 +106,24 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
         row.operator(SETUP_WORKER_IDNAME, icon="IMPORT")
         row.operator(CHECK_WORKER_IDNAME, icon="CONSOLE")
         if running:
-            box.progress(factor=self.setup_progress, type="BAR", text=self.setup_status or "Setting up...")
+            box.progress(factor=getattr(self, "setup_progress", 0.0), type="BAR", text=status or "Setting up...")
             box.operator(CANCEL_SETUP_IDNAME, icon="CANCEL")
-        elif self.setup_status:
-            for line in self.setup_status.splitlines()[:12]:
+        elif status:
+            for line in status.splitlines()[:12]:
                 box.label(text=line)
         col = box.column()
         col.enabled = not running
         col.prop(self, "setup_torch")
         col.prop(self, "setup_python")
         col.prop(self, "wheelhouse_dir")
-        if not self.wheelhouse_dir.strip() and not getattr(bpy.app, "online_access", True):
+        if not getattr(self, "wheelhouse_dir", "").strip() and not getattr(bpy.app, "online_access", True):
             col.label(text="Online access is off (Preferences > System): set a wheelhouse folder or allow it",
                       icon="INFO")
         layout.separator()
         col = layout.column()
         col.prop(self, "worker_python")
         py = resolve_worker_python(context)
-        col.label(text=f"Using: {py}" if py else "No worker yet: press Set Up Worker (or set Worker Python)",
+        col.label(text=f"Using: {py}" if py else "No worker found: press Set Up Worker (or set Worker Python)",
                   icon="CHECKMARK" if py and Path(py).is_file() else "ERROR")
         col.prop(self, "device")
         col.prop(self, "cache_dir")

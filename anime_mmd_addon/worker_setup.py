@@ -60,6 +60,9 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 STAMP_NAME = ".anime_mmd_worker.json"
 #: Import names the default worker needs (torch is optional).
 WORKER_IMPORTS = ("numpy", "mediapipe", "av", "cv2", "tqdm")
+#: pip lines not passed on as log events (kept in the step's output for error reports): one per lock entry for
+#: another platform or Python version.
+QUIET_PREFIXES = ("Ignoring ",)
 #: Seconds a probe of a candidate interpreter may take.
 PROBE_TIMEOUT_S = 30.0
 
@@ -502,7 +505,8 @@ class SetupRun:
                 break
             self._step.output.append(line)
             self._progress_line(line)
-            self._emit({"type": "log", "line": line})
+            if not line.startswith(QUIET_PREFIXES):
+                self._emit({"type": "log", "line": line})
         step = self._step
         if step.timeout is not None and time.monotonic() - self._step_started > step.timeout:
             self._kill()
@@ -580,8 +584,8 @@ class SetupRun:
             self._base += 0.05 * scale
         (o.venv_dir / STAMP_NAME).unlink(missing_ok=True)
         pip_args = ["--require-hashes", "--no-deps", "--only-binary", ":all:", *self._index_args(), "-r", str(o.lock)]
-        yield Step("Installing the worker packages", _pip(py, *pip_args), weight=0.75 * scale,
-                   packages=count_packages(o.lock))
+        what = "the worker packages" if o.lock == WORKER_LOCK else f"the packages of {o.lock.name}"
+        yield Step(f"Installing {what}", _pip(py, *pip_args), weight=0.75 * scale, packages=count_packages(o.lock))
         if o.torch:
             yield from self._torch_steps(py, 0.15 * scale)
         if o.editable is not None:

@@ -13,7 +13,7 @@ Environments:
                     hypothesis, scipy and bpy, Blender as a Python module, on Python 3.11) and torch (the tests use it).
 
 Options:
-    --torch         also install torch (the VideoPose3D lifter, detectron2); --cuda: its CUDA build.
+    --torch         also install torch (the VideoPose3D lifter, detectron2); --cuda: its CUDA build (implies --torch).
     --detectron2    build detectron2 from its source repository (needs internet, a compiler; implies --torch).
     --wheelhouse D  install offline from a folder of wheels (pip --no-index --find-links D).
     --offline       never use the network (without --wheelhouse only an up-to-date environment passes).
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     options = ws.SetupOptions(
         venv_dir=args.venv.resolve(), python=args.python, blender_python=sys.executable,
         wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None, online=not args.offline,
-        torch=args.torch or args.dev or args.detectron2, cuda=args.cuda,
+        torch=args.torch or args.dev or args.detectron2 or args.cuda, cuda=args.cuda,
         lock=DEV_LOCK if args.dev else ws.WORKER_LOCK, editable=None if args.no_command else REPO,
         force=args.force, extra_imports=DEV_IMPORTS if args.dev else ())
     result = ws.run_setup(options, _print_event)
