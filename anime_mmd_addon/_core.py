@@ -17,16 +17,16 @@ from pathlib import Path
 
 try:  # installed extension: core is the sibling package
     from .. import core
-    from ..core import (atomic, conventions, errors, motion, motion_stage, options, pose_io, protocol, quat,
-                        rest_skeleton, retarget)
+    from ..core import (atomic, conventions, errors, keyreduce, motion, motion_stage, options, pose_io, protocol,
+                        quat, rest_skeleton, retarget)
     from ..core.formats import errors as format_errors
     from ..core.formats import pmx, vmd
 except ImportError as _e:  # source tree: anime_mmd_addon and core are top-level packages
     if "beyond top-level package" not in str(_e) and "no known parent package" not in str(_e):
         raise
     import core
-    from core import (atomic, conventions, errors, motion, motion_stage, options, pose_io, protocol, quat,
-                      rest_skeleton, retarget)
+    from core import (atomic, conventions, errors, keyreduce, motion, motion_stage, options, pose_io, protocol,
+                      quat, rest_skeleton, retarget)
     from core.formats import errors as format_errors
     from core.formats import pmx, vmd
 

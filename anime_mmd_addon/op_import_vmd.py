@@ -326,6 +326,37 @@ def import_vmd(obj, path, *, scene=None, name: str | None = None) -> ImportResul
                         frame_range=(0, last), skipped_bones=skipped, morph_actions=morph_actions, warnings=warnings)
 
 
+def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | None = None,
+                  pos_tol_mm: float | None = None):
+    """Put a dense ``core.motion.BoneMotion`` on ``obj`` as MMD Bézier keys: ``core.keyreduce.reduce_motion`` (default
+    tolerance 0.5° / 1 mm), written like an imported VMD (:func:`write_vmd_action`), the scene set to 30 fps and the
+    motion's frame range. The counterpart of ``action_writer.apply_motion`` (a key on every frame).
+
+    Returns:
+        The new action; ``action["mmd_key_counts"]`` = (keys kept, dense keys); bones the armature lacks are listed in
+        ``action["mmd_skipped_bones"]``.
+    """
+    from ._core import keyreduce
+
+    kw = {}
+    if rot_tol_deg is not None:
+        kw["rot_tol_deg"] = rot_tol_deg
+    if pos_tol_mm is not None:
+        kw["pos_tol_mm"] = pos_tol_mm
+    red = keyreduce.reduce_motion(motion, **kw)
+    action, skipped, _, _ = write_vmd_action(obj, red.to_vmd(), name=name)
+    if skipped:
+        action["mmd_skipped_bones"] = skipped
+    action["mmd_key_counts"] = [red.key_count, red.dense_key_count]
+    action["mmd_frames"] = [int(motion.frames[0]), int(motion.frames[-1])]
+    scene = scene or bpy.context.scene
+    scene.render.fps = conventions.MMD_FPS
+    scene.render.fps_base = 1.0
+    scene.frame_start = int(motion.frames.min())
+    scene.frame_end = int(motion.frames.max())
+    return action
+
+
 class ANIMEMMD_OT_import_vmd(bpy.types.Operator, ImportHelper):
     """Import an MMD motion (.vmd) onto the target armature as a new action, keeping its curves, IK switches and
     morphs"""

@@ -1,7 +1,8 @@
 """Operators of the panel's steps (except Estimate / Cancel / Check worker, which live in ``op_estimate``).
 
 * ``ANIMEMMD_OT_import_pmx`` -- File > Import > "MMD model (.pmx) [Anime MMD]" and the panel's Import PMX button.
-* ``ANIMEMMD_OT_apply`` -- the last estimate's pose file -> retargeted motion -> a NEW action on the target armature.
+* ``ANIMEMMD_OT_apply`` -- the last estimate's pose file -> retargeted motion -> a NEW action on the target armature
+  (a key on every frame with "Key Every Frame", else MMD Bézier keys from ``core.keyreduce``).
 * ``ANIMEMMD_OT_export_vmd`` -- the armature's action -> .vmd (never overwrites unless "Overwrite" is ticked).
 * ``ANIMEMMD_OT_show_video`` -- the source video next to the model (image plane or camera background).
 
@@ -105,7 +106,12 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
         obj = target_armature(context)
         try:
             motion, name = _motion_for(props, obj)
-            action = action_writer.apply_motion(obj, motion, name=name, scene=context.scene)
+            if props.dense_keys:
+                action = action_writer.apply_motion(obj, motion, name=name, scene=context.scene)
+            else:  # MMD Bézier keys (core.keyreduce), as the command line writes them
+                from .op_import_vmd import apply_reduced
+
+                action = apply_reduced(obj, motion, name=name, scene=context.scene)
         except _user_errors() as e:
             msg = user_message(e)
             self.report({"ERROR"}, f"Apply failed: {msg}")

@@ -1,7 +1,7 @@
 """The 3D Viewport sidebar panel (N-panel tab "Anime MMD"): the steps in order.
 
 1 Video (path, range, crop) · 2 Backend (backend, keypoints, lifter, checkpoint) · 3 Smoothing · 4 Target (armature,
-Import PMX) · 5 Estimate (progress bar with the stage while running, Cancel) · 6 Apply · Show video · Export VMD.
+Import PMX) · 5 Estimate (progress bar with the stage while running, Cancel) · 6 Apply (key every frame, or MMD Bézier keys) · Show video · Import / Export VMD.
 "Check worker" is in the add-on preferences. Disabled buttons explain themselves through the operators' poll
 messages.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import op_estimate, operators
+from . import op_estimate, op_import_vmd, operators
 
 
 class ANIMEMMD_PT_main(bpy.types.Panel):
@@ -76,11 +76,14 @@ class ANIMEMMD_PT_main(bpy.types.Panel):
 
         box = layout.box()
         box.label(text="6. Preview and export", icon="ACTION")
+        box.prop(props, "dense_keys")
         box.operator(operators.ANIMEMMD_OT_apply.bl_idname, text="Apply", icon="ANIM")
         row = box.row(align=True)
         row.operator(operators.ANIMEMMD_OT_show_video.bl_idname, text="Show Video", icon="IMAGE_PLANE")
         row.prop(props, "video_display", text="")
-        box.operator(operators.ANIMEMMD_OT_export_vmd.bl_idname, text="Export VMD", icon="EXPORT")
+        row = box.row(align=True)
+        row.operator(op_import_vmd.ANIMEMMD_OT_import_vmd.bl_idname, text="Import VMD", icon="IMPORT")
+        row.operator(operators.ANIMEMMD_OT_export_vmd.bl_idname, text="Export VMD", icon="EXPORT")
 
         if props.status:
             layout.label(text=props.status, icon="INFO")

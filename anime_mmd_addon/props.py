@@ -2,7 +2,7 @@
 
 Fixed names (the worker client and the estimate operator code against them): video_path, start_time, end_time,
 use_crop, crop_x, crop_y, crop_w, crop_h, backend, keypoints_path, lifter, checkpoint_path, smoothing,
-target_armature, result_npz, is_running, progress, progress_stage, status.
+dense_keys, target_armature, result_npz, is_running, progress, progress_stage, status.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ _BACKEND_ITEMS = tuple((c.value, c.label, c.description) for c in options.BACKEN
                                     "VideoPose3D export)"),)
 _LIFTER_ITEMS = tuple((c.value, c.label, c.description) for c in options.LIFTERS)
 _SMOOTHING = options.declaration(options.MotionOptions, "smoothing")
+_DENSE = options.declaration(options.MotionOptions, "dense")
 
 
 def _is_armature(self, obj) -> bool:
@@ -56,6 +57,8 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
     smoothing: bpy.props.FloatProperty(name="Smoothing", description=_SMOOTHING["help"], min=_SMOOTHING["min"],
                                        max=_SMOOTHING["max"],
                                        default=options.default(options.MotionOptions, "smoothing"), subtype="FACTOR")
+    dense_keys: bpy.props.BoolProperty(name="Key Every Frame", description=_DENSE["help"],
+                                       default=options.default(options.MotionOptions, "dense"))
 
     # 4. Target
     target_armature: bpy.props.PointerProperty(name="Armature", description="The MMD model's armature to animate",

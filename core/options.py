@@ -119,7 +119,8 @@ class DetectOptions:
 
 @dataclass
 class MotionOptions:
-    """Options of the motion stage (``core.motion_stage``): smoothing, placement, key rate."""
+    """Options of the motion stage (``core.motion_stage``): smoothing, placement, key rate, and whether the VMD keeps
+    every key (``dense``; the writers of the VMD apply ``core.keyreduce`` otherwise)."""
 
     key_fps: float = _option(30.0, "keys per second in the VMD (default 30: a key on every MMD frame; MMD plays at "
                                    "30 fps)", kind="float", flag="--fps", minimum=0.0, maximum=30.0, open_minimum=True)
@@ -132,6 +133,8 @@ class MotionOptions:
                                    "or none (the former stage)", kind="str", flag="--cleanup", choices=CLEANUPS)
     camera: str = _option("auto", "camera motion: auto (zoom/pan are not travel), static (dancer kept in place) or "
                                   "off", kind="str", flag="--camera", choices=CAMERA_MODES)
+    dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction within 0.5° and 1 mm, "
+                                 "core.keyreduce)", kind="bool", flag="--dense")
 
 
 @dataclass

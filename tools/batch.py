@@ -12,7 +12,8 @@ Steps:
    ``.venv`` made by ``tools/install_deps.py``). ``--from-npz`` reuses a pose file and skips this step.
 2. **Import** the PMX model (``anime_mmd_addon.pmx_import``) into an empty scene.
 3. **Apply**: retarget the poses onto the armature's rest skeleton (``core.motion_stage.motion_stage``) and key a new
-   action (``anime_mmd_addon.action_writer``); scene at 30 fps with the frame range set.
+   action: MMD Bézier keys (``core.keyreduce`` through ``anime_mmd_addon.op_import_vmd.apply_reduced``), or with
+   ``--dense`` a key on every frame (``anime_mmd_addon.action_writer``); scene at 30 fps with the frame range set.
 4. **Export** the action as VMD (``anime_mmd_addon.vmd_export``), and save the scene as ``.blend`` (with the video on
    a plane beside the model unless ``--no-video``).
 
@@ -190,7 +191,12 @@ def build_scene(args, npz: Path) -> dict:
     except PipelineError as e:
         raise BatchError(e.message) from e
     name = Path(args.video or poses.source or npz).stem
-    action = action_writer.apply_motion(arm, motion, name=name, scene=ctx.scene)
+    if motion_opts.dense:
+        action = action_writer.apply_motion(arm, motion, name=name, scene=ctx.scene)
+    else:  # MMD Bézier keys (core.keyreduce), as the command line writes them
+        from anime_mmd_addon.op_import_vmd import apply_reduced
+
+        action = apply_reduced(arm, motion, name=name, scene=ctx.scene)
     result = vmd_export.export_vmd(arm, args.out, overwrite=args.overwrite)
     for w in result.warnings:
         _log(args, f"export: {w}")

@@ -194,7 +194,15 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         if vmd_path is not None:
             from ..formats import vmd
 
-            vmd.write(outputs.stage(vmd_path), motion.to_vmd(model_name), overwrite=True)
+            if opts.dense:
+                vmd_motion = motion.to_vmd(model_name)
+            else:  # MMD Bézier keys within 0.5° / 1 mm (core.keyreduce); --dense keeps every frame
+                from ..keyreduce import reduce_motion
+
+                t2 = time.perf_counter()
+                vmd_motion = reduce_motion(motion).to_vmd(model_name)
+                timings["reduce"] = time.perf_counter() - t2
+            vmd.write(outputs.stage(vmd_path), vmd_motion, overwrite=True)
         if npz_path is not None:
             pose_io.save(outputs.stage(npz_path), poses, overwrite=True)
         timings["write"] = time.perf_counter() - t1

@@ -191,3 +191,22 @@ def test_frames_line_up_with_mmd_tools(addon, yw, tmp_path, scene):
     out = tmp_path / "mmdtools_style.vmd"
     addon.vmd_export.export_vmd(arm, out)
     _assert_same_records(vmd, src, vmd.read(out), set(BONES_ROT + BONES_LOC))
+
+
+def test_apply_with_key_reduction_exports_what_the_command_line_writes(addon, yw, shared_data, tmp_path, scene):
+    """Apply without "Key Every Frame" keys the reduced motion (core.keyreduce) with its curves, and Export VMD
+    writes exactly the records the command line's reducer gives."""
+    vmd = addon.core("formats.vmd")
+    keyreduce = addon.core("keyreduce")
+    kio = addon.core("keypoints_io")
+    ms = addon.core("motion_stage")
+    arm = yw.armature
+    poses = kio.load_keypoints(shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy")
+    motion = ms.motion_stage(poses, addon.armature_rest.rest_skeleton(arm))
+    action = addon.op_import_vmd.apply_reduced(arm, motion, name="lia", scene=scene)
+    kept, dense = action["mmd_key_counts"]
+    assert kept < 0.8 * dense and (scene.frame_start, scene.frame_end) == (0, motion.frames[-1])
+    out = tmp_path / "reduced.vmd"
+    addon.vmd_export.export_vmd(arm, out)
+    want = keyreduce.reduce_motion(motion).to_vmd()
+    _assert_same_records(vmd, want, vmd.read(out), set(motion.bone_names))

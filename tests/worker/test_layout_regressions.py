@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: SHA-256 of ``kunkun.vmd`` from the README's main command at commit 8782ca9 (before the layout change).
 MAIN_COMMAND_VMD_SHA256 = "909f3f4c0f68ce9adf530c2aef8cbbe208603bf8f36164fdbaba94363fc60783"
 
-#: Options that pin the motion to what the main command did at 8782ca9, should a default change later.
-PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none")
+#: Options that pin the motion to what the main command did at 8782ca9, should a default change later (``--dense``:
+#: a key on every frame, as then; Bézier key reduction is on by default since issue 11).
+PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none", "--dense")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
