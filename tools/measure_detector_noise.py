@@ -280,6 +280,8 @@ def statistics(cases: list[dict]) -> dict:
             "miss_rate_conf_lt_0.5": round(float(np.mean(~det_any[:, j] | (conf[:, j] < CONF_MISS))), 4),
             "miss_rate_conf_lt_0.3": round(float(np.mean(~det_any[:, j] | (conf[:, j] < 0.3))), 4),
             "conf_mean": round(float(np.mean(conf[det_any[:, j], j])), 4) if det_any[:, j].any() else None,
+            "conf_quantiles": [round(float(v), 4) for v in np.percentile(conf[det_any[:, j], j], [10, 25, 50, 75, 90])]
+            if det_any[:, j].any() else None,
             "conf_mean_tail": round(float(np.mean(conf[m, j][tail])), 4) if tail.any() else None,
             "conf_mean_core": round(float(np.mean(conf[m, j][~tail])), 4) if (~tail).any() else None,
             "_resid": resid, "_mask": m,
@@ -339,7 +341,9 @@ def statistics(cases: list[dict]) -> dict:
     return {
         "joints": joints,
         "by_model": by_model,
-        "frame_miss_rate": round(frame_missed / max(frame_total, 1), 5),
+        "joints.<name>.conf_quantiles": "10th, 25th, 50th, 75th, 90th percentiles of the confidence where present "
+             "(low confidence does not mean a wrong position: compare miss_rate with tail_fraction)",
+    "frame_miss_rate": round(frame_missed / max(frame_total, 1), 5),
         "swap_rate": swap_rate,
         "swap_rate_any_leg": round(float(sw[:, legs].any(axis=1).mean()), 5),
         "swap_rate_any_arm": round(float(sw[:, arms].any(axis=1).mean()), 5),

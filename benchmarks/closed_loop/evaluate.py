@@ -156,11 +156,15 @@ def ensure_render(case: Case, frames: int, cache: Path, *, log=print) -> Path:
     t0 = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "benchmarks.closed_loop.evaluate", "--render", str(d)], cwd=REPO,
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, preexec_fn=_nice if os.name == "posix" else None)
     if proc.returncode != 0:
         raise RuntimeError(f"render of {case.name} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-3:]}")
     log(f"[closed_loop] rendered {case.name}: {frames} frames in {time.perf_counter() - t0:.0f} s")
     return d
+
+
+def _nice() -> None:
+    os.nice(10)     # renders are long and CPU-bound: leave the machine to interactive work first
 
 
 def _render_request(d: Path) -> None:

@@ -71,3 +71,11 @@ def test_evaluate_run_scores_a_wrong_heading(case, tmp_path):
     vmd.write(tmp_path / "est.vmd", wrong.to_vmd())
     res = E.evaluate_run(tmp_path, E.JobResult(True, vmd=tmp_path / "est.vmd"), rest)
     assert res["mpjpe_mm"] > 100.0 and res["pa_mpjpe_mm"] < 15.0
+
+
+def test_run_job_reports_a_lifter_the_cli_does_not_know(shared_data, tmp_path):
+    """An unknown --lifter name is refused by the CLI before any work; run_job says so (the benchmark skips it)."""
+    (tmp_path / "render.mp4").write_bytes(b"")
+    res = E.run_job(tmp_path, E.MODELS["yw"], "no_such_lifter", tmp_path / "out")
+    assert not res.ok and res.reason.startswith("unknown lifter"), res.reason
+    assert "no_such_lifter" in res.reason
