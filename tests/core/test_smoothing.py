@@ -93,19 +93,25 @@ def test_repair_swaps_undoes_an_injected_leg_swap_in_2d(tr, est):
     legs = [CANONICAL.index(n) for n in S.SWAP_GROUPS["legs"]]
     from core.skeletons import CANONICAL_MIRROR
     bad = kp.copy()
-    bad[100:106, legs] = kp[100:106, CANONICAL_MIRROR[legs]]
-    bad[100:106, CANONICAL_MIRROR[legs]] = kp[100:106, legs]
+    bad[100:103, legs] = kp[100:103, CANONICAL_MIRROR[legs]]
+    bad[100:103, CANONICAL_MIRROR[legs]] = kp[100:103, legs]
     out, rep = S.repair_swaps(bad[..., :2], confidence=bad[..., 2])
-    assert set(range(100, 106)) <= set(rep.frames.tolist())
-    assert np.abs(out[100:106] - kp[100:106, :, :2]).max() < 1e-9
+    assert set(range(100, 103)) <= set(rep.frames.tolist())
+    assert np.abs(out[100:103] - kp[100:103, :, :2]).max() < 1e-9
+    # a long exchange (a spin's ambiguous labels) is left alone
+    long = kp.copy()
+    long[150:170, legs] = kp[150:170, CANONICAL_MIRROR[legs]]
+    long[150:170, CANONICAL_MIRROR[legs]] = kp[150:170, legs]
+    _, rep_long = S.repair_swaps(long[..., :2], confidence=long[..., 2])
+    assert not set(range(150, 170)) & set(rep_long.frames.tolist())
     # the unswapped clip (a dancer turning, limbs crossing) is not "repaired"
     _, rep0 = S.repair_swaps(kp[..., :2], confidence=kp[..., 2])
     assert rep0.count == 0
     # the 3D lifted from the swapped 2D carries the same exchange: the 2D decision undoes it
     j3 = est.joints_3d.astype(np.float64)
     bad3 = j3.copy()
-    bad3[100:106, legs] = j3[100:106, CANONICAL_MIRROR[legs]]
-    bad3[100:106, CANONICAL_MIRROR[legs]] = j3[100:106, legs]
+    bad3[100:103, legs] = j3[100:103, CANONICAL_MIRROR[legs]]
+    bad3[100:103, CANONICAL_MIRROR[legs]] = j3[100:103, legs]
     np.testing.assert_array_equal(S.apply_swaps(bad3, rep.details["masks"]), j3)
 
 
