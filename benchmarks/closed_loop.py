@@ -2,7 +2,7 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150] [--cases default|all|NAME,...]
-        [--out DIR] [--cache DIR] [--cli-repo DIR] [--no-oracle]
+        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args "--smoothing 0.3"] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``):
 
@@ -13,7 +13,8 @@ For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTR
    ground truth saved (core FK joints, their pixels through the same camera): cached in ``--cache``, so re-running
    only re-runs the job;
 3. the main job runs on the render once per lifter (``python -m core estimate render.mp4 -o est.vmd --model M.pmx
-   --lifter NAME``, in ``--cli-repo``); a lifter the CLI does not accept is skipped with the reason;
+   --lifter NAME`` plus ``--job-args``, in ``--cli-repo``); a lifter the CLI does not accept is skipped with the
+   reason;
 4. the VMD it wrote is applied back on the same model (``BoneMotion.from_vmd`` -> core FK -> ``CANONICAL`` joints)
    and compared with the ground truth rotated into the camera's heading (the frame the job writes).
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -83,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
+    ap.add_argument("--job-args", default="", help="more options for every job, e.g. \"--smoothing 0.3\"")
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
     args = ap.parse_args(argv)
 
@@ -99,7 +102,9 @@ def main(argv=None) -> int:
     lifters = [s.strip() for s in args.lifters.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, report, skipped = [], {"frames": args.frames, "cases": {}, "skipped": []}, set()
+    rows, skipped = [], set()
+    report = {"frames": args.frames, "lifters": lifters, "job_args": args.job_args, "cli_repo": str(args.cli_repo),
+              "cases": {}, "skipped": []}
     for case in cases:
         try:
             d = E.ensure_render(case, args.frames, args.cache)
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
             if lifter in skipped:
                 continue
             job = E.run_job(d, E.MODELS[case.model], lifter, args.out / "runs" / case.name / lifter,
-                            cli_repo=args.cli_repo)
+                            cli_repo=args.cli_repo, extra=tuple(shlex.split(args.job_args)))
             if not job.ok:
                 print(f"[closed_loop] {case.name} / {lifter}: skipped ({job.reason})", file=sys.stderr)
                 entry["results"][lifter] = {"skipped": job.reason}
