@@ -82,7 +82,7 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
     )
     setup_torch: bpy.props.BoolProperty(
         name="Install torch (VideoPose3D, detectron2)",
-        description=("Also install torch (about 0.75 GB for the CPU build; the CUDA build when Device is CUDA): "
+        description=("Also install torch (about 0.9 GB more for the CPU build; the CUDA build when Device is CUDA): "
                      "needed only by the VideoPose3D lifter and the detectron2 backend"),
         default=False,
     )

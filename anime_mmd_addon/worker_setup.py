@@ -327,8 +327,11 @@ class Step:
 
     def failure(self) -> str:
         """What went wrong, from the step's output: pip's ``ERROR:`` lines (else the last lines)."""
-        errors = [ln for ln in self.output if ln.startswith(("ERROR", "error:")) or "ERROR:" in ln[:12]]
-        lines = errors[-6:] if errors else self.output[-8:]
+        first = next((i for i, ln in enumerate(self.output) if ln.startswith(("ERROR", "error:"))), None)
+        if first is None:
+            lines = self.output[-8:]
+        else:  # the first error and what follows it (pip's hints, uv's "caused by" chain), at most 10 lines
+            lines = self.output[first:first + 10]
         body = "\n".join(lines) if lines else "(no output)"
         return f"{self.title} failed (exit status {self.returncode}): {' '.join(self.argv)}\n{body}"
 
