@@ -518,6 +518,9 @@ def _read_npy_stream(fp: _Bounded, what: str, budget: _Budget, allow_pickle: boo
         raise SafeLoadError(f"{e.message} (in the .npy header)") from None
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, struct.error) as e:
         raise SafeLoadError(f"{what}: not a .npy array ({type(e).__name__}: {e})") from None
+    if dtype.subdtype is not None:  # a header may name a subarray dtype: np.load expands it into the shape
+        dtype, sub = dtype.subdtype
+        shape = tuple(shape) + tuple(sub)
     dims, cost = _array_cost(shape, dtype)
     if dtype.hasobject:
         if not allow_pickle:
@@ -534,7 +537,7 @@ def _read_npy_stream(fp: _Bounded, what: str, budget: _Budget, allow_pickle: boo
     if cost > fp.left:
         raise SafeLoadError(f"{what}: header declares a {dims} {dtype} array ({_fmt(nbytes)}) but only "
                             f"{_fmt(fp.left)} of data follow (truncated or corrupt)")
-    arr = np.empty(math.prod(dims), dtype=dtype)
+    arr = (np.empty if dtype.itemsize else np.zeros)(math.prod(dims), dtype=dtype)
     if nbytes:
         flat = arr.view(np.uint8)
         done = 0
