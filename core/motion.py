@@ -27,6 +27,8 @@ class BoneMotion:
         locations: bone name -> ``(T, 3)`` float64 translations from rest, MMD units, parent's posed axes.
         model_name: the target model's name (used as the VMD header's model name by default).
         meta: free-form facts about how the motion was made (e.g. ``retarget``'s scale and ground shift).
+        morphs: morph name -> ``(T,)`` float64 weights (0 = off, 1 = full; docs/MMD_FACTS.md §1.3 morph keys), e.g.
+            まばたき from ``core.hands_face``; written as VMD morph keys by :meth:`to_vmd`.
 
     A bone may appear in either dict or both; :meth:`to_vmd` writes identity / zero for the missing half.
 
@@ -40,6 +42,7 @@ class BoneMotion:
     locations: dict = field(default_factory=dict)
     model_name: str = ""
     meta: dict = field(default_factory=dict)
+    morphs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         f = np.asarray(self.frames)
@@ -64,6 +67,13 @@ class BoneMotion:
                     raise ValueError(f"BoneMotion.{what}[{name!r}] contains NaN or inf")
                 dst[str(name)] = Q.normalize(a) if width == 4 else a
         self.rotations, self.locations = rot, loc
+        morphs = {}
+        for name, arr in dict(self.morphs).items():
+            a = np.asarray(arr, dtype=np.float64)
+            if a.shape != (t,) or not np.all(np.isfinite(a)):
+                raise ValueError(f"BoneMotion.morphs[{name!r}] must be ({t},) finite weights, got {a.shape}")
+            morphs[str(name)] = a
+        self.morphs = morphs
 
     @property
     def n_frames(self) -> int:
@@ -99,11 +109,32 @@ class BoneMotion:
                 loc[:, j] = self.locations[n]
         keys = vmd_format.make_bone_keys(names, self.frames, loc, rot)
         return vmd_format.VmdMotion(model_name=self.model_name if model_name is None else model_name,
-                                    bone_keys=keys)
+                                    bone_keys=keys, morph_keys=self.morph_keys())
+
+    def morph_keys(self) -> np.ndarray:
+        """VMD morph keys (``vmd.MORPH_KEY_DTYPE``) of :attr:`morphs`, grouped by morph. MMD interpolates morph
+        weights linearly between keys, so inside a run of equal weights only the run's first and last keys are
+        written (the result plays back the same)."""
+        from .formats.cp932 import encode_name
+
+        parts = []
+        for name, w in self.morphs.items():
+            if w.size == 0:
+                continue
+            same_prev = np.r_[False, w[1:] == w[:-1]]
+            same_next = np.r_[w[:-1] == w[1:], False]
+            keep = ~(same_prev & same_next)
+            k = np.empty(int(keep.sum()), dtype=vmd_format.MORPH_KEY_DTYPE)
+            k["name"] = encode_name(name, 15)
+            k["frame"] = self.frames[keep]
+            k["weight"] = w[keep]
+            parts.append(k)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=vmd_format.MORPH_KEY_DTYPE)
 
     @classmethod
     def from_vmd(cls, motion, *, sparse: str = "sample") -> "BoneMotion":
-        """Dense arrays from a VMD motion's bone keys (inverse of :meth:`to_vmd`).
+        """Dense arrays from a VMD motion's bone keys (inverse of :meth:`to_vmd`), and its morph keys in
+        :attr:`morphs` (linear between keys, at the same frames).
 
         When every bone is keyed on every frame of the union of all key frames (what :meth:`to_vmd` writes), those
         frames are the frame axis and the keys are taken as they are (duplicate (bone, frame) keys: the later one
@@ -147,9 +178,26 @@ class BoneMotion:
             src = motion if hasattr(motion, "bone_keys") else VmdMotion(bone_keys=keys)
             out = sample_vmd(src, np.arange(int(frames[0]), int(frames[-1]) + 1))
             out.model_name = model_name
+            out.morphs = _morphs_at(motion, out.frames)
             return out
         if missing and sparse == "error":
             raise ValueError("BoneMotion.from_vmd: bones not keyed on every frame: " + ", ".join(missing[:10])
                              + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
                              + " (pass sparse='sample' to interpolate them or sparse='skip' to leave them out)")
-        return cls(frames=frames, rotations=rotations, locations=locations, model_name=model_name)
+        return cls(frames=frames, rotations=rotations, locations=locations, model_name=model_name,
+                   morphs=_morphs_at(motion, frames))
+
+
+def _morphs_at(motion, frames: np.ndarray) -> dict:
+    """Morph weights of a VMD motion's morph keys at ``frames``: name -> ``(T,)``, linear between keys (as MMD
+    plays them), held before the first and after the last key; {} for a bare key array or no morph keys."""
+    keys = getattr(motion, "morph_keys", None)
+    if keys is None or len(keys) == 0:
+        return {}
+    keys = vmd_format.sort_keys(keys)
+    names = vmd_format.decode_names(keys["name"])
+    out = {}
+    for name in dict.fromkeys(names.tolist()):
+        sel = names == name
+        out[name] = np.interp(frames, keys["frame"][sel].astype(np.float64), keys["weight"][sel].astype(np.float64))
+    return out

@@ -85,7 +85,10 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None =
     and flip repair, adaptive (One Euro) smoothing, a floor plane per shot with foot contacts, camera-motion
     compensation (``opts.camera``) and foot locking; its report lines are in ``motion.meta["cleanup"]`` and the
     per-frame contacts (``core.contact.NPZ_KEY``) in ``motion.meta["foot_contacts"]``. ``cleanup="none"`` runs the
-    former stage below unchanged (fixed Savitzky-Golay smoothing, a percentile ground shift).
+    former stage below unchanged (fixed Savitzky-Golay smoothing, a percentile ground shift). Either way, when the
+    pose file has hand / face landmarks (``--hands`` / ``--face``), ``core.hands_face`` takes the wrists and head from
+    them and keys the fingers and face morphs (unless ``opts.hands`` / ``opts.face`` is False; None, the default, keys
+    what the file has).
 
     Args:
         poses: a pose sequence with ``joints_3d`` (``core.worker.job.detect_stage``, or ``core.pose_io.load``).
@@ -104,9 +107,10 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None =
     if getattr(opts, "cleanup", "feet") != "none":
         from .motion_cleanup import clean_motion
 
-        motion, _ = clean_motion(poses, rest, opts)
-        return motion
+        motion, _ = clean_motion(_refined(poses, opts), rest, opts)
+        return _with_hands_face(motion, poses, rest, opts)
     # --cleanup none: the former stage (Savitzky-Golay smoothing, retarget's percentile ground shift), kept as it was
+    poses = _refined(poses, opts)
     absolute = world_joints(poses, opts)
     t = poses.timestamps - poses.timestamps[0]
     frames, t_keys = key_times(float(t[-1]), opts.key_fps)
@@ -114,4 +118,23 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None =
     missing = ~np.isfinite(absolute).all(axis=(0, 2))
     resampled[:, missing] = np.nan
     joints_mmd = conventions.camera_to_mmd(resampled)
-    return retarget(joints_mmd, rest, frames=frames)
+    return _with_hands_face(retarget(joints_mmd, rest, frames=frames), poses, rest, opts)
+
+
+def _refined(poses: pose_io.PoseSequence, opts) -> pose_io.PoseSequence:
+    """Hand and head points from the hand / face models where the pose file has them (``core.hands_face``)."""
+    if getattr(poses, "hands", None) is None and getattr(poses, "face", None) is None:
+        return poses
+    from .hands_face import refine_joints
+
+    return refine_joints(poses, hands=getattr(opts, "hands", None) is not False,
+                         face=getattr(opts, "face", None) is not False)
+
+
+def _with_hands_face(motion, poses: pose_io.PoseSequence, rest, opts):
+    """Finger keys and face morphs where the pose file has hands / a face (``core.hands_face.add_hands_face``)."""
+    if getattr(poses, "hands", None) is None and getattr(poses, "face", None) is None:
+        return motion
+    from .hands_face import add_hands_face
+
+    return add_hands_face(motion, poses, rest, opts)

@@ -30,9 +30,14 @@ direction, the "parent-transported" frame is the parent's world rotation):
   knee is a negative rotation about +X, docs/MMD_FACTS.md §2.2), solved in closed form. Below a bend of ~15° the bend plane
   is noise, so the twist blends smoothly (smoothstep over 15°..30°) to the parent-transported, twist-free frame:
   nothing flips when a limb straightens.
-* 手首: hand frame from the wrist, index and pinky knuckles; its twist about the forearm goes into ひじ (MMD keeps
-  twist on 腕捩 / 手捩, which are never keyed, docs/MMD_FACTS.md §5.5), the rest (flexion / deviation) into 手首. Identity
-  relative to the forearm without hand points.
+* 手首: hand frame from the wrist, index and pinky knuckles; its twist about the forearm goes into 手捩 and the upper
+  arm's twist about itself into 腕捩 where the model has them in the standard chain (腕 → 腕捩 → ひじ → 手捩 → 手首),
+  so the forearm's skin twists along 手捩1–3 instead of candy-wrapping at the elbow (docs/MMD_FACTS.md §5.5: only
+  rotation about the twist axis on 捩 bones, never 腕捩1–3); otherwise both twists fold into 腕 / ひじ as [MS]'s
+  ArmTwistOffPanel does. The twist axis is the rest direction from the 捩 bone to the bone it carries (ひじ /
+  手首), which is how PMX editors set the fixed axis (mat4's stored axes are within 0.1° of it), so the posed
+  elbow, wrist and hand are exactly where the folded keys put them. The rest (flexion / deviation) goes into 手首.
+  Identity relative to the forearm without hand points.
 * 足首: foot frame from ankle -> toe and heel -> ankle; shortest arc to the toe with the toe only; identity relative
   to the shin with neither.
 * センター: translation only (no rotation, docs/MMD_FACTS.md §5.7), chosen so the model's hip point lands on the dancer's.
@@ -61,7 +66,7 @@ _N_CORE = 17
 #: Bones :func:`retarget` keys when the model has them (rotation; センター translation only; 足ＩＫ both).
 KEYED_BONES: tuple[str, ...] = (
     "センター", "下半身", "上半身", "上半身2", "首", "頭",
-    "左肩", "左腕", "左ひじ", "左手首", "右肩", "右腕", "右ひじ", "右手首",
+    "左肩", "左腕", "左腕捩", "左ひじ", "左手捩", "左手首", "右肩", "右腕", "右腕捩", "右ひじ", "右手捩", "右手首",
     "左足", "左ひざ", "左足首", "右足", "右ひざ", "右足首", "左足ＩＫ", "右足ＩＫ",
 )
 
@@ -529,13 +534,35 @@ def _retarget_head(pose: _Pose, j: np.ndarray, rj: np.ndarray) -> dict[str, np.n
     return keys
 
 
-def _retarget_arm(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str) -> dict[str, np.ndarray]:
+def _twist_bone(rest: RestSkeleton, side: str, name: str, upper: str, lower: str) -> int | None:
+    """Index of the twist bone ``side + name`` when it sits between ``upper`` and ``lower`` (its parent and its
+    child) and is not itself inheriting a rotation; else None (the twist then stays in the hinge bones)."""
+    i = rest.index_of(side + name)
+    if i is None or rest.inherit_source[i] >= 0:
+        return None
+    if rest.parents[i] != rest.find(side + upper) or rest.parents[rest.find(side + lower)] != i:
+        return None
+    if np.linalg.norm(rest.positions[rest.find(side + lower)] - rest.positions[i]) < 1e-6:
+        return None
+    return i
+
+
+def _twist_about(twist: np.ndarray, axis_from: np.ndarray, axis_to: np.ndarray) -> np.ndarray:
+    """The rotation by ``twist``'s angle about ``axis_from`` (signed), applied about ``axis_to`` instead."""
+    a = axis_from / np.linalg.norm(axis_from)
+    ang = 2.0 * np.arctan2(twist[..., :3] @ a, twist[..., 3])
+    return Q.from_axis_angle(np.broadcast_to(axis_to, twist[..., :3].shape), ang)
+
+
+def _retarget_arm(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str, twist_bones: bool = True
+                  ) -> dict[str, np.ndarray]:
     """Key one arm: 肩 (when the model has it; shortest arc from the shoulder pivot carried by the chest), 腕 + ひじ
-    (:func:`_hinge_pair`, flexing toward -Z), then the hand frame's twist about the forearm into ひじ and the rest
-    into 手首 (identity relative to the forearm on frames without both hand points).
+    (:func:`_hinge_pair`, flexing toward -Z), then the hand frame's twist about the forearm into 手捩 (or ひじ) and
+    the rest into 手首 (identity relative to the forearm on frames without both hand points); with ``twist_bones``
+    and a 腕捩 between 腕 and ひじ, 腕's twist about the upper arm moves to 腕捩 (module docstring).
 
     Args: ``side`` "左" or "右" (joints ``L…`` / ``R…``). Call after :func:`_retarget_torso`.
-    Returns: keys for that side's 肩 (if any), 腕, ひじ, 手首.
+    Returns: keys for that side's 肩 (if any), 腕, 腕捩 / 手捩 (when used), ひじ, 手首.
     """
     rest = pose.rest
     find, rp = rest.find, rest.positions
@@ -554,7 +581,16 @@ def _retarget_arm(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str) -> dict
     g_arm, q_elbow = _hinge_pair(pose.parent_world(side + "腕"),
                                  j[:, J[tag + "Elbow"]] - j[:, J[tag + "Shoulder"]],
                                  j[:, J[tag + "Wrist"]] - j[:, J[tag + "Elbow"]], d1_r, d2_r, _FORWARD)
-    keys[side + "腕"] = pose.set_world(side + "腕", g_arm)
+    arm_twist = _twist_bone(rest, side, "腕捩", "腕", "ひじ") if twist_bones else None
+    hand_twist = _twist_bone(rest, side, "手捩", "ひじ", "手首") if twist_bones else None
+    if arm_twist is not None:
+        w_par = pose.parent_world(side + "腕")
+        swing, twist = Q.swing_twist(Q.multiply(Q.conjugate(w_par), g_arm), d1_r)
+        keys[side + "腕"] = pose.set_world(side + "腕", Q.multiply(w_par, swing))
+        axis = rp[elbow] - rp[arm_twist]
+        keys[side + "腕捩"] = pose.set_world(side + "腕捩", Q.multiply(pose.world(arm), _twist_about(twist, d1_r, axis)))
+    else:
+        keys[side + "腕"] = pose.set_world(side + "腕", g_arm)
     g_fore = Q.multiply(g_arm, q_elbow)
     hand = _present(j, tag + "HandIndex", tag + "HandPinky")
     g_hand = g_fore
@@ -566,8 +602,13 @@ def _retarget_arm(pose: _Pose, j: np.ndarray, rj: np.ndarray, side: str) -> dict
         g_hand = np.where(hand[:, None], g_obs, g_fore)
         rel = Q.multiply(Q.conjugate(g_fore), g_hand)
         twist, _ = Q.twist_swing(rel, d2_r)
-        g_fore = Q.multiply(g_fore, twist)
+        if hand_twist is None:
+            g_fore = Q.multiply(g_fore, twist)
     keys[side + "ひじ"] = pose.set_world(side + "ひじ", g_fore)
+    if hand_twist is not None:
+        tw = twist if np.any(hand) else Q.identity((pose.t,))
+        keys[side + "手捩"] = pose.set_world(side + "手捩", Q.multiply(
+            g_fore, _twist_about(tw, d2_r, rp[wrist] - rp[hand_twist])))
     keys[side + "手首"] = pose.set_world(side + "手首", g_hand)
     return keys
 
@@ -668,7 +709,7 @@ def _leg_ik_keys(rest: RestSkeleton, local: dict[int, np.ndarray],
 
 def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | None = None, fit_scale: bool = True,
              ground: bool = True, center_start: bool = True, ground_percentile: float = 5.0,
-             adapt_widths: bool = True) -> BoneMotion:
+             adapt_widths: bool = True, twist_bones: bool = True) -> BoneMotion:
     """Retarget dancer joints onto a model: MMD keys on every frame (see the module docstring for the method).
 
     Args:
@@ -684,6 +725,7 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
         center_start: shift センター (and with it the feet) horizontally so the dance starts at the origin.
         ground_percentile: see ``ground``.
         adapt_widths: aim thighs and upper arms from the model's hip and shoulder width (:func:`match_widths`).
+        twist_bones: put the arm twists on 腕捩 / 手捩 where the model has them (default; same FK), else on 腕 / ひじ.
 
     Returns:
         :class:`BoneMotion` with rotations for the model's :data:`KEYED_BONES` (not センター), locations for センター
@@ -702,7 +744,7 @@ def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | Non
     rot, g_lower = _retarget_torso(pose, j, rj)
     rot.update(_retarget_head(pose, j, rj))
     for side in "左右":
-        rot.update(_retarget_arm(pose, j, rj, side))
+        rot.update(_retarget_arm(pose, j, rj, side, twist_bones))
     for side in "左右":
         rot.update(_retarget_leg(pose, j, rj, side))
     loc = {"センター": _place_center(j, rest, g_lower, center_start, meta)}

@@ -4,6 +4,7 @@
 
 * ``"mediapipe"`` -> :class:`core.backends.mediapipe_pose.MediaPipePoseBackend` (BlazePose 33 landmarks + 3D).
 * ``"detectron2"`` -> :class:`core.backends.detectron2_backend.Detectron2Backend` (COCO-17, 2D only).
+* ``"holistic"`` -> :class:`core.worker.backends.holistic.HolisticBackend` (BlazePose + hands + face mesh).
 
 The protocol every backend follows is in :mod:`core.backends.base`.
 """
@@ -19,6 +20,8 @@ from .base import FrameDetections, PoseBackend
 BACKENDS: dict[str, tuple[str, str]] = {
     "mediapipe": (".mediapipe_pose", "MediaPipePoseBackend"),
     "detectron2": (".detectron2_backend", "Detectron2Backend"),
+    # not a user choice of core.options.BACKENDS: the job takes it for "mediapipe" with --hands / --face
+    "holistic": (".holistic", "HolisticBackend"),
 }
 
 __all__ = ["BACKENDS", "FrameDetections", "PoseBackend", "get_backend"]
