@@ -9,8 +9,8 @@ leg IK bones' (足ＩＫ / つま先ＩＫ) locations are exported like any othe
 
 Interpolation: where a channel is keyed on the bone's key frames, each segment's Blender Bézier handles become the
 MMD curve (the inverse of ``op_import_vmd.handles``: ``x1 = 127·(handle_right.x - x0)/dx``, ``y1 = 127·(handle_right.y
-- y0)/dy``, the same for ``handle_left`` and x2, y2; LINEAR / CONSTANT segments and channels keyed elsewhere write
-MMD's linear curve). The rotation curve comes from the quaternion (or Euler) channel that changes most over the
+- y0)/dy``, the same for ``handle_left`` and x2, y2; LINEAR / CONSTANT segments write MMD's linear curve; a channel
+keyed on fewer frames than its bone gives each piece of its Bézier between the bone's frames, so it keeps its shape). The rotation curve comes from the quaternion (or Euler) channel that changes most over the
 segment; each translation curve from the location channel its MMD axis maps to (``op_import_vmd.location_axes``).
 A channel that does not change over a segment (|dy| tiny) cannot hold a curve: there, and for bytes handles never
 hold (the physics toggle), the block stored at import (``action["mmd_interpolation"]``) is written, and it is written
@@ -95,38 +95,83 @@ _BEZIER = _KP["interpolation"].enum_items["BEZIER"].value
 _LINEAR_CURVE = np.array([20, 20, 107, 107], dtype=np.float64)
 
 
+def _bezier(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Point and derivative of cubic Béziers ``p (S, 4, 2)`` at ``t (S,)``: ``((S, 2), (S, 2))``."""
+    t = t[:, None]
+    u = 1.0 - t
+    pt = u ** 3 * p[:, 0] + 3 * u * u * t * p[:, 1] + 3 * u * t * t * p[:, 2] + t ** 3 * p[:, 3]
+    dt = 3 * u * u * (p[:, 1] - p[:, 0]) + 6 * u * t * (p[:, 2] - p[:, 1]) + 3 * t * t * (p[:, 3] - p[:, 2])
+    return pt, dt
+
+
+def _t_at_x(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Parameter where the Béziers ``p (S, 4, 2)`` reach frame ``x (S,)`` (x is monotonic: bisection)."""
+    lo, hi = np.zeros(len(x)), np.ones(len(x))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        below = _bezier(p, mid)[0][:, 0] < x
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def _channel(fc, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values of one F-Curve at ``frames (K,)`` and the MMD curve of each segment ending there: ``(values (K,),
-    curves (K, 4) float in 0..127, known (K,) bool)``. ``known`` is False where the curve is not given by the
-    handles (channel keyed at other frames, flat segment); key 0 is never known (its curve is unused)."""
+    """Values of one F-Curve at ``frames (K,)`` (its own key frames among them) and the MMD curve of each segment
+    ending there: ``(values (K,), curves (K, 4) float in 0..127, known (K,) bool)``.
+
+    A segment inside one of the channel's BEZIER segments gets the exact piece of that curve (the cubic restricted
+    to the sub-range, ``Q1 = B(ta) + (tb - ta)/3·B'(ta)``, ``Q2 = B(tb) - (tb - ta)/3·B'(tb)``), normalised to the
+    piece's box, so a channel keyed on fewer frames than its bone keeps its shape; LINEAR / CONSTANT segments give
+    the linear curve. ``known`` is False where no curve is given: key 0 (its curve is unused), before the channel's
+    first key or after its last, and where the value does not change (|dy| tiny)."""
     co = _curve_keys(fc)
-    k = len(frames)
+    k, n = len(frames), len(co)
     curves = np.tile(_LINEAR_CURVE, (k, 1))
     known = np.zeros(k, dtype=bool)
-    if len(co) != k or not np.array_equal(np.rint(co[:, 0]), frames):
-        return np.array([fc.evaluate(float(f)) for f in frames]), curves, known
-    v = co[:, 1]
-    if k < 2:
+    cx = np.rint(co[:, 0])
+    exact = np.isin(frames, cx)
+    v = np.empty(k)
+    pos = np.searchsorted(cx, frames)
+    v[exact] = co[np.clip(pos[exact], 0, n - 1), 1]
+    if (~exact).any():
+        v[~exact] = [fc.evaluate(float(f)) for f in frames[~exact]]
+    if k < 2 or n < 2:
         return v, curves, known
     kp = fc.keyframe_points
-    hl = np.empty(2 * k, dtype=np.float32)
-    hr = np.empty(2 * k, dtype=np.float32)
-    interp = np.empty(k, dtype=np.int32)
+    hl = np.empty(2 * n, dtype=np.float32)
+    hr = np.empty(2 * n, dtype=np.float32)
+    interp = np.empty(n, dtype=np.int32)
     kp.foreach_get("handle_left", hl)
     kp.foreach_get("handle_right", hr)
     kp.foreach_get("interpolation", interp)
-    hl, hr = hl.reshape(k, 2).astype(np.float64), hr.reshape(k, 2).astype(np.float64)
-    x0, y0 = co[:-1, 0], v[:-1]
-    dx, dy = np.diff(co[:, 0]), np.diff(v)
-    flat = np.abs(dy) <= 1e-4 * np.maximum(1.0, np.abs(y0))
-    bez = interp[:-1] == _BEZIER
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.stack([(hr[:-1, 0] - x0) / dx, (hr[:-1, 1] - y0) / dy,
-                      (hl[1:, 0] - x0) / dx, (hl[1:, 1] - y0) / dy], axis=1) * 127.0
-    c = np.clip(np.rint(np.nan_to_num(c)), 0, 127)
-    seg = np.where(bez[:, None], c, _LINEAR_CURVE)
+    hl, hr = hl.reshape(n, 2).astype(np.float64), hr.reshape(n, 2).astype(np.float64)
+    fa, fb = frames[:-1].astype(np.float64), frames[1:].astype(np.float64)
+    j = np.searchsorted(cx, fa, side="right") - 1                # channel segment holding each bone segment
+    inside = (j >= 0) & (j < n - 1)
+    jj = np.clip(j, 0, n - 2)
+    inside &= fb <= cx[jj + 1] + 1e-6
+    dy = np.diff(v)
+    flat = np.abs(dy) <= 1e-4 * np.maximum(1.0, np.abs(v[:-1]))
+    seg = np.tile(_LINEAR_CURVE, (k - 1, 1))
+    bez = inside & (interp[jj] == _BEZIER)
+    if bez.any():
+        s = np.flatnonzero(bez)
+        p = np.stack([co[jj[s]], hr[jj[s]], hl[jj[s] + 1], co[jj[s] + 1]], axis=1)     # (S, 4, 2)
+        p[:, 1, 0] = np.clip(p[:, 1, 0], p[:, 0, 0], p[:, 3, 0])                        # x monotonic, as Blender
+        p[:, 2, 0] = np.clip(p[:, 2, 0], p[:, 0, 0], p[:, 3, 0])
+        whole = (np.abs(p[:, 0, 0] - fa[s]) < 1e-6) & (np.abs(p[:, 3, 0] - fb[s]) < 1e-6)
+        ta = np.where(whole, 0.0, _t_at_x(p, fa[s]))
+        tb = np.where(whole, 1.0, _t_at_x(p, fb[s]))
+        q0, d0 = _bezier(p, ta)
+        q3, d3 = _bezier(p, tb)
+        h = ((tb - ta) / 3.0)[:, None]
+        q1, q2 = q0 + h * d0, q3 - h * d3
+        box = q3 - q0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.stack([(q1[:, 0] - q0[:, 0]) / box[:, 0], (q1[:, 1] - q0[:, 1]) / box[:, 1],
+                          (q2[:, 0] - q0[:, 0]) / box[:, 0], (q2[:, 1] - q0[:, 1]) / box[:, 1]], axis=1) * 127.0
+        seg[s] = np.clip(np.rint(np.nan_to_num(c, nan=0.0, posinf=127.0, neginf=0.0)), 0, 127)
     curves[1:] = seg
-    known[1:] = ~flat
+    known[1:] = inside & ~flat
     return v, curves, known
 
 
@@ -214,7 +259,6 @@ def collect_bone_keys(obj, action=None, *, offset: int | None = None) -> dict:
         per_bone.setdefault(bname, {}).setdefault(m.group(2), {})[fc.array_index] = fc
     warnings: list = []
     names_out, frames_out, rot_out, loc_out, interp_out = [], [], [], [], []
-    evaluated = 0
     for bname, chans in per_bone.items():
         pb = obj.pose.bones.get(bname)
         if pb is None:
@@ -253,8 +297,6 @@ def collect_bone_keys(obj, action=None, *, offset: int | None = None) -> dict:
                 part = _channel(fc, fr)
                 loc[:, i] = part[0]
                 loc_parts[i] = part
-        evaluated += sum(1 for p in rot_parts + list(loc_parts.values()) if k > 1 and not p[2][1:].any()
-                         and np.ptp(p[0]) > 0)
         norm = np.linalg.norm(quat, axis=1, keepdims=True)
         quat = np.where(norm > 1e-12, quat / np.where(norm > 1e-12, norm, 1.0), np.array([1.0, 0, 0, 0]))
         mm = mmd_to_local_matrices(obj, [bname])
@@ -274,9 +316,6 @@ def collect_bone_keys(obj, action=None, *, offset: int | None = None) -> dict:
         interp_out.append(_blocks(fr.astype(np.int64), curves, known, _stored_blocks(action, jp), off))
     if not names_out:
         raise ValueError(f"action {action.name!r} has no bone rotation or location keys")
-    if evaluated:
-        warnings.append(f"{evaluated} channels are keyed on other frames than the rest of their bone: they were "
-                        "evaluated at the bone's key frames with linear curves")
     frames = np.concatenate(frames_out)
     if frames.min() < 0:
         shift = -int(frames.min())
@@ -297,6 +336,8 @@ def collect_keys(obj, action=None) -> tuple:
 
 _IK_PATH_RE = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.constraints\["((?:[^"\\]|\\.)*)"\]\.influence$')
 _MORPH_PATH_RE = re.compile(r'^key_blocks\["((?:[^"\\]|\\.)*)"\]\.value$')
+#: MMD Tools keys its IK switches as the IK bone's ``mmd_ik_toggle`` property ([MT] importer).
+_TOGGLE_PATH_RE = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.mmd_ik_toggle$')
 
 
 def _unescape(s: str) -> str:
@@ -305,9 +346,14 @@ def _unescape(s: str) -> str:
 
 
 def collect_property_keys(obj, action, offset: int) -> list:
-    """IK switches: keyed ``influence`` of IK constraints -> :class:`vmd.PropertyKey` list (docs/MMD_FACTS.md §1.7)."""
+    """IK switches: keyed ``influence`` of IK constraints, or MMD Tools' ``mmd_ik_toggle`` of the IK bone ->
+    :class:`vmd.PropertyKey` list (docs/MMD_FACTS.md §1.7)."""
     per_ik: dict = {}
     for fc in _action_fcurves(obj, action):
+        t = _TOGGLE_PATH_RE.match(fc.data_path)
+        if t and len(fc.keyframe_points) and obj.pose.bones.get(_unescape(t.group(1))) is not None:
+            per_ik.setdefault(mmd_name(obj.pose.bones[_unescape(t.group(1))]), fc)
+            continue
         m = _IK_PATH_RE.match(fc.data_path)
         if not m or len(fc.keyframe_points) == 0:
             continue

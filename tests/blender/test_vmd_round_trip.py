@@ -210,3 +210,44 @@ def test_apply_with_key_reduction_exports_what_the_command_line_writes(addon, yw
     addon.vmd_export.export_vmd(arm, out)
     want = keyreduce.reduce_motion(motion).to_vmd()
     _assert_same_records(vmd, want, vmd.read(out), set(motion.bone_names))
+
+
+def test_hand_keyed_action_keeps_its_curves_even_where_channels_are_keyed_apart(addon, yw, tmp_path, scene):
+    """An action keyed by hand in Blender (random Bézier handles; センター's X keyed on fewer frames than its Y and Z,
+    MMD Tools' ``mmd_ik_toggle`` for an IK switch): the exported VMD plays, in MMD's interpolation, what Blender
+    plays, also between the keys and across the pieces of X's curve."""
+    vmd = addon.core("formats.vmd")
+    sample = addon.core("vmd_sample")
+    aw = addon.action_writer
+    arm = yw.armature
+    rng = np.random.default_rng(8)
+    bmap = addon.armature_rest.bone_name_map(arm)
+    center = bmap["センター"]
+    action = bpy.data.actions.new("hand")
+    sink = addon.op_import_vmd._Sink(arm, action, "OBJECT")
+    base = f'pose.bones["{center}"].location'
+    keyed = {0: [0, 40], 1: [0, 10, 17, 40], 2: [0, 10, 17, 40]}
+    for i, fr in keyed.items():
+        fc = sink.new(base, i, center)
+        fr = np.array(fr, dtype=np.float64)
+        val = rng.uniform(-0.3, 0.3, size=len(fr))
+        curves = np.c_[rng.integers(0, 128, (len(fr), 4))]
+        addon.op_import_vmd.write_fcurve(fc, fr, val, curves)
+    tog = sink.new(f'pose.bones["{bmap["左足ＩＫ"]}"].mmd_ik_toggle', 0, "ik")
+    addon.op_import_vmd.write_fcurve(tog, np.array([0.0, 25.0]), np.array([1.0, 0.0]), interpolation=2)
+    arm.animation_data.action = action
+    scene.frame_start = 0
+    out = tmp_path / "hand.vmd"
+    addon.vmd_export.export_vmd(arm, out, action=action)
+    back = vmd.read(out)
+    assert sorted(set(back.bone_keys["frame"].tolist())) == [0, 10, 17, 40]
+    assert [(k.frame, k.ik_states) for k in back.property_keys] == [(0, [("左足ＩＫ", True)]),
+                                                                    (25, [("左足ＩＫ", False)])]
+    frames = np.arange(41)
+    played = sample.sample_vmd(back, frames).locations["センター"]
+    fcs = {fc.array_index: fc for fc in addon.vmd_export._action_fcurves(arm, action) if fc.data_path == base}
+    blender = np.array([[fcs[i].evaluate(float(f)) for i in range(3)] for f in frames])
+    m = aw.mmd_to_local_matrices(arm, [center])
+    _, want = aw.pose_to_mmd(m, None, blender[:, None, :])
+    span = np.ptp(want[:, 0], axis=0).max()
+    assert np.abs(played - want[:, 0]).max() < 0.01 * span + 1e-4

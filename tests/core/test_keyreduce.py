@@ -84,9 +84,9 @@ def test_keys_are_the_dense_values_and_the_ends_are_kept(dance):
 def test_zero_tolerance_is_exact(dance):
     red = keyreduce.reduce_motion(dance, rot_tol_deg=0.0, pos_tol_mm=0.0)
     played = _played(red)
-    assert red.key_count > 0.8 * red.dense_key_count
+    assert red.key_count > keyreduce.reduce_motion(dance).key_count
     for name, q in dance.rotations.items():
-        assert np.degrees(Q.angle_between(q, played.rotations[name])).max() < 0.01, name
+        assert np.degrees(Q.angle_between(q, played.rotations[name])).max() < 1e-3, name   # float32 in the file
 
 
 def test_a_bone_that_never_moves_keeps_two_keys(dance):
