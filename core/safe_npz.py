@@ -374,8 +374,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             return len(src) * (4 if func is str else 1)
         if isinstance(src, str) and (len(args) > 1 or func is str):
             return len(src) * 4
-        raise UnsafePickleError(f"refusing {name}() of a {type(src).__name__}: only a copy of an existing bytes or "
-                                f"str may be built (never {name}(n) or {name}(iterable))")
+        raise UnsafePickleError(f"refusing {name}({type(src).__name__}): a pickle may only copy an existing bytes "
+                                f"or str this way, never ask for {name}(n) or {name}(iterable)")
 
     # ---------------------------------------------------------------- opcodes
     def _op(self) -> None:
