@@ -251,3 +251,16 @@ def test_hand_keyed_action_keeps_its_curves_even_where_channels_are_keyed_apart(
     _, want = aw.pose_to_mmd(m, None, blender[:, None, :])
     span = np.ptp(want[:, 0], axis=0).max()
     assert np.abs(played - want[:, 0]).max() < 0.01 * span + 1e-4
+
+
+def test_import_vmd_operator_and_menu(addon, yw, shared_data, scene):
+    path = shared_data / "vmd" / "openmmd_output_sample.vmd"
+    scene.anime_mmd.target_armature = yw.armature
+    assert bpy.ops.anime_mmd.import_vmd(filepath=str(path)) == {"FINISHED"}
+    action = yw.armature.animation_data.action
+    assert action is not None and action.name.startswith("openmmd_output_sample")
+    assert "openmmd_output_sample" in scene.anime_mmd.status and scene.frame_end == 160
+    draw_funcs = bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
+    assert any(getattr(f, "__module__", "").endswith("op_import_vmd") for f in draw_funcs)
+    with pytest.raises(RuntimeError, match="no such file"):
+        bpy.ops.anime_mmd.import_vmd(filepath=str(shared_data / "vmd" / "missing.vmd"))
