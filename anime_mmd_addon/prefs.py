@@ -82,8 +82,8 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
     )
     setup_torch: bpy.props.BoolProperty(
         name="Install torch (VideoPose3D, detectron2)",
-        description=("Also install torch (about 0.9 GB more for the CPU build; the CUDA build when Device is CUDA): "
-                     "needed only by the VideoPose3D lifter and the detectron2 backend"),
+        description=("Also install torch (about 0.9 GB more for the CPU build; PyPI's build when Device is CUDA, a "
+                     "CUDA build on Linux): needed only by the VideoPose3D lifter and the detectron2 backend"),
         default=False,
     )
     setup_status: bpy.props.StringProperty(name="Set-up Status", description="What the set-up is doing or did",

@@ -214,7 +214,7 @@ class SetupOptions:
         online: whether the set-up may use the network (package index, uv's managed Python). Ignored for pip when
             ``wheelhouse`` is set (pip then never contacts an index).
         torch: also install torch (``torch.txt``), for VideoPose3D and detectron2.
-        cuda: torch's CUDA build (PyPI) instead of the CPU build (PyTorch's CPU index).
+        cuda: torch from PyPI (a CUDA build on Linux) instead of the CPU build from PyTorch's CPU index.
         lock: the hash lock to install (default :data:`WORKER_LOCK`; ``tools/install_deps.py --dev`` passes
             ``requirements/dev.txt``).
         editable: a source folder to ``pip install --no-deps -e`` afterwards (the ``anime-mmd`` command), or None.
@@ -621,7 +621,8 @@ class SetupRun:
         o = self.options
         req = torch_requirement()
         if o.wheelhouse is not None or o.cuda:
-            # The wheelhouse holds whichever build was downloaded into it; PyPI's Linux/Windows wheels are CUDA builds.
+            # The wheelhouse holds whichever build was downloaded into it; PyPI's Linux wheels are CUDA builds (its
+            # Windows and macOS wheels are CPU builds).
             yield Step(f"Installing {req}", _pip(py, *self._index_args(), req), weight=weight, packages=12)
             return
         # A CPU build: a local wheel where pip's own configuration offers one (find-links), installed alone and then
