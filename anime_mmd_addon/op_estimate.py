@@ -369,6 +369,9 @@ class ANIMEMMD_OT_estimate(bpy.types.Operator):
             result = message["result"]
             how = "from the cache" if result.get("cached") else "estimated"
             self.report({"INFO"}, f"{result.get('frames', '?')} frames {how}: {result.get('npz')}")
+            for note in result.get("notes", ()):  # the run's quality report (core.quality), as the CLI prints it
+                if str(note).startswith("quality:"):
+                    self.report({"INFO"}, str(note))
             return {"FINISHED"}
         if message["code"] == "cancelled":
             self.report({"WARNING"}, "Estimate cancelled")

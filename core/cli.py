@@ -1,6 +1,7 @@
 """Command line: ``python -m core estimate VIDEO -o OUT.vmd [--model MODEL.pmx] ...`` and ``python -m core inspect FILE``.
 
-Exit codes: 0 done, 1 a pipeline error (the message says what to do), 2 bad arguments.
+Exit codes: 0 done, 1 a pipeline error (the message says what to do; also a run with too few usable frames, whose
+message holds the quality report, unless ``--force``), 2 bad arguments.
 """
 from __future__ import annotations
 
@@ -128,7 +129,11 @@ def _estimate(args: argparse.Namespace) -> int:
         bars.close()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        if not note.startswith("quality:"):  # the quality report is printed as a block below
+            print(f"note: {note}", file=sys.stderr)
+    if result.quality is not None:
+        for line in result.quality.lines():
+            print(line, file=sys.stderr)
     say(f"{result.frames_in} frames in -> {result.frames_out} keys per bone at 30 fps; "
         f"{result.gaps} frames interpolated")
     for label, path in (("motion", result.vmd_path), ("poses", result.npz_path), ("overlay", result.overlay_path)):
@@ -163,6 +168,11 @@ def _inspect(args: argparse.Namespace) -> int:
         p = pose_io.load(path)
         print(f"{path}: {len(p)} frames at {p.fps:g} fps from {p.source or '?'} ({p.backend} + {p.lifter}), "
               f"{int((~p.detected).sum())} interpolated, image {p.image_size[0]}x{p.image_size[1]}")
+        if p.quality:
+            from .quality import QualityReport
+
+            for line in QualityReport.from_json(p.quality).lines():
+                print(line)
     else:
         raise PipelineError("bad_input", f"{path}: inspect reads .vmd, .pmx and .npz files")
     return 0

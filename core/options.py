@@ -115,6 +115,19 @@ class DetectOptions:
                                     kind="str", flag="--detectron2-model", choices=DETECTRON2_MODELS)
     weights_dir: str | None = _option(None, "folder of downloaded weights (default ~/.cache/anime_mmd/weights)",
                                       kind="path", flag="--weights-dir")
+    auto_crop: bool = _option(True, "look for a still half beside the dancer (a side-by-side video) and analyse only "
+                                    "the moving half when no --crop is given (on by default; --no-auto-crop keeps "
+                                    "the whole frame)", kind="bool", flag="--no-auto-crop")
+    retry: bool = _option(True, "re-detect frames whose pose is missing or implausible on crops around the dancer "
+                                "(on by default; --no-retry skips it)", kind="bool", flag="--no-retry")
+    gate: bool = _option(True, "plausibility gate: refuse skeletons whose scale, bone lengths or position do not fit "
+                               "the dancer's track, and joints out of frame (on by default; --no-gate keeps every "
+                               "skeleton the detector gives)", kind="bool", flag="--no-gate")
+    min_usable: float = _option(0.7, "fraction of the frames that must hold a usable skeleton, else the run stops "
+                                     "with the quality report (default 0.7)", kind="float", flag="--min-usable",
+                                minimum=0.0, maximum=1.0)
+    force: bool = _option(False, "write the motion even when too few frames hold a usable skeleton",
+                          kind="bool", flag="--force")
 
 
 @dataclass

@@ -41,6 +41,14 @@ class PoseSequence:
         crop: ``(x, y, w, h)`` px in the source frame, or None.
         trajectory: ``(T, 3)`` float32 root (pelvis) position in the camera frame, metres, or None.
         notes: human-readable notes (gaps filled, frames that failed to decode...).
+        shots: ``(S, 2)`` int64 ``[start, stop)`` frame ranges between shot cuts (``core.shots``), covering all
+            frames in order; None = one shot (files written before shots were detected). Nothing is interpolated
+            across a cut, and the motion stage places each shot on its own.
+        rejected: ``(T,)`` bool, frames where a skeleton was found but the plausibility gate refused it
+            (``core.gating``); they are not ``detected`` (gap-filled like frames without a person). None = not gated.
+        upper_body: ``(T,)`` bool, frames where the legs are not seen (only the upper body comes from them; the leg
+            joints carry confidence 0 and are interpolated or held); None = unknown.
+        quality: the run's quality report as JSON (``core.quality.QualityReport.to_json``), or "".
     """
 
     keypoints_2d: np.ndarray
@@ -57,6 +65,10 @@ class PoseSequence:
     crop: tuple[int, int, int, int] | None = None
     trajectory: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    shots: np.ndarray | None = None
+    rejected: np.ndarray | None = None
+    upper_body: np.ndarray | None = None
+    quality: str = ""
 
     def __post_init__(self) -> None:
         self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
@@ -80,6 +92,17 @@ class PoseSequence:
             self.trajectory = np.asarray(self.trajectory, dtype=np.float32)
             if self.trajectory.shape != (t, 3):
                 raise ValueError(f"trajectory must be ({t}, 3), got {self.trajectory.shape}")
+        for name in ("rejected", "upper_body"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=bool))
+                if getattr(self, name).shape != (t,):
+                    raise ValueError(f"{name} must be ({t},), got {getattr(self, name).shape}")
+        if self.shots is not None:
+            self.shots = np.asarray(self.shots, dtype=np.int64).reshape(-1, 2)
+            s = self.shots
+            if len(s) == 0 or s[0, 0] != 0 or s[-1, 1] != t or np.any(s[1:, 0] != s[:-1, 1]) or np.any(s[:, 1] <= s[:, 0]):
+                raise ValueError(f"shots must be [start, stop) frame ranges covering 0..{t} in order, got {s.tolist()}")
+        self.quality = str(self.quality or "")
         if t > 1 and np.any(np.diff(self.timestamps) <= 0):
             raise ValueError("timestamps must increase strictly")
         self.fps = float(self.fps)
@@ -129,13 +152,19 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
         arrays["crop"] = np.array(poses.crop, dtype=np.int64)
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
+    for name in ("shots", "rejected", "upper_body"):
+        if getattr(poses, name) is not None:
+            arrays[name] = getattr(poses, name)
+    if poses.quality:
+        arrays["quality"] = np.array(poses.quality, dtype=np.str_)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(tmp, **arrays)
     return path
 
 
-#: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, are optional).
+#: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, shots, rejected,
+#: upper_body and quality, are optional: files without them still load).
 REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
                    "joint_names_2d", "backend")
 
@@ -196,7 +225,8 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
             joint_names_2d=tuple(str(n) for n in d["joint_names_2d"]), backend=str(d["backend"]),
             joints_3d=d.get("joints_3d"), lifter=str(d.get("lifter", "")), source=str(d.get("source", "")),
             crop=tuple(d["crop"].tolist()) if "crop" in d else None, trajectory=d.get("trajectory"),
-            notes=[str(n) for n in d.get("notes", [])],
+            notes=[str(n) for n in d.get("notes", [])], shots=d.get("shots"), rejected=d.get("rejected"),
+            upper_body=d.get("upper_body"), quality=str(d["quality"]) if "quality" in d else "",
         )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e

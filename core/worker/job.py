@@ -23,7 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import filters, pose_io
+import numpy as np
+
+from .. import filters, gating, pose_io, quality
+from ..quality import QualityReport
 from ..atomic import OutputSet, remove_stale
 from ..errors import PipelineError, os_error_message
 from ..motion_stage import motion_stage
@@ -56,27 +59,76 @@ class JobResult:
     timings: dict[str, float] = field(default_factory=dict)
     poses: pose_io.PoseSequence | None = None
     motion: object | None = None
+    quality: QualityReport | None = None
 
 
 # --------------------------------------------------------------------------------------------------- detect stage
 
 def _fill(poses: pose_io.PoseSequence) -> pose_io.PoseSequence:
-    """Interpolate frames without a detection (2D with confidence 0, and 3D), and note where."""
+    """Interpolate frames without a usable detection (2D with confidence 0, and 3D; joints the gate dropped too),
+    shot by shot (``poses.shots``): nothing is interpolated across a cut; a shot's frames before its first or after
+    its last detection hold the nearest one, and a shot without any takes the nearest shot's edge frame."""
     t = poses.timestamps
     if not poses.detected.any():
         raise PipelineError("no_detection", f"no person was found in {poses.source or 'the input'}; check that the "
                                             "dancer's whole body is visible and the crop box contains them")
-    kp = poses.keypoints_2d.copy()
-    xy, report = filters.fill_gaps(kp[..., :2], t, poses.detected)
-    kp[..., :2] = xy
+    kp = poses.keypoints_2d.astype(np.float64)
+    j3 = None if poses.joints_3d is None else poses.joints_3d.astype(np.float64)
+    shots = poses.shots.tolist() if poses.shots is not None else [(0, len(poses))]
+    empty = []
+    for a, b in shots:
+        det = poses.detected[a:b]
+        if not det.any():
+            empty.append((a, b))
+            continue
+        kp[a:b, :, :2], _ = filters.fill_gaps(kp[a:b, :, :2], t[a:b], det)
+        if j3 is not None:
+            j3[a:b], _ = filters.fill_gaps(j3[a:b], t[a:b], det)
+    for a, b in empty:  # a shot without any usable frame: hold the nearest frame of a neighbouring shot
+        src = a - 1 if a > 0 and (b >= len(poses) or poses.detected[:a].any()) else b
+        kp[a:b, :, :2] = kp[src, :, :2]
+        if j3 is not None:
+            j3[a:b] = j3[src]
     kp[~poses.detected, :, 2] = 0.0
     notes = list(poses.notes)
-    j3 = poses.joints_3d
-    if j3 is not None:
-        j3, _ = filters.fill_gaps(j3, t, poses.detected)
+    _, report = filters.fill_gaps(np.zeros((len(poses), 0)), t, poses.detected)
     if report.runs:
         notes.append(report.describe(t))
-    return replace(poses, keypoints_2d=kp, joints_3d=j3, notes=notes)
+    return replace(poses, keypoints_2d=kp.astype(np.float32), notes=notes,
+                   joints_3d=None if j3 is None else j3.astype(np.float32))
+
+
+def _gate_and_assess(poses: pose_io.PoseSequence, opts) -> tuple[pose_io.PoseSequence, QualityReport]:
+    """Plausibility gate (``core.gating.gate_poses``, once: a pose file read back is already gated; skipped with
+    ``opts.gate`` False), gap filling per shot, and the quality report (``core.quality``) stored in
+    ``poses.quality`` (a pose file's own report is kept)."""
+    already = poses.rejected is not None
+    counts = {}
+    if not already and getattr(opts, "gate", True):
+        poses, g = gating.gate_poses(poses)
+        counts = g.counts if g is not None else {}
+    rejected = poses.rejected if poses.rejected is not None else np.zeros(len(poses), dtype=bool)
+    if not poses.detected.any():
+        why = f"{int(rejected.sum())} skeletons were found but none fits a body" if rejected.any() \
+            else "no skeleton was found"
+        raise PipelineError("no_detection", f"{poses.source or 'the input'}: {why}; check that the dancer is "
+                                            "visible, and the crop box (--crop X,Y,W,H) contains them")
+    auto = next((n for n in poses.notes if "half of the frame is still" in n), "")
+    crop_note = (f"crop {','.join(str(v) for v in poses.crop)} chosen automatically: the "
+                 f"{auto.split('the ', 1)[1].split(' half', 1)[0]} half of the frame is still") if auto and poses.crop \
+        else ""
+    if already and poses.quality:
+        report = quality.QualityReport.from_json(poses.quality)
+    else:
+        report = quality.assess(detected=poses.detected | rejected, usable=poses.detected,
+                                timestamps=poses.timestamps, fps=poses.fps,
+                                keypoints_canonical=poses.keypoints_canonical_2d(),
+                                shots=poses.shots.tolist() if poses.shots is not None else None,
+                                upper_body=poses.upper_body, rejected_by=counts, crop=poses.crop,
+                                crop_note=crop_note)
+    poses = _fill(poses)
+    notes = [n for n in poses.notes if not n.startswith("quality:")] + report.lines()
+    return replace(poses, quality=report.to_json(), notes=notes), report
 
 
 def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> pose_io.PoseSequence:
@@ -99,10 +151,15 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
 
     Args:
         opts: :class:`core.options.DetectOptions` (or :class:`~core.options.EstimateOptions`).
+    2D input (a video, or keypoints from another tool) goes through the plausibility gate
+    (``core.gating.gate_poses``) and is gap-filled per shot; its quality report (``core.quality``) is stored in
+    ``poses.quality`` and checked: under ``opts.min_usable`` usable frames the stage refuses unless ``opts.force``.
+
     Returns:
         A gap-filled :class:`PoseSequence` with ``joints_3d`` set.
     Raises:
-        PipelineError: bad input, no frames, no detection, a missing dependency.
+        PipelineError: bad input, no frames, no detection (also: too few usable frames, the message gives the
+        quality report and what to try), a missing dependency.
     """
     progress = progress or _no_progress
     if opts.from_npz:
@@ -130,11 +187,16 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
         if opts.backend == "detectron2":
             backend_options = {"model": opts.detectron2_model, "weights_dir": opts.weights_dir}
         poses = detect_video(opts.video, backend=opts.backend, start=opts.start, end=opts.end, crop=opts.crop,
-                             device=opts.device, progress=progress, backend_options=backend_options)
+                             device=opts.device, progress=progress, backend_options=backend_options,
+                             auto_crop=getattr(opts, "auto_crop", True), retry=getattr(opts, "retry", True))
     if len(poses) == 0:
         raise PipelineError("no_frames", f"{poses.source or 'the input'} holds no frames in the chosen range")
+    report = None
     if poses.keypoints_2d.shape[1] > 0:
-        poses = _fill(poses)
+        poses, report = _gate_and_assess(poses, opts)
+    if report is not None and not opts.from_npz:
+        report.check(getattr(opts, "min_usable", quality.DEFAULT_MIN_USABLE), getattr(opts, "force", False),
+                     source=str(poses.source or ""))
     if opts.lifter == "videopose3d":
         poses = _lift_videopose3d(poses, opts, progress)
     if poses.joints_3d is None:
@@ -222,4 +284,5 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
     return JobResult(vmd_path=vmd_path, npz_path=npz_path, overlay_path=overlay_path, frames_in=len(poses),
                      frames_out=len(motion.frames) if motion is not None else 0,
                      gaps=int((~poses.detected).sum()), notes=list(poses.notes), timings=timings,
-                     poses=poses, motion=motion)
+                     poses=poses, motion=motion,
+                     quality=quality.QualityReport.from_json(poses.quality) if poses.quality else None)

@@ -47,6 +47,8 @@ class MediaPipePoseBackend:
         smooth_landmarks: mediapipe's temporal landmark filter (default True).
         min_detection_confidence: person detector threshold in [0, 1].
         min_tracking_confidence: below this the tracker re-runs the detector, in [0, 1].
+        static_image_mode: run the person detector on every image, with no tracking between calls (for unrelated
+            images, e.g. the crops ``core.worker.detect`` retries a failed frame on); default False (video mode).
         device: accepted for interface symmetry; only ``"cpu"`` is used (the Python solution API runs on CPU).
 
     Raises:
@@ -63,7 +65,7 @@ class MediaPipePoseBackend:
 
     def __init__(self, model_complexity: int = 1, smooth_landmarks: bool = True,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 device: str = "cpu"):
+                 device: str = "cpu", static_image_mode: bool = False):
         if model_complexity not in _LANDMARK_MODELS:
             raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
         for n, v in (("min_detection_confidence", min_detection_confidence),
@@ -76,7 +78,7 @@ class MediaPipePoseBackend:
         model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_MODELS[model_complexity]
         try:
             self._pose = mp.solutions.pose.Pose(
-                static_image_mode=False, model_complexity=int(model_complexity),
+                static_image_mode=bool(static_image_mode), model_complexity=int(model_complexity),
                 smooth_landmarks=bool(smooth_landmarks), enable_segmentation=False,
                 min_detection_confidence=float(min_detection_confidence),
                 min_tracking_confidence=float(min_tracking_confidence),

@@ -1,0 +1,173 @@
+"""The run's quality report (numpy + stdlib only): how much of the video the motion really comes from.
+
+:func:`assess` sums up detection and gating (``core.gating``) for one pose sequence: frames detected, rejected by
+the plausibility gate, usable, the longest run of frames without a usable skeleton, left/right swaps the cleanup
+repairs (``core.smoothing.repair_swaps`` on the 2D keypoints, as ``core.motion_cleanup`` runs it), shot cuts
+(``core.shots``) and frames where only the upper body is seen. The CLI prints :meth:`QualityReport.lines`, the pose
+``.npz`` stores :meth:`QualityReport.to_json` (key :data:`NPZ_KEY`), and the add-on shows the same lines.
+
+:meth:`QualityReport.check` is the loud failure: under ``min_usable`` of the frames usable, the run stops with a
+:class:`core.errors.PipelineError` (code ``"no_detection"``) whose message gives the figures and what to try (a
+crop, ``--start``/``--end``), unless forced.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import PipelineError
+
+__all__ = ["QualityReport", "assess", "longest_run", "NPZ_KEY", "DEFAULT_MIN_USABLE"]
+
+#: Key of the report (a JSON string) in the pose ``.npz`` (``core.pose_io``).
+NPZ_KEY = "quality"
+
+#: Fraction of usable frames under which a run refuses to write a motion (unless forced).
+DEFAULT_MIN_USABLE = 0.7
+
+
+def longest_run(mask) -> tuple[int, int]:
+    """Longest run of True in a ``(T,)`` bool mask: ``(length, start)`` (``(0, -1)`` when none)."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return 0, -1
+    d = np.diff(np.concatenate(([0], m.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    k = int(np.argmax(stops - starts))
+    return int(stops[k] - starts[k]), int(starts[k])
+
+
+@dataclass
+class QualityReport:
+    """Figures of one run (fractions in [0, 1], times in seconds from the first frame of the window).
+
+    Attributes:
+        frames: frames in the window.  detected: frames where the backend returned a skeleton.
+        rejected: detected frames the gate refused (``core.gating``), by reason in ``rejected_by``.
+        usable: detected and not rejected.  longest_gap: frames in the longest run without a usable skeleton,
+        starting at ``longest_gap_start_s``.  swaps: left/right swap runs repaired.  shots: shot count
+        (``cut_times_s`` where a new shot starts).  upper_body: usable frames where the legs are not seen.
+        crop: the crop analysed (x, y, w, h) or None; ``crop_note`` how it was chosen.  fps: frame rate.
+    """
+
+    frames: int
+    detected: int
+    rejected: int
+    usable: int
+    longest_gap: int
+    longest_gap_start_s: float
+    swaps: int = 0
+    shots: int = 1
+    cut_times_s: list = field(default_factory=list)
+    upper_body: int = 0
+    rejected_by: dict = field(default_factory=dict)
+    crop: list | None = None
+    crop_note: str = ""
+    fps: float = 0.0
+
+    @property
+    def usable_fraction(self) -> float:
+        return self.usable / self.frames if self.frames else 0.0
+
+    def lines(self) -> list[str]:
+        """The report for a user, one item per line."""
+        n = max(self.frames, 1)
+        pct = lambda k: f"{100.0 * k / n:.1f}%"  # noqa: E731
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by.items())) if self.rejected_by else ""
+        gap_s = self.longest_gap / self.fps if self.fps > 0 else float("nan")
+        out = [
+            f"quality: {pct(self.usable)} of {self.frames} frames usable "
+            f"(detected {pct(self.detected)}, rejected by the plausibility gate {pct(self.rejected)}"
+            + (f": {why}" if why else "") + ")",
+            f"quality: longest gap without a usable skeleton {self.longest_gap} frames"
+            + (f" ({gap_s:.2f} s from {self.longest_gap_start_s:.2f} s)" if self.longest_gap else ""),
+            f"quality: left/right swaps repaired {self.swaps}; shots {self.shots}"
+            + (" (cuts at " + ", ".join(f"{c:.2f} s" for c in self.cut_times_s[:8])
+               + (" ..." if len(self.cut_times_s) > 8 else "") + ")" if self.cut_times_s else ""),
+        ]
+        if self.upper_body:
+            out.append(f"quality: legs out of frame in {self.upper_body} frames ({pct(self.upper_body)}): only the "
+                       "upper body is taken from those frames (legs interpolated or held from the frames that show "
+                       "them, standing straight in a shot that never does)")
+        if self.crop_note:
+            out.append(f"quality: {self.crop_note}")
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "QualityReport":
+        """Read :meth:`to_json` output (unknown keys are ignored, so older readers accept newer files).
+
+        Raises:
+            ValueError: not a JSON object.
+        """
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("quality report: not a JSON object")
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def check(self, min_usable: float = DEFAULT_MIN_USABLE, force: bool = False, *, source: str = "") -> None:
+        """Refuse a run with too few usable frames (the loud failure of the module docstring).
+
+        Raises:
+            PipelineError("no_detection"): ``usable_fraction < min_usable`` and not ``force``; the message holds
+            the report and what to try.
+        """
+        if force or self.usable_fraction >= min_usable:
+            return
+        hints = []
+        if self.crop is None:
+            hints.append("--crop X,Y,W,H around the dancer (e.g. the animated half of a side-by-side video)")
+        if self.longest_gap:
+            a = self.longest_gap_start_s
+            b = a + (self.longest_gap / self.fps if self.fps > 0 else 0.0)
+            hints.append(f"--start/--end to skip the part without a usable skeleton ({a:.2f}-{b:.2f} s)")
+        if self.upper_body:
+            hints.append("a clip that shows the legs")
+        hints.append("--force to write the motion anyway")
+        raise PipelineError(
+            "no_detection",
+            f"{source + ': ' if source else ''}only {100 * self.usable_fraction:.0f}% of the frames hold a usable "
+            f"skeleton (at least {100 * min_usable:.0f}% are needed for a trustworthy motion).\n  "
+            + "\n  ".join(self.lines()) + "\n  try: " + "; or ".join(hints))
+
+
+def assess(*, detected, usable, timestamps, fps: float, keypoints_canonical=None, shots=None, upper_body=None,
+           rejected_by=None, crop=None, crop_note: str = "") -> QualityReport:
+    """Build the report of one pose sequence.
+
+    Args:
+        detected: ``(T,)`` bool, the backend returned a skeleton; usable: ``(T,)`` bool, it also passed the gate.
+        timestamps: ``(T,)`` seconds; fps: frame rate (for gap durations).
+        keypoints_canonical: optional ``(T, 27, 3)`` ``CANONICAL`` px + confidence, to count the left/right swaps
+            ``core.smoothing.repair_swaps`` repairs (the cleanup's own call); None = not counted (0).
+        shots: ``[(start, stop), ...]`` or None; upper_body: ``(T,)`` bool or None; rejected_by: reason -> frames.
+        crop, crop_note: the crop analysed and how it was chosen.
+    Returns:
+        :class:`QualityReport`.
+    """
+    det = np.asarray(detected, dtype=bool)
+    use = np.asarray(usable, dtype=bool)
+    t = np.asarray(timestamps, dtype=np.float64)
+    T = len(det)
+    gap, start = longest_run(~use)
+    swaps = 0
+    if keypoints_canonical is not None and use.sum() >= 3:
+        from . import smoothing
+
+        k = np.asarray(keypoints_canonical, dtype=np.float64)[use]
+        _, rep = smoothing.repair_swaps(k[..., :2], confidence=np.nan_to_num(k[..., 2]))
+        swaps = int(rep.count)
+    shots = [(0, T)] if shots is None else [tuple(int(v) for v in s) for s in shots]
+    cuts = [float(t[a] - t[0]) for a, _ in shots[1:]] if T else []
+    return QualityReport(
+        frames=T, detected=int(det.sum()), rejected=int((det & ~use).sum()), usable=int(use.sum()),
+        longest_gap=gap, longest_gap_start_s=float(t[start] - t[0]) if gap else 0.0, swaps=swaps,
+        shots=len(shots), cut_times_s=cuts, upper_body=int(np.asarray(upper_body, dtype=bool).sum())
+        if upper_body is not None else 0, rejected_by=dict(rejected_by or {}),
+        crop=list(crop) if crop is not None else None, crop_note=crop_note, fps=float(fps))
