@@ -94,7 +94,7 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
                                         default="")
 
     def draw(self, context):
-        from . import op_setup
+        from . import op_setup, worker_setup
 
         layout = self.layout
         status = getattr(self, "setup_status", "")
@@ -111,6 +111,10 @@ class AnimeMMDPreferences(bpy.types.AddonPreferences):
         elif status:
             for line in status.splitlines()[:12]:
                 box.label(text=line)
+        made = worker_venv_dir()
+        if not running and made is not None and worker_setup.is_ready(made) and worker_setup.lock_changed(made):
+            box.label(text="The worker was set up for an earlier version: press Set Up Worker to update it",
+                      icon="ERROR")
         col = box.column()
         col.enabled = not running
         col.prop(self, "setup_torch")

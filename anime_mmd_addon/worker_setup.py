@@ -273,6 +273,21 @@ def is_ready(venv_dir: str | os.PathLike) -> bool:
     return read_stamp(venv_dir) is not None and venv_python(venv_dir).is_file()
 
 
+def lock_changed(venv_dir: str | os.PathLike) -> bool:
+    """True when a finished set-up in ``venv_dir`` was made from another lock than the one shipped now (the extension
+    was updated: set up again). False when there is no stamp, or its lock is not one of ours."""
+    stamp = read_stamp(venv_dir)
+    if stamp is None or not isinstance(stamp.get("lock"), str):
+        return False
+    lock = REQUIREMENTS_DIR / Path(stamp["lock"]).name
+    if not lock.is_file():
+        return False
+    h = hashlib.sha256(lock.read_bytes())
+    if stamp.get("torch"):
+        h.update(TORCH_PIN.read_bytes())
+    return stamp.get("lock_sha256") != h.hexdigest()
+
+
 def up_to_date(options: SetupOptions) -> bool:
     """True when ``options.venv_dir`` was set up with these options and the same lock."""
     stamp = read_stamp(options.venv_dir)

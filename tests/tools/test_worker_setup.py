@@ -2,6 +2,7 @@
 interpreter, refusing to go online when not allowed, reporting pip's own error, cancelling, cleaning up."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -91,3 +92,13 @@ def test_count_packages_counts_each_name_once_and_skips_the_excluded():
     text = ws.WORKER_LOCK.read_text()
     assert 15 <= n < text.count("==")
     assert "jax==" in text
+
+
+def test_a_stamp_from_another_lock_is_noticed(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    opts = ws.SetupOptions(venv_dir=venv)
+    (venv / ws.STAMP_NAME).write_text(json.dumps(opts.stamp()))
+    assert ws.read_stamp(venv)["lock"] == "worker.txt" and not ws.lock_changed(venv)
+    (venv / ws.STAMP_NAME).write_text(json.dumps(dict(opts.stamp(), lock_sha256="0" * 64)))
+    assert ws.lock_changed(venv)
