@@ -521,6 +521,13 @@ class _Cursor:
         return v
 
 
+def _label(name: str, limit: int = 40) -> str:
+    """A name read from the file, as shown inside an error message: control characters (line breaks...) escaped and
+    cut to ``limit`` characters, so a message always stays one short line."""
+    shown = name if len(name) <= limit else name[:limit] + "..."
+    return "".join(c if c.isprintable() or c in "\u3000\u00a0" else repr(c)[1:-1] for c in shown)
+
+
 def _check_index(cur: _Cursor, offset: int, v: int, count: int, kind: str, what: str):
     lo = 0 if kind == "vertex" else -1
     if not (lo <= v < count):
@@ -749,7 +756,7 @@ def _read_materials(cur: _Cursor, n_textures: int, n_face_indices: int) -> list:
     for i in range(n):
         w = f"material {i}"
         name = cur.text(f"{w} name")
-        w = f"material {i} ({name})"
+        w = f"material {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         diffuse = cur.vec(4, f"{w} diffuse")
         specular = cur.vec(3, f"{w} specular")
@@ -801,7 +808,7 @@ def _read_bones(cur: _Cursor) -> tuple:
 
     for i in range(n):
         name = cur.text(f"bone {i} name")
-        w = f"bone {i} ({name})"
+        w = f"bone {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         position = cur.vec(3, f"{w} position")
         parent = bref(f"{w} parent")
@@ -865,7 +872,7 @@ def _read_morphs(cur: _Cursor, counts: dict) -> tuple:
     morphs, deferred = [], {"morph": [], "rigid": []}
     for i in range(n):
         name = cur.text(f"morph {i} name")
-        w = f"morph {i} ({name})"
+        w = f"morph {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         panel = cur.i8(f"{w} panel")
         p = cur.pos
@@ -891,7 +898,7 @@ def _read_display_frames(cur: _Cursor, counts: dict) -> list:
     frames = []
     for i in range(n):
         name = cur.text(f"display frame {i} name")
-        w = f"display frame {i} ({name})"
+        w = f"display frame {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         special = cur.u8(f"{w} special flag")
         k = cur.count(f"{w} item count", 1 + min(cur.isize["bone"], cur.isize["morph"]))
@@ -914,7 +921,7 @@ def _read_rigid_bodies(cur: _Cursor, n_bones: int) -> list:
     out = []
     for i in range(n):
         name = cur.text(f"rigid body {i} name")
-        w = f"rigid body {i} ({name})"
+        w = f"rigid body {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         bone = cur.index("bone", f"{w} bone", n_bones)
         group = cur.u8(f"{w} group")
@@ -937,7 +944,7 @@ def _read_joints(cur: _Cursor, n_rigid: int) -> list:
     out = []
     for i in range(n):
         name = cur.text(f"joint {i} name")
-        w = f"joint {i} ({name})"
+        w = f"joint {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         jtype = cur.u8(f"{w} type")
         a = cur.index("rigid", f"{w} rigid body A", n_rigid)
@@ -954,7 +961,7 @@ def _read_soft_bodies(cur: _Cursor, counts: dict) -> list:
     out = []
     for i in range(n):
         name = cur.text(f"soft body {i} name")
-        w = f"soft body {i} ({name})"
+        w = f"soft body {i} ({_label(name)})"
         name_en = cur.text(f"{w} English name")
         shape = cur.u8(f"{w} shape")
         material = cur.index("material", f"{w} material", counts["material"])

@@ -1,12 +1,12 @@
 """Fuzz the PMX and VMD readers with mutated copies of every real file in ../shared/data (issue 7, item 7).
 
-A fixed, seeded budget of 5,370 cases per run (25 real files plus one synthetic PMX 2.1 holding the sections no
+A fixed, seeded budget of 5,355 cases per run (25 real files plus one synthetic PMX 2.1 holding the sections no
 real file has: every morph type, a soft body): byte flips, truncations, huge values patched into the count and
 text-length fields the reader itself reports while parsing the original (so every count and length is hit),
-out-of-range values in the index fields it reports (with every text turned into braces half the time: names end up
-in error messages), other valid header values (version 2.1, index sizes, encoding, the old VMD signature), random
+out-of-range values in the index fields it reports (with every text turned into braces and line breaks half the time:
+names end up in error messages), other valid header values (version 2.1, index sizes, encoding, the old VMD signature), random
 32-bit patches, and deleted / duplicated spans. Each case must either parse or raise
-``core.formats.errors.FormatError``; nothing else (IndexError, MemoryError, struct.error, UnicodeDecodeError...),
+``core.formats.errors.FormatError`` whose message is one line of at most 600 characters; nothing else (IndexError, MemoryError, struct.error, UnicodeDecodeError...),
 and no case may take over 2 s or 500 MB (tracemalloc peak, numpy buffers included).
 
 The cases run in a subprocess under ``RLIMIT_AS`` (3 GiB), so a reader that allocates for an absurd count fails the
@@ -31,7 +31,7 @@ DATA = REPO.parent / "shared" / "data"
 SEED = 20261201
 #: Cases per file: the 3.9 MB model costs ~0.1 s a parse, the others a few ms.
 BIG_FILE_BYTES = 1 << 20
-CASES_BIG, CASES_PMX, CASES_VMD = 40, 230, 170
+CASES_BIG, CASES_PMX, CASES_VMD = 25, 230, 170
 MAX_SECONDS, MAX_BYTES = 2.0, 500 * 1024 * 1024
 HUGE = (0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, 0x40000000, 0x10000000, 0x00FFFFFF, 0x10000)
 
@@ -192,12 +192,13 @@ def _bad_index(buf: bytearray, fields: dict, rng: np.random.Generator) -> str:
 
 
 def _braces(buf: bytearray, fields: dict, encoding_utf16: bool) -> None:
-    """Rewrite every text as braces of the same byte length: names end up inside error messages."""
-    unit = "{".encode("utf-16-le" if encoding_utf16 else "utf-8")
+    """Rewrite every text as braces and line breaks of the same byte length: names end up inside error messages,
+    which must stay one line and never be taken for format strings."""
+    enc = "utf-16-le" if encoding_utf16 else "utf-8"
     for at, n in fields["texts"]:
-        if n >= len(unit):
-            k = n // len(unit)
-            buf[at:at + k * len(unit)] = unit * k
+        pattern = ("{\n}" * n).encode(enc)[:n]
+        pattern = pattern[:len(pattern) - len(pattern) % (2 if encoding_utf16 else 1)]
+        buf[at:at + len(pattern)] = pattern
 
 
 _PMX_21 = np.float32(2.1).tobytes()
@@ -233,7 +234,7 @@ def mutate(data: bytes, fields: dict, rng: np.random.Generator, kind: str = "pmx
         how = _bad_index(buf, fields, rng)
         if rng.random() < 0.5:
             _braces(buf, fields, data[9] == 0)
-            how += " + braces in every text"
+            how += " + braces and line breaks in every text"
         return bytes(buf), how
     if r < 0.10:
         return _semantic(data, kind, rng)
@@ -279,7 +280,7 @@ def run(seed: int = SEED) -> dict:
     tracemalloc.start()
     out = {"seed": seed, "files": len(files), "cases": 0, "parsed": 0, "format_errors": 0, "failures": [],
            "max_seconds": 0.0, "max_seconds_case": "", "max_peak": 0, "max_peak_case": "", "count_fields": 0}
-    t_all = time.perf_counter()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
     for name, kind, data, fields, budget in prepared:
         out["count_fields"] += len(fields["counts"])
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -293,8 +294,11 @@ def run(seed: int = SEED) -> dict:
             try:
                 loads(mutated, name=name)
                 out["parsed"] += 1
-            except FormatError:
+            except FormatError as e:
                 out["format_errors"] += 1
+                text = str(e)
+                if "\n" in text or "\r" in text or len(text) > 600:
+                    out["failures"].append(f"{case}: FormatError message is not one short line: {text[:300]!r}")
             except BaseException as e:  # noqa: BLE001 - that is the point: anything else is a failure
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -307,6 +311,7 @@ def run(seed: int = SEED) -> dict:
             if peak > out["max_peak"]:
                 out["max_peak"], out["max_peak_case"] = peak, case
     out["total_seconds"] = time.perf_counter() - t_all
+    out["cpu_seconds"] = time.process_time() - cpu_all
     return out
 
 
