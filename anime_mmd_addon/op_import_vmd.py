@@ -344,7 +344,9 @@ def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | No
     if pos_tol_mm is not None:
         kw["pos_tol_mm"] = pos_tol_mm
     red = keyreduce.reduce_motion(motion, **kw)
-    action, skipped, _, _ = write_vmd_action(obj, red.to_vmd(), name=name)
+    reduced = red.to_vmd()
+    action, skipped, _, _ = write_vmd_action(obj, reduced, name=name)
+    write_morphs(obj, reduced, name=name)   # face morphs onto the meshes' shape keys, where they have them
     if skipped:
         action["mmd_skipped_bones"] = skipped
     action["mmd_key_counts"] = [red.key_count, red.dense_key_count]

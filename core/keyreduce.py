@@ -48,13 +48,15 @@ from .formats import vmd as vmd_format
 from .motion import BoneMotion
 from .vmd_sample import bezier_weight
 
-__all__ = ["X_CONTROL", "DEFAULT_ROT_TOL_DEG", "DEFAULT_POS_TOL_MM", "DEFAULT_MAX_SPAN", "Reduction",
+__all__ = ["X_CONTROL", "DEFAULT_ROT_TOL_DEG", "DEFAULT_POS_TOL_MM", "DEFAULT_MORPH_TOL", "DEFAULT_MAX_SPAN", "Reduction",
            "reduce_motion", "fk_errors"]
 
 #: x control points of every fitted curve (of 127): ``Bx(u) ≈ u``, so ``By`` is linear in (y1, y2).
 X_CONTROL = (42, 85)
 DEFAULT_ROT_TOL_DEG = 0.5
 DEFAULT_POS_TOL_MM = 1.0
+#: Morph weights (0..1) are linear between keys (docs/MMD_FACTS.md §2.4); their keys stay within this of the dense one.
+DEFAULT_MORPH_TOL = 0.01
 #: Longest segment tried, in keys of the dense motion (the fit costs grow with its square).
 DEFAULT_MAX_SPAN = 30
 _LINEAR = (20, 20, 107, 107)
@@ -188,6 +190,21 @@ def _fewest_keys(ok: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _morph_keys(weights: np.ndarray, tol: float, span: int) -> list[np.ndarray]:
+    """Fewest keys of morph tracks ``(M, T)`` whose linear interpolation stays within ``tol`` (as for bones)."""
+    m_n, t_n = weights.shape
+    ok = np.zeros((m_n, t_n, span + 1), dtype=bool)
+    ok[:, :t_n - 1, 1] = True
+    for n in range(2, min(span, t_n - 1) + 1):
+        a_n = t_n - n
+        wa, wb = weights[:, :a_n], weights[:, n:n + a_n]
+        err = np.zeros((m_n, a_n))
+        for j in range(1, n):
+            err = np.maximum(err, np.abs(wa + (wb - wa) * (j / n) - weights[:, j:j + a_n]))
+        ok[:, :a_n, n] = ok[:, :a_n, n - 1] & (err <= tol)
+    return _fewest_keys(ok)
+
+
 @dataclass
 class Reduction:
     """Reduced keys of a :class:`BoneMotion`: per bone the kept key indices and each key's curves.
@@ -201,6 +218,7 @@ class Reduction:
         pos_tol: bone name -> the translation tolerance (MMD units).
         fk_error: with a model: ``{"rotation_deg": max world rotation error, "position_mm": max world position
             error}`` over all bones and frames of the model; empty without one.
+        morph_keys: morph name -> ``(K,)`` int64 indices of the kept morph keys (``motion.morphs``; linear).
         rounds: fitting rounds run (1 + FK tightenings).
     """
 
@@ -211,6 +229,7 @@ class Reduction:
     pos_tol: dict = field(default_factory=dict)
     fk_error: dict = field(default_factory=dict)
     rounds: int = 1
+    morph_keys: dict = field(default_factory=dict)
 
     @property
     def key_count(self) -> int:
@@ -241,7 +260,17 @@ class Reduction:
             blocks.append(vmd_format.interpolation_block(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))
         keys = vmd_format.make_bone_keys(names, np.concatenate(frames), np.concatenate(locs),
                                          np.concatenate(rots), np.concatenate(blocks))
-        return vmd_format.VmdMotion(model_name=m.model_name if model_name is None else model_name, bone_keys=keys)
+        morphs = []
+        for name, w in getattr(m, "morphs", {}).items():
+            idx = self.morph_keys.get(name, np.arange(m.n_frames))
+            k = np.empty(len(idx), dtype=vmd_format.MORPH_KEY_DTYPE)
+            k["name"] = vmd_format.encode_name(name, 15)
+            k["frame"] = m.frames[idx]
+            k["weight"] = w[idx]
+            morphs.append(k)
+        morph_keys = np.concatenate(morphs) if morphs else np.zeros(0, dtype=vmd_format.MORPH_KEY_DTYPE)
+        return vmd_format.VmdMotion(model_name=m.model_name if model_name is None else model_name, bone_keys=keys,
+                                    morph_keys=morph_keys)
 
     def sampled(self) -> BoneMotion:
         """The reduced motion as MMD plays it, on the dense motion's frames (``core.vmd_sample.sample_vmd``)."""
@@ -304,7 +333,7 @@ def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarra
 
 def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT_ROT_TOL_DEG,
                   pos_tol_mm: float = DEFAULT_POS_TOL_MM, max_span: int = DEFAULT_MAX_SPAN,
-                  strict_fk: bool = False) -> Reduction:
+                  strict_fk: bool = False, morph_tol: float | None = None) -> Reduction:
     """Fewest keys with MMD Bézier curves that reproduce ``motion`` within the tolerance (module docstring).
 
     Args:
@@ -318,6 +347,8 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
         strict_fk: hold the tolerance for the world rotation and position of every bone of ``rest`` after FK (the
             errors of a chain add up), by halving the tolerances of the bones involved (module docstring). Without
             it, each bone's own keys stay within the tolerance: the error they add to the posed model at that bone.
+        morph_tol: morph weight tolerance (default :data:`DEFAULT_MORPH_TOL`); morphs (``motion.morphs``) are
+            linear between keys in MMD, so their keys are chosen the same way with straight segments.
 
     Returns:
         :class:`Reduction` (``to_vmd()`` for the file).
@@ -341,6 +372,12 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
     span = int(max_span) if even else 1
     keys, curves = _fit(motion, names, rot_tol, pos_tol, span) if names else ({}, {})
     red = Reduction(motion=motion, keys=keys, curves=curves, rot_tol=rot_tol, pos_tol=pos_tol)
+    morphs = getattr(motion, "morphs", {})
+    if morphs:
+        mnames = list(morphs)
+        idx = _morph_keys(np.stack([np.asarray(morphs[n], dtype=np.float64) for n in mnames]),
+                          DEFAULT_MORPH_TOL if morph_tol is None else float(morph_tol), span)
+        red.morph_keys = dict(zip(mnames, idx))
     if rest is None or not names:
         return red
     keyed = [rest.index_of(n) for n in names]

@@ -171,3 +171,20 @@ def test_reduced_vmd_reads_back_as_the_dense_motion(dance, tmp_path):
     assert np.array_equal(back.frames, dance.frames)
     for name, q in dance.rotations.items():
         assert np.degrees(Q.angle_between(q, back.rotations[name])).max() <= 0.5 + 1e-5, name
+
+
+def test_morphs_are_reduced_linearly_and_kept(dance):
+    """Face morphs (``BoneMotion.morphs``, e.g. まばたき from core.hands_face) go into the reduced VMD with fewer
+    keys; MMD's linear morph interpolation gives them back within the morph tolerance."""
+    t = np.arange(dance.n_frames)
+    blink = np.clip(1.0 - np.abs((t % 40) - 20) / 4.0, 0.0, 1.0)          # a blink every 40 frames
+    mouth = 0.5 + 0.4 * np.sin(t / 7.0)
+    m = BoneMotion(frames=dance.frames, rotations=dance.rotations, locations=dance.locations,
+                   morphs={"まばたき": blink, "あ": mouth})
+    red = keyreduce.reduce_motion(m)
+    out = red.to_vmd()
+    names = vmd.decode_names(out.morph_keys["name"])
+    assert 0 < (names == "まばたき").sum() < 0.5 * len(t) and 0 < (names == "あ").sum() < len(t)
+    back = BoneMotion.from_vmd(vmd.loads(vmd.dumps(out)))
+    for name, w in m.morphs.items():
+        assert np.abs(back.morphs[name] - w).max() <= keyreduce.DEFAULT_MORPH_TOL + 1e-6, name
