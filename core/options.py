@@ -67,6 +67,12 @@ CAMERA_MODES: tuple[Choice, ...] = (
     Choice("static", "Dancer in place", "no root travel along the floor (jumps and crouches kept)"),
     Choice("off", "Off", "keep the root trajectory as estimated"),
 )
+POSE_MODELS: tuple[Choice, ...] = (
+    Choice("full", "Full", "BlazePose full landmark model (bundled with mediapipe; the default)"),
+    Choice("heavy", "Heavy", "BlazePose heavy landmark model: about 3x slower, slightly more accurate on the "
+                             "closed-loop renders (benchmarks/bench_landmark_models.py); installed at set-up"),
+    Choice("lite", "Lite", "BlazePose lite landmark model: faster, less accurate; installed at set-up"),
+)
 DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
     Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
 
@@ -111,6 +117,10 @@ class DetectOptions:
     image_size: tuple[int, int] | None = _option(None, "WxH of the frames --from-keypoints came from, if not recorded",
                                                  kind="size", flag="--image-size")
     device: str = _option("cpu", "where torch models run", kind="str", flag="--device", choices=DEVICES)
+    pose_model: str = _option("full", "MediaPipe landmark model for --backend mediapipe: full (bundled, default), "
+                                      "heavy or lite (installed at set-up by "
+                                      "core.worker.backends.pose_models.install_landmark_models)", kind="str",
+                              flag="--pose-model", choices=POSE_MODELS)
     detectron2_model: str = _option("R101", "Keypoint R-CNN variant for --backend detectron2 (FPN 3x configs)",
                                     kind="str", flag="--detectron2-model", choices=DETECTRON2_MODELS)
     weights_dir: str | None = _option(None, "folder of downloaded weights (default ~/.cache/anime_mmd/weights)",

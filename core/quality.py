@@ -19,13 +19,18 @@ import numpy as np
 
 from .errors import PipelineError
 
-__all__ = ["QualityReport", "assess", "longest_run", "NPZ_KEY", "DEFAULT_MIN_USABLE"]
+__all__ = ["QualityReport", "assess", "longest_run", "motion_figures", "NPZ_KEY", "DEFAULT_MIN_USABLE",
+           "MAX_CENTRE_SPEED", "MAX_POPS_PER_MIN"]
 
 #: Key of the report (a JSON string) in the pose ``.npz`` (``core.pose_io``).
 NPZ_KEY = "quality"
 
 #: Fraction of usable frames under which a run refuses to write a motion (unless forced).
 DEFAULT_MIN_USABLE = 0.7
+#: m/s: a centre (センター + グルーブ) faster than this at the 99th percentile is not a dancer (issue 10's target).
+MAX_CENTRE_SPEED = 4.0
+#: Rotation pops (a bone turning more than 45° between two keys) per minute above which a motion is refused.
+MAX_POPS_PER_MIN = 30.0
 
 
 def longest_run(mask) -> tuple[int, int]:
@@ -66,6 +71,9 @@ class QualityReport:
     crop: list | None = None
     crop_note: str = ""
     fps: float = 0.0
+    centre_speed_p99: float | None = None
+    rotation_pops: int | None = None
+    motion_minutes: float | None = None
 
     @property
     def usable_fraction(self) -> float:
@@ -93,7 +101,38 @@ class QualityReport:
                        "them, standing straight in a shot that never does)")
         if self.crop_note:
             out.append(f"quality: {self.crop_note}")
+        if self.centre_speed_p99 is not None:
+            out.append(f"quality: motion: centre speed {self.centre_speed_p99:.2f} m/s at the 99th percentile, "
+                       f"{self.rotation_pops} rotation pops (a bone turning over 45° in one frame)")
         return out
+
+    def check_motion(self, force: bool = False, *, max_centre_speed: float = MAX_CENTRE_SPEED,
+                     max_pops_per_min: float = MAX_POPS_PER_MIN, source: str = "") -> None:
+        """Refuse a motion no dancer makes: the centre faster than ``max_centre_speed`` m/s at the 99th percentile,
+        or more than ``max_pops_per_min`` rotation pops per minute (figures from :func:`motion_figures`).
+
+        Raises:
+            PipelineError("no_detection"): an implausible motion and not ``force``; the message gives the report
+            and what to try.
+        """
+        if force or self.centre_speed_p99 is None:
+            return
+        why = []
+        if self.centre_speed_p99 > max_centre_speed:
+            why.append(f"its centre moves {self.centre_speed_p99:.1f} m/s at the 99th percentile (a dancer stays "
+                       f"under {max_centre_speed:g})")
+        per_min = (self.rotation_pops or 0) / max(self.motion_minutes or 0.0, 1e-9)
+        if self.rotation_pops and per_min > max_pops_per_min:
+            why.append(f"{self.rotation_pops} bone turns over 45° in one frame ({per_min:.0f} per minute)")
+        if not why:
+            return
+        hints = (["--crop X,Y,W,H around the dancer"] if self.crop is None else []) + [
+            "--start/--end around the part where the dancer is fully visible", "--force to write it anyway"]
+        raise PipelineError(
+            "no_detection",
+            f"{source + ': ' if source else ''}the motion is not plausible: " + "; ".join(why)
+            + " -- the detections are probably wrong.\n  " + "\n  ".join(self.lines()) + "\n  try: "
+            + "; or ".join(hints))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -171,3 +210,32 @@ def assess(*, detected, usable, timestamps, fps: float, keypoints_canonical=None
         shots=len(shots), cut_times_s=cuts, upper_body=int(np.asarray(upper_body, dtype=bool).sum())
         if upper_body is not None else 0, rejected_by=dict(rejected_by or {}),
         crop=list(crop) if crop is not None else None, crop_note=crop_note, fps=float(fps))
+
+
+def motion_figures(motion) -> dict:
+    """Plausibility figures of a :class:`core.motion.BoneMotion` (dense keys, MMD units at 30 fps).
+
+    Returns:
+        ``{"centre_speed_p99": m/s, "rotation_pops": int, "motion_minutes": float}``: the 99th percentile of the
+        speed of センター + グルーブ's translation (their sum: グルーブ hangs from センター and neither is rotated by
+        the retargeting, docs/MMD_FACTS.md §5.7), and the steps above 45° between consecutive keys of every bone's
+        rotation (``core.smoothing.rotation_pops``).
+    """
+    from . import smoothing
+    from .conventions import METRES_PER_UNIT, MMD_FPS
+
+    frames = np.asarray(motion.frames, dtype=np.float64)
+    T = len(frames)
+    root = np.zeros((T, 3))
+    for name in ("センター", "グルーブ"):
+        if name in motion.locations:
+            root = root + np.asarray(motion.locations[name], dtype=np.float64)
+    if T >= 2:
+        dt = np.diff(frames) / MMD_FPS
+        speed = np.linalg.norm(np.diff(root, axis=0), axis=1) * METRES_PER_UNIT / dt
+        p99 = float(np.percentile(speed, 99))
+    else:
+        p99 = 0.0
+    pops = int(sum(smoothing.rotation_pops(q) for q in motion.rotations.values()))
+    minutes = float((frames[-1] - frames[0]) / MMD_FPS / 60.0) if T >= 2 else 0.0
+    return {"centre_speed_p99": p99, "rotation_pops": pops, "motion_minutes": minutes}

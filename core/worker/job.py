@@ -186,6 +186,8 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
         backend_options = {}
         if opts.backend == "detectron2":
             backend_options = {"model": opts.detectron2_model, "weights_dir": opts.weights_dir}
+        elif opts.backend == "mediapipe" and getattr(opts, "pose_model", "full") != "full":
+            backend_options = {"model_complexity": {"lite": 0, "full": 1, "heavy": 2}[opts.pose_model]}
         poses = detect_video(opts.video, backend=opts.backend, start=opts.start, end=opts.end, crop=opts.crop,
                              device=opts.device, progress=progress, backend_options=backend_options,
                              auto_crop=getattr(opts, "auto_crop", True), retry=getattr(opts, "retry", True))
@@ -206,6 +208,22 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
 
 
 # --------------------------------------------------------------------------------------------------- the job
+
+def _check_motion(poses: pose_io.PoseSequence, motion, opts) -> pose_io.PoseSequence:
+    """Add the motion's plausibility figures (``core.quality.motion_figures``) to the quality report and refuse an
+    implausible motion (``QualityReport.check_motion``) unless ``opts.force``."""
+    if poses.quality:
+        report = quality.QualityReport.from_json(poses.quality)
+    else:  # 3D input without 2D keypoints: every frame was given
+        n = len(poses)
+        report = quality.QualityReport(frames=n, detected=n, rejected=0, usable=n, longest_gap=0,
+                                       longest_gap_start_s=0.0, fps=poses.fps, crop=None)
+    report = replace(report, **quality.motion_figures(motion))
+    notes = [n for n in poses.notes if not n.startswith("quality:")] + report.lines()
+    poses = replace(poses, quality=report.to_json(), notes=notes)
+    report.check_motion(getattr(opts, "force", False), source=str(poses.source or ""))
+    return poses
+
 
 def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
             detect: Callable[..., pose_io.PoseSequence] | None = None) -> JobResult:
@@ -248,6 +266,7 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         motion = motion_stage(poses, rest, opts)
         progress("retarget", 1, 1)
         timings["motion"] = time.perf_counter() - t1
+        poses = _check_motion(poses, motion, opts)
 
     vmd_path, npz_path, overlay_path = (Path(opts.output) if opts.output else None), opts.npz_path(), None
     with OutputSet(overwrite=opts.overwrite) as outputs:

@@ -68,3 +68,30 @@ def test_json_round_trip_and_pose_file(tmp_path, shared_data):
     assert old.shots is None and old.rejected is None and old.quality == ""
     with pytest.raises(ValueError, match="shots"):
         replace(p, shots=[(0, 50), (60, T)])
+
+
+def _motion(centre_step_units, pops_every=0, T=90):
+    from core.motion import BoneMotion
+
+    loc = np.zeros((T, 3))
+    loc[:, 0] = np.cumsum(np.full(T, centre_step_units))
+    q = np.tile([0.0, 0.0, 0.0, 1.0], (T, 1))
+    if pops_every:
+        q[::pops_every] = [0.0, 0.0, np.sin(np.pi / 4), np.cos(np.pi / 4)]   # 90° there and back
+    return BoneMotion(frames=np.arange(T), rotations={"左腕": q}, locations={"センター": loc})
+
+
+def test_motion_figures_and_the_refusal_of_a_motion_no_dancer_makes():
+    ok = quality.motion_figures(_motion(0.1))                   # 0.1 unit a frame = 0.24 m/s
+    assert ok["centre_speed_p99"] == pytest.approx(0.1 * 0.08 * 30) and ok["rotation_pops"] == 0
+    r = replace(_report(0.9), **ok)
+    r.check_motion()
+    assert "centre speed 0.24 m/s" in "\n".join(r.lines())
+    fast = replace(_report(0.9), **quality.motion_figures(_motion(3.0)))   # 7.2 m/s
+    with pytest.raises(PipelineError, match="centre moves 7.2 m/s"):
+        fast.check_motion(source="x.mp4")
+    fast.check_motion(force=True)
+    popping = replace(_report(0.9), **quality.motion_figures(_motion(0.1, pops_every=3)))
+    assert popping.rotation_pops == 59
+    with pytest.raises(PipelineError, match="bone turns over 45°"):
+        popping.check_motion()

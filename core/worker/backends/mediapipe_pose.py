@@ -4,8 +4,9 @@ Model: BlazePose GHUM (Bazarevsky et al., "BlazePose: On-device Real-time Body P
 through ``mediapipe.solutions.pose.Pose`` in video mode (``static_image_mode=False``): the person detector runs on the
 first frame and whenever tracking is lost; in between the landmark model tracks the person from the previous frame's
 landmarks, and ``smooth_landmarks`` filters jitter. mediapipe 0.10.21 ships the weights of ``model_complexity=1``
-(``pose_landmark_full.tflite``) in its wheel, so the default works offline; complexities 0 and 2 are downloaded by
-mediapipe on first use.
+(``pose_landmark_full.tflite``) in its wheel, so the default works offline; complexities 0 (lite) and 2 (heavy) need
+their models installed at set-up (``core.worker.backends.pose_models``): without them the backend refuses rather than
+let mediapipe download at run time.
 
 Outputs, per frame, follow :mod:`core.backends.base` and ``core.conventions``:
 
@@ -76,6 +77,12 @@ class MediaPipePoseBackend:
         import mediapipe as mp
 
         model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_MODELS[model_complexity]
+        if not model.exists():  # mediapipe would download it now: models are installed at set-up, never at run time
+            raise PipelineError(
+                "missing_dependency",
+                f"mediapipe model_complexity={model_complexity} needs {model.name}, which is not installed; install "
+                "it once with: python -c \"from core.worker.backends.pose_models import install_landmark_models; "
+                "install_landmark_models()\" (or use the bundled full model)")
         try:
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=bool(static_image_mode), model_complexity=int(model_complexity),
