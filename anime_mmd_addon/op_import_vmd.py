@@ -190,6 +190,9 @@ def write_vmd_action(obj, motion, *, name: str, bone_map: dict | None = None):
     skipped = [n for n in groups if n not in bone_map]
     ik_targets = _ik_constraints(obj)
     ik_keys = [k for k in motion.property_keys if any(n in ik_targets for n, _ in k.ik_states)]
+    if not groups and len(motion.camera_keys):
+        raise ValueError("this VMD is a camera motion (camera keys, no bone keys); import it onto a camera, e.g. with "
+                         "MMD Tools")
     if not known and not ik_keys:
         raise ValueError(f"none of the motion's {len(groups)} bones is in armature {obj.name!r} "
                          f"(e.g. {list(groups)[:3]}); is it the model this motion was made for?")

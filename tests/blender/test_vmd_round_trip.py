@@ -264,3 +264,14 @@ def test_import_vmd_operator_and_menu(addon, yw, shared_data, scene):
     assert any(getattr(f, "__module__", "").endswith("op_import_vmd") for f in draw_funcs)
     with pytest.raises(RuntimeError, match="no such file"):
         bpy.ops.anime_mmd.import_vmd(filepath=str(shared_data / "vmd" / "missing.vmd"))
+
+
+def test_a_camera_motion_is_refused_with_a_reason(addon, yw, tmp_path):
+    vmd = addon.core("formats.vmd")
+    cam = np.zeros(2, dtype=vmd.CAMERA_KEY_DTYPE)
+    cam["frame"] = [0, 30]
+    path = tmp_path / "camera.vmd"
+    vmd.write(path, vmd.VmdMotion(model_name="カメラ・照明", camera_keys=cam))
+    with pytest.raises(ValueError, match="camera motion"):
+        addon.op_import_vmd.import_vmd(yw.armature, path)
+    assert yw.armature.animation_data is None or yw.armature.animation_data.action is None
