@@ -255,7 +255,9 @@ def load_openpose_folder(path: str | os.PathLike, *, fps: float = 30.0,
         PoseSequence: COCO-17 ``keypoints_2d (T, 17, 3)``, NaN/confidence 0 for joints OpenPose missed, NaN and
         ``detected`` False for frames without the followed person; ``backend = "openpose"``.
     Raises:
-        KeypointsFormatError: no JSON frames, unreadable JSON, unknown joint count, duplicate frame numbers.
+        KeypointsFormatError: no JSON frames, unreadable or pathologically nested JSON, unknown joint count,
+            duplicate frame numbers.
+        core.safe_npz.LimitExceededError: the JSON files hold more than :func:`core.safe_npz.default_max_bytes`.
     """
     path = Path(path)
     files = sorted(path.glob("*_keypoints.json")) or sorted(path.glob("*.json"))
@@ -265,20 +267,34 @@ def load_openpose_folder(path: str | os.PathLike, *, fps: float = 30.0,
     if len(set(numbers)) != len(numbers):
         raise KeypointsFormatError(f"{path}: two JSON files share a frame number")
     files = [f for _, f in sorted(zip(numbers, files))]
+    limit = safe_npz.default_max_bytes()
+    total = sum(f.stat().st_size for f in files)
+    if total > limit:
+        raise safe_npz.LimitExceededError(
+            f"{path}: refusing to read it: its {len(files)} JSON files hold {total:,} bytes, over the limit of "
+            f"{limit:,} bytes (a safeguard against files built to exhaust memory); if you trust them, raise the "
+            f"limit with the environment variable {safe_npz.MAX_BYTES_ENV}=<bytes>")
     per_frame: list[np.ndarray] = []
     layout: tuple[str, ...] | None = None
     for f in files:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
             people = doc["people"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise KeypointsFormatError(f"{f}: not an OpenPose keypoints JSON ({e})") from None
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+            raise KeypointsFormatError(f"{f}: not an OpenPose keypoints JSON ({type(e).__name__}: {e})") from None
+        if not isinstance(people, list):
+            raise KeypointsFormatError(f"{f}: 'people' is a {type(people).__name__}, not a list")
         arrs = []
         for i, person in enumerate(people):
-            flat = person.get("pose_keypoints_2d", person.get("pose_keypoints"))
+            flat = person.get("pose_keypoints_2d", person.get("pose_keypoints")) if isinstance(person, dict) else None
             if flat is None:
                 raise KeypointsFormatError(f"{f}: person {i} has no pose_keypoints_2d")
-            a = np.asarray(flat, dtype=np.float64)
+            try:
+                a = np.asarray(flat, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise KeypointsFormatError(f"{f}: person {i}: pose_keypoints_2d is not a flat list of numbers") from None
+            if a.ndim != 1:
+                raise KeypointsFormatError(f"{f}: person {i}: pose_keypoints_2d is not a flat list of numbers")
             if a.size % 3:
                 raise KeypointsFormatError(f"{f}: person {i}: {a.size} numbers is not (x, y, c) triples")
             a = a.reshape(-1, 3)
