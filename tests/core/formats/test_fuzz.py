@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data"
@@ -318,9 +319,13 @@ def run(seed: int = SEED) -> dict:
 # ------------------------------------------------------------------------------------------------ the test
 def _limit_memory():
     import resource
-    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    except (ValueError, OSError):  # a platform without RLIMIT_AS (macOS refuses it): the tracemalloc bound still holds
+        pass
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the isolation uses resource limits (POSIX only)")
 def test_fuzz_pmx_and_vmd_readers(shared_data):
     files = real_files()
     assert sum(p.suffix == ".pmx" for p in files) >= 18 and sum(p.suffix == ".vmd" for p in files) >= 7
