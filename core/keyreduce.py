@@ -239,8 +239,12 @@ class Reduction:
     def dense_key_count(self) -> int:
         return self.motion.n_frames * len(self.keys)
 
-    def to_vmd(self, model_name: str | None = None):
+    def to_vmd(self, model_name: str | None = None, *, model_name_en: str = "", english_names: dict | None = None,
+               notes: list | None = None):
         """A :class:`core.formats.vmd.VmdMotion` with the kept keys and their curves, grouped by bone.
+
+        ``model_name_en``, ``english_names`` and ``notes``: as in :meth:`core.motion.BoneMotion.to_vmd` (fallbacks
+        for names cp932 cannot hold, and the sentences saying so).
 
         Rotations are made sign-continuous per bone (docs/MMD_FACTS.md §5.1); bones with only one half keyed get
         identity / zero for the other, as :meth:`BoneMotion.to_vmd` does.
@@ -259,7 +263,8 @@ class Reduction:
             locs.append(loc[idx])
             blocks.append(vmd_format.interpolation_block(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))
         keys = vmd_format.make_bone_keys(names, np.concatenate(frames), np.concatenate(locs),
-                                         np.concatenate(rots), np.concatenate(blocks))
+                                         np.concatenate(rots), np.concatenate(blocks),
+                                         english_names=english_names, notes=notes)
         morphs = []
         for name, w in getattr(m, "morphs", {}).items():
             idx = self.morph_keys.get(name, np.arange(m.n_frames))
@@ -270,7 +275,7 @@ class Reduction:
             morphs.append(k)
         morph_keys = np.concatenate(morphs) if morphs else np.zeros(0, dtype=vmd_format.MORPH_KEY_DTYPE)
         return vmd_format.VmdMotion(model_name=m.model_name if model_name is None else model_name, bone_keys=keys,
-                                    morph_keys=morph_keys)
+                                    morph_keys=morph_keys, model_name_en=model_name_en)
 
     def sampled(self) -> BoneMotion:
         """The reduced motion as MMD plays it, on the dense motion's frames (``core.vmd_sample.sample_vmd``)."""

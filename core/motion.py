@@ -84,7 +84,8 @@ class BoneMotion:
         """Keyed bones: those with rotations (in insertion order), then those with only a translation."""
         return list(self.rotations) + [n for n in self.locations if n not in self.rotations]
 
-    def to_vmd(self, model_name: str | None = None):
+    def to_vmd(self, model_name: str | None = None, *, model_name_en: str = "",
+               english_names: dict | None = None, notes: list | None = None):
         """A :class:`core.formats.vmd.VmdMotion` with every listed bone keyed on every frame.
 
         Rotations are made sign-continuous per bone first (docs/MMD_FACTS.md §5.1); interpolation is the linear MMD pattern
@@ -92,10 +93,12 @@ class BoneMotion:
 
         Args:
             model_name: VMD header model name (default: :attr:`model_name`); cut to 20 cp932 bytes by the writer.
+            model_name_en, english_names: English model / bone names (bone name -> English), the fallbacks for names
+                cp932 cannot hold (``core.formats.vmd``, docs/MMD_FACTS.md §1.2).
+            notes: a list that receives one sentence per name written with a fallback.
 
         Raises:
-            ValueError: a bone name that cp932 cannot encode or two names equal after the 15-byte cut
-                (from ``make_bone_keys``); no bones.
+            ValueError: two names equal after the 15-byte cut (from ``make_bone_keys``); no bones.
         """
         names = self.bone_names
         if not names:
@@ -107,9 +110,9 @@ class BoneMotion:
             rot[:, j] = Q.make_continuous(self.rotations[n]) if n in self.rotations else Q.identity(t)
             if n in self.locations:
                 loc[:, j] = self.locations[n]
-        keys = vmd_format.make_bone_keys(names, self.frames, loc, rot)
+        keys = vmd_format.make_bone_keys(names, self.frames, loc, rot, english_names=english_names, notes=notes)
         return vmd_format.VmdMotion(model_name=self.model_name if model_name is None else model_name,
-                                    bone_keys=keys, morph_keys=self.morph_keys())
+                                    bone_keys=keys, morph_keys=self.morph_keys(), model_name_en=model_name_en)
 
     def morph_keys(self) -> np.ndarray:
         """VMD morph keys (``vmd.MORPH_KEY_DTYPE``) of :attr:`morphs`, grouped by morph. MMD interpolates morph

@@ -154,6 +154,8 @@ class RestSkeleton:
         inherit_ratio: ``(N,)`` float64 inherit ratio (0 where none).
         inherit_rotation: ``(N,)`` bool, the bone inherits its source's rotation (flag 0x0100).
         model_name: the model's name (for the VMD header).
+        model_name_en: its English name ('' when none): the VMD header's fallback when cp932 cannot hold
+            ``model_name`` (docs/MMD_FACTS.md §1.2).
         layers: ``(N,)`` int64 transform layer (変形階層; default 0) and
         after_physics: ``(N,)`` bool flag 0x1000 (default False): with the bone index they fix MMD's evaluation
             order, which ``core.ik`` follows (docs/MMD_FACTS.md §3.4).
@@ -172,6 +174,7 @@ class RestSkeleton:
     inherit_ratio: np.ndarray | None = None
     inherit_rotation: np.ndarray | None = None
     model_name: str = ""
+    model_name_en: str = ""
     layers: np.ndarray | None = None
     after_physics: np.ndarray | None = None
 
@@ -271,6 +274,7 @@ class RestSkeleton:
             inherit_rotation=[bool(getattr(b, "inherit_rotation", False)) and int(getattr(b, "inherit_source", -1))
                               >= 0 for b in bones],
             model_name=getattr(header, "name", "") if header is not None else "",
+            model_name_en=getattr(header, "name_en", "") if header is not None else "",
             layers=[int(getattr(b, "layer", 0)) for b in bones],
             after_physics=[bool(getattr(b, "after_physics", False)) for b in bones],
         )

@@ -188,7 +188,10 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
             backend_options = {"model": opts.detectron2_model, "weights_dir": opts.weights_dir}
         elif opts.backend == "mediapipe" and getattr(opts, "pose_model", "full") != "full":
             backend_options = {"model_complexity": {"lite": 0, "full": 1, "heavy": 2}[opts.pose_model]}
-        poses = detect_video(opts.video, backend=opts.backend, start=opts.start, end=opts.end, crop=opts.crop,
+        backend = opts.backend
+        if backend == "mediapipe" and (getattr(opts, "hands", False) or getattr(opts, "face", False)):
+            backend = "holistic"  # the same pose model plus hands and face mesh (core.worker.backends.holistic)
+        poses = detect_video(opts.video, backend=backend, start=opts.start, end=opts.end, crop=opts.crop,
                              device=opts.device, progress=progress, backend_options=backend_options,
                              auto_crop=getattr(opts, "auto_crop", True), retry=getattr(opts, "retry", True))
     if len(poses) == 0:
@@ -269,21 +272,24 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         poses = _check_motion(poses, motion, opts)
 
     vmd_path, npz_path, overlay_path = (Path(opts.output) if opts.output else None), opts.npz_path(), None
+    name_notes: list[str] = []  # names cp932 cannot hold, written with a fallback (never a failure at this point)
     with OutputSet(overwrite=opts.overwrite) as outputs:
         t1 = time.perf_counter()
         progress("write", 0, 1)
         if vmd_path is not None:
             from ..formats import vmd
 
+            names = {"model_name_en": rest.model_name_en, "notes": name_notes,
+                     "english_names": {n: e for n, e in zip(rest.names, rest.names_en) if e}}
             if opts.dense:
-                vmd_motion = motion.to_vmd(model_name)
+                vmd_motion = motion.to_vmd(model_name, **names)
             else:  # MMD Bézier keys within 0.5° / 1 mm (core.keyreduce); --dense keeps every frame
                 from ..keyreduce import reduce_motion
 
                 t2 = time.perf_counter()
-                vmd_motion = reduce_motion(motion).to_vmd(model_name)
+                vmd_motion = reduce_motion(motion).to_vmd(model_name, **names)
                 timings["reduce"] = time.perf_counter() - t2
-            vmd.write(outputs.stage(vmd_path), vmd_motion, overwrite=True)
+            vmd.write(outputs.stage(vmd_path), vmd_motion, overwrite=True, notes=name_notes)
         if npz_path is not None:
             pose_io.save(outputs.stage(npz_path), poses, overwrite=True)
         timings["write"] = time.perf_counter() - t1
@@ -302,6 +308,7 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
     timings["total"] = time.perf_counter() - t0
     return JobResult(vmd_path=vmd_path, npz_path=npz_path, overlay_path=overlay_path, frames_in=len(poses),
                      frames_out=len(motion.frames) if motion is not None else 0,
-                     gaps=int((~poses.detected).sum()), notes=list(poses.notes), timings=timings,
+                     gaps=int((~poses.detected).sum()), timings=timings,
+                     notes=list(poses.notes) + list(dict.fromkeys(name_notes)),
                      poses=poses, motion=motion,
                      quality=quality.QualityReport.from_json(poses.quality) if poses.quality else None)

@@ -148,3 +148,24 @@ def test_unwritable_folder_message_when_the_system_says_so(video, tmp_path, monk
     monkeypatch.setattr(preflight.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
     with pytest.raises(PipelineError, match="not writable"):
         _run(video=str(video), output=str(tmp_path / "a.vmd"), npz=str(ro / "a.npz"))
+
+
+def test_a_model_name_shift_jis_cannot_hold_is_written_with_a_fallback_and_a_note(tmp_path, shared_data):
+    """A PMX renamed to Korean used to fail at write time, after the whole detection: now the VMD is written with
+    the model's English name in the header and the run says so."""
+    import struct
+
+    from core.formats import vmd
+
+    data = (shared_data / "pmx" / "yw_test_model" / "yw_test_model.pmx").read_bytes()
+    at = 9 + data[8]
+    old_len = struct.unpack_from("<i", data, at)[0]
+    name = "한국어 모델".encode("utf-16-le")
+    model = tmp_path / "korean.pmx"
+    model.write_bytes(data[:at] + struct.pack("<i", len(name)) + name + data[at + 4 + old_len:])
+    src = shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy"
+    result = job.run_job(options.EstimateOptions(from_keypoints=str(src), output=str(tmp_path / "k.vmd"),
+                                                 model=str(model)))
+    written = vmd.read(result.vmd_path).model_name
+    assert written and "?" not in written            # the English name of the model
+    assert any("한국어 모델" in n for n in result.notes)

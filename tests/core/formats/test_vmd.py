@@ -268,9 +268,9 @@ def test_unencodable_name_is_rejected():
     with pytest.raises(ValueError, match=re.escape("U+1F600")):
         encode_name("腕😀", 15)
     with pytest.raises(ValueError, match="cp932"):
-        vmd.make_bone_keys(["腕😀"], [0], None, [[0, 0, 0, 1]])
+        vmd.make_bone_keys(["腕😀"], [0], None, [[0, 0, 0, 1]], strict_names=True)
     with pytest.raises(ValueError):
-        vmd.dumps(vmd.VmdMotion("model😀"))
+        vmd.dumps(vmd.VmdMotion("model😀"), strict_names=True)
 
 
 def test_names_colliding_after_cut_are_rejected():
@@ -299,7 +299,7 @@ def test_write_refuses_to_overwrite(vmd_dir, tmp_path, motions):
 def test_failed_write_leaves_no_file(tmp_path):
     p = tmp_path / "bad.vmd"
     with pytest.raises(ValueError):
-        vmd.write(p, vmd.VmdMotion("model😀"))
+        vmd.write(p, vmd.VmdMotion("model😀"), strict_names=True)
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="BONE_KEY_DTYPE"):
         vmd.VmdMotion("m", bone_keys=np.zeros(3, dtype=vmd.MORPH_KEY_DTYPE))
