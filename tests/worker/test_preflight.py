@@ -169,3 +169,25 @@ def test_a_model_name_shift_jis_cannot_hold_is_written_with_a_fallback_and_a_not
     written = vmd.read(result.vmd_path).model_name
     assert written and "?" not in written            # the English name of the model
     assert any("한국어 모델" in n for n in result.notes)
+
+
+def test_a_cancel_during_the_overlay_leaves_neither_outputs_nor_temporary_files(tmp_path, shared_data, monkeypatch):
+    """Ctrl-C in the CLI (KeyboardInterrupt) or the worker's SIGTERM (a BaseException) while the last output is
+    being written: the staged VMD and pose file are removed with it."""
+    pytest.importorskip("av")
+    from core import keypoints_io
+    from core.worker import overlay
+
+    def cancelled_overlay(video, poses, out_path, **kwargs):
+        Path(out_path).write_bytes(b"part of a video")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(overlay, "write_overlay", cancelled_overlay)
+    video = tmp_path / "in" / "clip.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"not decoded: detection is replaced")
+    src = shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy"
+    opts = options.EstimateOptions(video=str(video), output=str(tmp_path / "x.vmd"), overlay=str(tmp_path / "x.mp4"))
+    with pytest.raises(KeyboardInterrupt):
+        job.run_job(opts, detect=lambda o, p: keypoints_io.load_keypoints(src))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
