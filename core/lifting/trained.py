@@ -19,7 +19,8 @@ Input normalisation (:func:`normalise_keypoints`, shared with training so both s
 Output per frame: 27 joints ``(x, y, z)`` in the ``camera`` frame (``core.conventions``), metres, relative to the
 ``Hip``; ``d = log(z_root · s)`` (the root depth times the 2D scale, about the dancer's size in metres) so that the
 root depth is ``z_root = exp(d) / s`` and the root is ``z_root · (c_u, c_v, 1)`` (through the 2D hip); and four
-contact logits. Sequence edges are padded by repeating the first / last frame (as in training).
+contact logits. Sequence edges are padded by repeating the first / last frame (as in training). :meth:`Lifter.lift`
+then smooths the outputs over time with a small Gaussian (:data:`DEFAULT_SMOOTH_SIGMA`).
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ import numpy as np
 
 from ..skeletons import CANONICAL
 
-__all__ = ["Lifter", "LiftOutput", "load_lifter", "normalise_keypoints", "DEFAULT_WEIGHTS", "DEFAULT_HFOV_DEG",
-           "CONTACT_ORDER", "N_FEATURES", "N_OUTPUTS", "MIN_JOINTS"]
+__all__ = ["Lifter", "LiftOutput", "load_lifter", "normalise_keypoints", "gaussian_smooth", "DEFAULT_WEIGHTS",
+           "DEFAULT_HFOV_DEG", "DEFAULT_SMOOTH_SIGMA", "CONTACT_ORDER", "N_FEATURES", "N_OUTPUTS", "MIN_JOINTS"]
 
 #: Shipped weights (CC BY-NC 4.0, see weights/LICENSE.md).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mocap_tcn.npz"
@@ -49,6 +50,27 @@ N_OUTPUTS = N_JOINTS * 3 + 1 + 4
 
 #: A frame needs this many present joints to define its own centre and scale.
 MIN_JOINTS = 4
+
+#: Gaussian smoothing of the network's per-frame outputs (joints, depth term, contact logits), in frames: the raw
+#: outputs carry frame-to-frame noise from the detector that a light filter removes without loss of accuracy
+#: (chosen on training clips, docs/lifter.md §5). 0 turns it off.
+DEFAULT_SMOOTH_SIGMA = 2.0
+
+
+def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian filter along axis 0 of ``(T, ...)`` (edges padded by repetition); ``sigma`` in frames, 0 = copy."""
+    x = np.asarray(x)
+    if sigma <= 0 or x.shape[0] < 2:
+        return x.copy()
+    r = int(math.ceil(3.0 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    xp = np.concatenate([np.repeat(x[:1], r, axis=0), x, np.repeat(x[-1:], r, axis=0)], axis=0)
+    out = np.zeros_like(x, dtype=np.result_type(x.dtype, np.float32))
+    n = x.shape[0]
+    for i, w in enumerate(k):
+        out += w * xp[i:i + n]
+    return out
 
 
 def focal_px(image_size, hfov_deg: float | None) -> float:
@@ -181,15 +203,21 @@ class Lifter:
         w, b = self._layers[-1]
         return x @ w[0] + b
 
-    def lift(self, keypoints_2d: np.ndarray, image_size, hfov_deg: float | None = None) -> LiftOutput:
+    def lift(self, keypoints_2d: np.ndarray, image_size, hfov_deg: float | None = None,
+             smooth_sigma: float = DEFAULT_SMOOTH_SIGMA) -> LiftOutput:
         """Lift a 2D keypoint sequence of one person.
 
         Args:
             keypoints_2d: ``(T, 27, 3)`` ``CANONICAL`` ``(x, y, confidence)`` in image pixels, T >= 1; NaN or
-                confidence 0 for missing joints (COCO-17 sources lack the extras: leave them NaN).
+                confidence 0 for missing joints (COCO-17 sources lack the extras: leave them NaN). Confidences
+                are on MediaPipe BlazePose's visibility scale (what the model was trained with: ~0.9 for a clearly
+                seen joint, below 0.3 for a guess); map other detectors' scores to it (e.g. 0.9 for a kept point).
             image_size: ``(w, h)`` pixels of the image the keypoints are in.
             hfov_deg: the camera's horizontal field of view (degrees); None: :data:`DEFAULT_HFOV_DEG` (then the
                 root depth is scaled by the unknown focal-length ratio; the root-relative pose is not).
+            smooth_sigma: Gaussian smoothing of the outputs over time, frames (:data:`DEFAULT_SMOOTH_SIGMA`;
+                0: the raw network output). The model was trained on 30 fps sequences time-stretched 0.8-1.25x:
+                feed 24-37 fps, resample other rates.
         Returns:
             :class:`LiftOutput`.
         Raises:
@@ -207,7 +235,7 @@ class Lifter:
         if not np.any(valid):
             raise ValueError(f"Lifter.lift: no frame has {MIN_JOINTS} or more joints with confidence > 0; "
                              f"nothing to lift (check the detector output)")
-        out = self.forward(feats).astype(np.float64)
+        out = gaussian_smooth(self.forward(feats).astype(np.float64), float(smooth_sigma))
         j = out[:, :N_JOINTS * 3].reshape(-1, N_JOINTS, 3)
         j = j - j[:, :1]
         z = np.exp(out[:, N_JOINTS * 3]) / scale

@@ -18,7 +18,7 @@ from torch import nn
 
 from core.lifting.trained import N_FEATURES, N_OUTPUTS
 
-__all__ = ["TemporalLifter", "export_npz"]
+__all__ = ["TemporalLifter", "export_npz", "from_npz"]
 
 
 class TemporalLifter(nn.Module):
@@ -80,3 +80,26 @@ def export_npz(model: TemporalLifter, path: Path, meta: dict | None = None) -> P
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return path
+
+
+def from_npz(path: Path) -> TemporalLifter:
+    """The torch model of an exported ``.npz`` (batch norm set to the identity plus the folded bias), in eval mode:
+    lets the parity test compare numpy and torch on the shipped weights themselves."""
+    with np.load(path, allow_pickle=False) as z:
+        n = int(z["n_layers"])
+        dil = [int(d) for d in z["dilations"]]
+        layers = [(z[f"w{i}"], z[f"b{i}"]) for i in range(n)]
+    model = TemporalLifter(layers[0][0].shape[2], len(dil) - 1)
+    convs = [model.expand] + list(model.convs) + [model.shrink]
+    bns = [model.expand_bn] + list(model.bns) + [None]
+    with torch.no_grad():
+        for (w, b), conv, bn in zip(layers, convs, bns):
+            conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.transpose(2, 1, 0))))
+            if bn is None:
+                conv.bias.copy_(torch.from_numpy(b))
+            else:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(torch.from_numpy(b))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+    return model.eval()
