@@ -52,7 +52,9 @@ def add_declared_arguments(parser: argparse.ArgumentParser, cls: type, names: tu
             continue
         flags = [meta["flag"]] + (["-o"] if f.name == "output" else [])
         kw: dict = {"dest": f.name, "help": meta["help"]}
-        if meta["kind"] == "bool":
+        if meta["kind"] == "bool" and meta.get("negatable"):
+            kw["action"], kw["default"] = argparse.BooleanOptionalAction, f.default   # --flag / --no-flag
+        elif meta["kind"] == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
         else:
             kw["type"] = _PARSERS[meta["kind"]]

@@ -12,8 +12,11 @@ Two steps, both switched by the options ``hands`` / ``face`` (``core.options.Mot
    ``core.retarget`` keys 手首 from the hand model (its hand frame is built from exactly these two points and the
    wrist, on the model from 人指１ / 小指１). Where the face passes :func:`face_gate`, the head points (Nose, Head,
    LEar, REar) are turned about the ears' midpoint by the face mesh's rotation (forehead-chin and cheek-to-cheek
-   axes) relative to the body's, after removing the clip's constant offset between the two (a quaternion mean over
-   the frames where both are seen), so 頭 follows the face mesh's nods and turns and keeps the body's mean pose.
+   axes) relative to the body's, after removing the clip's constant offset between the two (a rotation mean over
+   the frames where both are seen), so 頭 follows the face mesh's nods and turns and keeps the body's mean pose;
+   faces more than :data:`HEAD_MAX_DEV_DEG` from the body's head are not used; gaps in the face up to
+   :data:`MAX_GAP_S` are bridged and longer ones ease back to the body's head over
+   :data:`RAMP_S`.
 2. :func:`add_hands_face`, after it: the finger bones of :data:`FINGER_BONES` the model has get rotations, and
    the morphs of :data:`MORPHS` get weights, at the motion's key frames.
 
@@ -92,10 +95,25 @@ RELAXED_DEG.update({f + k: v for f in ("人指", "中指", "薬指", "小指") f
 #: Morphs keyed from the face (standard MMD names; ウィンク closes the left eye, ウィンク右 the right).
 MORPHS: tuple[str, ...] = ("まばたき", "ウィンク", "ウィンク右", "あ", "い", "う")
 
+#: MediaPipe's hand depth (z) is compressed against x and y: on the closed-loop render
+#: (benchmarks/bench_hands_face_loop.py) the true depth extent of a hand is 2.1-2.8x what the hand model gives, and
+#: scaling z by 2 lowers the fingers' direction error from 43° / 29° (left / right) to 34° / 23°. Applied to every
+#: hand landmark's z before use.
+HAND_Z_SCALE = 2.0
 #: Palm length (wrist to middle knuckle) used to place the hand points in metres; only their directions matter.
 PALM_M = 0.085
+#: A face whose rotation differs from the body's head by more than this (after the clip's mean offset) is not used
+#: for 頭: the face mesh keeps "tracking" a head turned away from the camera.
+HEAD_MAX_DEV_DEG = 35.0
 #: Gaps in a hand (or the face) up to this many seconds are interpolated; longer ones ease to the neutral pose.
 MAX_GAP_S = 0.3
+#: A hand must pass the gate on this many frames in a row to be used.
+MIN_RUN = 2
+#: Fastest finger turn keyed, degrees per second (a finger flicks at up to ~1000°/s): faster changes are the hand
+#: model's jitter and are rate-limited, so a finger never pops.
+FINGER_MAX_DEG_S = 900.0
+#: Frames of the median filter on the hand's shape.
+SHAPE_MEDIAN = 5
 #: Seconds over which the fingers ease from the last seen hand into the relaxed pose (and back).
 RAMP_S = 0.25
 #: The eyes' open level is this percentile of the clip's eye aspect ratio; closed is this fraction of it.
@@ -258,7 +276,7 @@ def refine_joints(poses, *, hands: bool = True, face: bool = True):
             sel = ok[:, k]
             if not sel.any():
                 continue
-            lm = h[sel, k]
+            lm = (h[sel, k] - h[sel, k, :1]) * [1.0, 1.0, HAND_Z_SCALE]
             s = PALM_M / _norm(lm[:, 9] - lm[:, 0])[:, None]
             wrist = out[sel, _J[tag + "Wrist"]]
             out[sel, _J[tag + "HandIndex"]] = wrist + s * (lm[:, 5] - lm[:, 0])
@@ -274,12 +292,22 @@ def refine_joints(poses, *, hands: bool = True, face: bool = True):
         r_face = Q.frame_matrix(f[:, _F["cheek_left"]] - f[:, _F["cheek_right"]],
                                 f[:, _F["forehead"]] - f[:, _F["chin"]])
         both = ok & np.isfinite(r_body).all(axis=(1, 2)) & np.isfinite(r_face).all(axis=(1, 2))
-        if both.sum() >= 3:
+        for _ in range(2):   # calibrate, drop the faces that disagree with the body's head, calibrate again
+            if both.sum() < 3:
+                break
             calib = _rot_mean(np.swapaxes(r_face[both], 1, 2) @ r_body[both])
-            delta = r_face[both] @ calib @ np.swapaxes(r_body[both], 1, 2)
+            delta = Q.from_matrix(r_face @ calib @ np.swapaxes(r_body, 1, 2))
+            both &= np.degrees(Q.angle(np.nan_to_num(delta, nan=1.0))) < HEAD_MAX_DEV_DEG
+        if both.sum() >= 3:
+            q = np.full((len(f), 4), np.nan)
+            q[both] = Q.make_continuous(delta[both])
+            t = np.asarray(poses.timestamps, dtype=np.float64)
+            q, _ = filters.fill_gaps(q, t)              # short gaps bridged; the weight below fades long ones
+            q = Q.slerp(Q.identity((len(f),)), Q.normalize(q), _keep_weight(both, t))
+            use = np.isfinite(mid).all(axis=1)
             for name in ("Nose", "Head", "LEar", "REar"):
-                p = out[both, _J[name]] - mid[both]
-                out[both, _J[name]] = mid[both] + np.einsum("tij,tj->ti", delta, p)
+                p = out[use, _J[name]] - mid[use]
+                out[use, _J[name]] = mid[use] + Q.rotate(q[use], p)
             changed = True
     return replace(poses, joints_3d=out.astype(np.float32)) if changed else poses
 
@@ -365,6 +393,44 @@ def finger_rotations(rest, side: str, landmarks: np.ndarray) -> dict[str, np.nda
         g[bad] = g_par[bad]
         world[name] = g
         out[name] = Q.multiply(Q.conjugate(g_par), g)
+    return out
+
+
+def _rate_limit(q: np.ndarray, t: np.ndarray, max_deg_s: float) -> np.ndarray:
+    """``(T, ..., 4)`` rotations, each turning at most ``max_deg_s`` degrees per second from the previous output
+    (slerped toward its target): a forward pass."""
+    out = Q.normalize(np.array(q, dtype=np.float64))
+    for i in range(1, len(out)):
+        lim = np.radians(max_deg_s * max(float(t[i] - t[i - 1]), 1e-6))
+        ang = Q.angle_between(out[i], out[i - 1])
+        frac = np.where(ang > lim, lim / np.maximum(ang, 1e-12), 1.0)
+        out[i] = Q.slerp(out[i - 1], out[i], frac)
+    return out
+
+
+def _runs_at_least(ok: np.ndarray, n: int) -> np.ndarray:
+    """``ok`` with its runs of True shorter than ``n`` frames set False (a hand seen on one frame is not trusted)."""
+    out = np.asarray(ok, dtype=bool).copy()
+    edges = np.flatnonzero(np.diff(np.r_[0, out.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if b - a < n:
+            out[a:b] = False
+    return out
+
+
+def _hand_shapes(lm: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Hand landmarks ``(T, 21, 3)`` in the hand's own frame (columns of ``Q.frame_matrix`` from the knuckles, as
+    :func:`finger_rotations` builds it), in palm lengths, median-filtered over :data:`SHAPE_MEDIAN` usable frames
+    (the hand model's landmarks jitter from frame to frame); NaN where not ``ok``."""
+    x = (np.asarray(lm, dtype=np.float64) - lm[:, :1]) * [1.0, 1.0, HAND_Z_SCALE]
+    f = Q.frame_matrix(0.5 * (x[:, 5] + x[:, 17]), x[:, 5] - x[:, 17])
+    x = np.einsum("tji,tkj->tki", f, x) / _norm(x[:, 9])[:, None, None]
+    x[~ok] = np.nan
+    half = SHAPE_MEDIAN // 2
+    out = np.full_like(x, np.nan)
+    for i in np.flatnonzero(ok):
+        with np.errstate(all="ignore"):
+            out[i] = np.nanmedian(x[max(0, i - half):i + half + 1], axis=0)
     return out
 
 
@@ -478,18 +544,18 @@ def add_hands_face(motion, poses, rest, opts=None):
     if want_hands and hd is not None:
         h = np.asarray(hd, dtype=np.float64)
         ok = hand_gate(h, kp, poses.joint_names_2d)
+        ok = np.stack([_runs_at_least(ok[:, k], MIN_RUN) for k in range(2)], axis=1)
         report["hand_frames"] = [int(ok[:, 0].sum()), int(ok[:, 1].sum())]
         bones = []
         for k, side in enumerate("左右"):
             neutral = relaxed_rotations(rest, side, n)
             if not neutral:
                 continue
+            ok[:, k] = _runs_at_least(ok[:, k], MIN_RUN)
             w = _resample(_keep_weight(ok[:, k], t), t, t_keys)
             rot = dict(neutral)
             if ok[:, k].any():
-                lm = np.where(ok[:, k, None, None], h[:, k], np.nan)
-                lm = lm - lm[:, :1]
-                lm /= _norm(lm[:, 9])[:, None, None]
+                lm = _hand_shapes(h[:, k], ok[:, k])
                 lm, _ = filters.fill_gaps(lm, t)
                 lm_k = conventions.camera_to_mmd(_resample(lm, t, t_keys), 1.0)
                 seen = finger_rotations(rest, side, lm_k)
@@ -497,9 +563,11 @@ def add_hands_face(motion, poses, rest, opts=None):
                     rot[name] = Q.slerp(neutral[name], q, w)
             for name in rot:
                 rot[name], _ = clamp_rotation_angle(rot[name], FINGER_LIMIT_DEG["親指" if "親指" in name else ""])
-            if strength > 0 and n >= 3:
-                params = one_euro_params(strength, "rotation")
-                rot = {name: smooth_rotations(q, t_keys, **params) for name, q in rot.items()}
+            names = list(rot)
+            q = _rate_limit(np.stack([rot[k] for k in names], axis=1), t_keys, FINGER_MAX_DEG_S)
+            if strength > 0 and n >= 3:   # one call for all the hand's bones (the filter is per bone)
+                q = smooth_rotations(q, t_keys, **one_euro_params(strength, "rotation"))
+            rot = {k: q[:, i] for i, k in enumerate(names)}
             motion.rotations.update({name: Q.make_continuous(Q.normalize(q)) for name, q in rot.items()})
             bones += list(rot)
         report["finger_bones"] = bones

@@ -134,6 +134,7 @@ def _px_hand(rest, rng, n, static=False):
         lm = _landmarks_from_model(rest, side, {b: np.repeat(q, n // len(q), axis=0) for b, q in truth.items()})
         lm = (lm - lm[:, :1]) * 70.0                      # ~58 px palm (mat4's is 0.83 units)
         lm[..., 1] *= -1                                  # image y down
+        lm[..., 2] /= HF.HAND_Z_SCALE                     # the hand model's depth is compressed (HAND_Z_SCALE)
         hands[:, k] = lm + np.array([300.0 + 200 * k, 200.0, 0.0])
     return hands
 
@@ -189,7 +190,8 @@ def test_missing_hands_ease_into_the_relaxed_pose_and_never_key_garbage(model):
     HF.add_hands_face(motion, poses, rest, type("O", (), {"smoothing": 0.0, "hands": True, "face": True})())
     assert motion.meta["hands_face"]["hand_frames"] == [60, 60]
     relaxed = HF.relaxed_rotations(rest, "左", n)
-    seen = HF.finger_rotations(rest, "左", np.asarray(HF.conventions.camera_to_mmd(hands[:, 0], 1.0)))
+    true_depth = hands[:, 0] * [1.0, 1.0, HF.HAND_Z_SCALE]
+    seen = HF.finger_rotations(rest, "左", np.asarray(HF.conventions.camera_to_mmd(true_depth, 1.0)))
     for name in ("左人指２", "左小指１", "左親指１"):
         q = motion.rotations[name]
         assert deg(q[45:75], relaxed[name][45:75]).max() < 1e-6, name     # the long gap: relaxed, not garbage
@@ -276,3 +278,30 @@ def test_pose_file_keeps_hands_and_face_and_older_files_load(tmp_path, model):
     assert back.hands is None and back.face is None
     with pytest.raises(ValueError):
         _poses_with(hands=np.zeros((6, 2, 20, 3)))
+
+
+# ------------------------------------------------------------------------------------------------ motion stage
+
+def test_motion_stage_keys_fingers_from_the_pose_file_and_obeys_the_switches(model, shared_data):
+    """Real dance (CMU 05_11 through estimate-like noise) with a pose file holding hands: the motion stage keys the
+    fingers and the 捩 bones; --no-hands and --no-twist-bones take them away; the body keys stay finite."""
+    import mocap_poses as MP
+
+    from core.motion_stage import motion_stage
+    from core.options import EstimateOptions
+
+    rest = model("mat4")
+    base = MP.estimate(MP.truth(shared_data))
+    n = len(base)
+    rng = np.random.default_rng(4)
+    hands = _px_hand(rest, rng, n, static=True).astype(np.float32)
+    poses = pose_io.PoseSequence(**{**base.__dict__, "hands": hands, "keypoints_2d": base.keypoints_2d})
+    full = motion_stage(poses, rest, EstimateOptions(from_npz="x"))
+    fingers = [k for k in full.rotations if "指" in k]
+    assert len(fingers) == 30 and {"左腕捩", "右手捩"} <= set(full.rotations)
+    # the hand points of a test sequence have no body wrists in MEDIAPIPE33 terms: the gate is the hand's own
+    assert full.meta["hands_face"]["hand_frames"] == [n, n]
+    plain = motion_stage(poses, rest, EstimateOptions(from_npz="x", hands=False, twist_bones=False))
+    assert not any("指" in k or "捩" in k for k in plain.rotations)
+    for q in full.rotations.values():
+        assert np.isfinite(q).all()

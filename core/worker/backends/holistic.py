@@ -27,11 +27,13 @@ arrays of ``core.pose_io.PoseSequence`` for the track ``core.worker.detect.detec
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ... import skeletons
+from ...errors import PipelineError
 from ...hands_face import FACE_INDICES, N_HAND
 from .base import FrameDetections
 
@@ -75,6 +77,7 @@ class HolisticBackend:
         ValueError: an option out of range.
         ImportError: mediapipe is not installed (``core.worker.backends.get_backend`` turns it into
             PipelineError("missing_dependency")).
+        PipelineError("missing_dependency"): the pose landmark model of that complexity is not installed.
     """
 
     #: The body is MediaPipe's BlazePose, as from the pose backend (same visibility scores, same gate thresholds);
@@ -94,6 +97,16 @@ class HolisticBackend:
                 raise ValueError(f"{n} must be in [0, 1], got {v}")
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp
+
+        from .mediapipe_pose import _LANDMARK_MODELS
+
+        model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_MODELS[int(model_complexity)]
+        if not model.exists():  # as the pose backend: never a download at run time
+            raise PipelineError(
+                "missing_dependency",
+                f"mediapipe model_complexity={model_complexity} needs {model.name}, which is not installed; install "
+                "it once with: python -c \"from core.worker.backends.pose_models import install_landmark_models; "
+                "install_landmark_models()\" (or use the bundled full model)")
 
         self._holistic = mp.solutions.holistic.Holistic(
             static_image_mode=bool(static_image_mode), model_complexity=int(model_complexity),
