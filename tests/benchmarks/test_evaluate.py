@@ -79,3 +79,14 @@ def test_run_job_reports_a_lifter_the_cli_does_not_know(shared_data, tmp_path):
     res = E.run_job(tmp_path, E.MODELS["yw"], "no_such_lifter", tmp_path / "out")
     assert not res.ok and res.reason.startswith("unknown lifter"), res.reason
     assert "no_such_lifter" in res.reason
+
+
+def test_busiest_window_finds_the_moving_part(case):
+    """A clip that stands still except for frames 200-260 (the real dance's first 60 frames): the chosen 90-frame
+    window covers them."""
+    rest, m, j = case
+    still = np.repeat(j[:1], 400, axis=0)
+    still[200:260] = j[:60]
+    start = E._busiest_window(still, 90)
+    assert start <= 200 and start + 90 >= 260
+    assert E._busiest_window(j[:50], 90) == 0          # shorter than the window
