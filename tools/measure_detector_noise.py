@@ -431,7 +431,8 @@ def main(argv=None) -> int:
     stats = statistics(loaded)
     out = {
         "schema": SCHEMA,
-        "description": "MediaPipe BlazePose (mediapipe 0.10.21, model complexity 1, through the main job's CLI) 2D "
+        "description": "MediaPipe BlazePose (mediapipe 0.10.21, model complexity 1, video mode with its landmark "
+                       "smoothing: the main job's CLI defaults) 2D "
                        "keypoint errors, measured on headless Workbench renders of the shared PMX models in known "
                        "poses (tools/measure_detector_noise.py; its docstring says how). For the lifter's synthetic "
                        "2D noise (issue 8 item 2).",
