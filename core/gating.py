@@ -236,7 +236,7 @@ def candidate_cost(kp: np.ndarray, names, image_size, ref: TrackReference, *, mi
 def gate(keypoints_2d, names, image_size, *, detected=None, timestamps=None, shots=None, window_s: float = 0.5,
          min_joint_conf: float = 0.5, margin: float = 0.02, min_scale_frac: float = 0.03,
          max_scale_ratio: float = 1.8, max_shot_scale_ratio: float = 4.0, max_offset: float = 2.5,
-         max_bone_ratio: float = 1.7, max_bad_bones: int = 3, max_spike: float = 0.8) -> GateResult:
+         max_bone_ratio: float = 1.7, max_bad_bones: int = 3, max_spike: float = 1.5) -> GateResult:
     """Check every detected frame against the track (see the module docstring).
 
     Args:
@@ -410,14 +410,19 @@ def min_joint_confidence(backend: str) -> float:
     return 0.5 if backend == "mediapipe" else 0.05
 
 
-def gate_poses(poses, **options):
+#: A joint must be seen in this fraction of a shot's usable frames for the others to take it from them.
+MIN_SEEN_FRACTION = 0.25
+
+
+def gate_poses(poses, *, min_seen_fraction: float = MIN_SEEN_FRACTION, **options):
     """Gate a :class:`core.pose_io.PoseSequence` and hand what was refused on as missing.
 
     * frames the gate rejects become undetected (``detected`` False, 2D NaN with confidence 0, 3D NaN), and
       ``rejected`` marks them;
-    * joints of usable frames the gate drops get 2D confidence 0, and 2D and 3D NaN (interpolated from the frames of
-      the shot that show them, ``core.worker.job``), except joints a whole shot never shows: their 2D positions
-      stay (confidence 0) and leg joints become :func:`neutral_legs` in 3D;
+    * joints of usable frames the gate drops get 2D confidence 0; where the shot shows the joint in at least
+      ``min_seen_fraction`` of its usable frames they also get 2D and 3D NaN (interpolated from the frames that show
+      them, ``core.worker.job``); a joint seen less often keeps the detector's guess (holding one rare sighting
+      over a whole shot would be worse), and a shot that never shows any leg joint gets :func:`neutral_legs`;
     * ``upper_body`` marks usable frames without seen legs.
 
     Args:
@@ -441,11 +446,15 @@ def gate_poses(poses, **options):
              shots=shots, **options)
     kp = g.keypoints_2d.copy()
     kp[~g.usable, :, :2] = np.nan
-    for a, b in (shots or [(0, len(poses))]):  # dropped joints a shot shows elsewhere: positions from there
-        use = g.usable[a:b, None]
-        seen_somewhere = (use & ~g.joint_missing[a:b]).any(axis=0)
-        drop = g.joint_missing[a:b] & use & seen_somewhere[None]
-        kp[a:b, :, :2][drop] = np.nan
+    shot_list = shots or [(0, len(poses))]
+    # per shot and joint: is it seen often enough that the frames which do not show it can take it from those?
+    often = np.zeros((len(shot_list), len(names)), dtype=bool)
+    for si, (a, b) in enumerate(shot_list):
+        use = g.usable[a:b]
+        if use.any():
+            often[si] = (use[:, None] & ~g.joint_missing[a:b]).sum(axis=0) >= min_seen_fraction * use.sum()
+            drop = g.joint_missing[a:b] & use[:, None] & often[si][None]
+            kp[a:b, :, :2][drop] = np.nan
     j3 = None
     notes = list(poses.notes)
     if poses.joints_3d is not None:
@@ -453,27 +462,29 @@ def gate_poses(poses, **options):
         j3[~g.usable] = np.nan
         ci = {n: i for i, n in enumerate(CANONICAL)}
         cols = [(names.index(n), ci[m]) for n, m in _TO_CANONICAL.items() if n in names]
-        legs = {ci[n] for chain in _LEG_CHAINS for n in chain[1:]}
+        leg_j2 = [names.index(n) for n in _LEGS if n in names]
         neutral_frames = 0
-        for a, b in (shots or [(0, len(poses))]):
+        for si, (a, b) in enumerate(shot_list):
             use = g.usable[a:b]
+            if not use.any():
+                continue
             for j2, j in cols:
-                miss = g.joint_missing[a:b, j2] & use
-                if not miss.any():
-                    continue
-                if j in legs and not (use & ~g.joint_missing[a:b, j2]).any():
-                    continue  # never seen in this shot: neutral legs below
-                rows = np.flatnonzero(miss) + a
-                j3[rows, j] = np.nan
-            unseen_legs = use & g.upper_body[a:b]
-            leg_j2 = [names.index(n) for n in _LEGS if n in names]
-            if unseen_legs.any() and not (use & ~g.joint_missing[a:b][:, leg_j2].all(axis=1)).any():
+                if often[si, j2]:
+                    rows = np.flatnonzero(g.joint_missing[a:b, j2] & use) + a
+                    j3[rows, j] = np.nan
+            legs_seen = (use[:, None] & ~g.joint_missing[a:b][:, leg_j2]).any()
+            if not legs_seen and g.upper_body[a:b].any():
                 rows = np.flatnonzero(use) + a
                 j3[rows] = neutral_legs(j3[rows]).astype(np.float32)
                 neutral_frames += rows.size
         if neutral_frames:
             notes.append(f"the legs are out of frame in a whole shot ({neutral_frames} frames): they are keyed "
                          "standing straight, not guessed")
+    rare = sorted({names[j] for si in range(len(shot_list)) for j in np.flatnonzero(~often[si])
+                   if g.joint_missing[slice(*shot_list[si])][g.usable[slice(*shot_list[si])], j].any()})
+    if rare:
+        notes.append(f"seen in under {100 * min_seen_fraction:.0f}% of a shot's frames, so kept as the detector "
+                     f"guessed them (confidence 0): {', '.join(rare)}")
     if g.rejected.any():
         why = ", ".join(f"{k} {v}" for k, v in sorted(g.counts.items()))
         notes.append(f"plausibility gate: {int(g.rejected.sum())} of {len(poses)} skeletons rejected ({why}); "

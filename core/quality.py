@@ -53,8 +53,10 @@ class QualityReport:
         rejected: detected frames the gate refused (``core.gating``), by reason in ``rejected_by``.
         usable: detected and not rejected.  longest_gap: frames in the longest run without a usable skeleton,
         starting at ``longest_gap_start_s``.  swaps: left/right swap runs repaired.  shots: shot count
-        (``cut_times_s`` where a new shot starts).  upper_body: usable frames where the legs are not seen.
-        crop: the crop analysed (x, y, w, h) or None; ``crop_note`` how it was chosen.  fps: frame rate.
+        (``cut_times_s`` where a new shot starts).  upper_body: usable frames where the legs are not seen;
+        feet_unseen: usable frames where neither ankle is.  crop: the crop analysed (x, y, w, h) or None;
+        ``crop_note`` how it was chosen.  fps: frame rate.  centre_speed_p99 (m/s), rotation_pops,
+        motion_minutes: the written motion's figures (:func:`motion_figures`; None before the motion stage).
     """
 
     frames: int
@@ -67,6 +69,7 @@ class QualityReport:
     shots: int = 1
     cut_times_s: list = field(default_factory=list)
     upper_body: int = 0
+    feet_unseen: int = 0
     rejected_by: dict = field(default_factory=dict)
     crop: list | None = None
     crop_note: str = ""
@@ -99,6 +102,10 @@ class QualityReport:
             out.append(f"quality: legs out of frame in {self.upper_body} frames ({pct(self.upper_body)}): only the "
                        "upper body is taken from those frames (legs interpolated or held from the frames that show "
                        "them, standing straight in a shot that never does)")
+        if self.feet_unseen > self.upper_body:
+            out.append(f"quality: feet not seen in {self.feet_unseen} frames ({pct(self.feet_unseen)}): there they "
+                       "are interpolated from the frames that show them, or the detector's guess where a shot "
+                       "rarely does")
         if self.crop_note:
             out.append(f"quality: {self.crop_note}")
         if self.centre_speed_p99 is not None:
@@ -195,7 +202,12 @@ def assess(*, detected, usable, timestamps, fps: float, keypoints_canonical=None
     t = np.asarray(timestamps, dtype=np.float64)
     T = len(det)
     gap, start = longest_run(~use)
-    swaps = 0
+    swaps = feet = 0
+    if keypoints_canonical is not None:
+        from .skeletons import CANONICAL
+
+        c = np.nan_to_num(np.asarray(keypoints_canonical, dtype=np.float64)[..., 2])
+        feet = int((use & (c[:, CANONICAL.index("LFoot")] <= 0) & (c[:, CANONICAL.index("RFoot")] <= 0)).sum())
     if keypoints_canonical is not None and use.sum() >= 3:
         from . import smoothing
 
@@ -208,7 +220,7 @@ def assess(*, detected, usable, timestamps, fps: float, keypoints_canonical=None
         frames=T, detected=int(det.sum()), rejected=int((det & ~use).sum()), usable=int(use.sum()),
         longest_gap=gap, longest_gap_start_s=float(t[start] - t[0]) if gap else 0.0, swaps=swaps,
         shots=len(shots), cut_times_s=cuts, upper_body=int(np.asarray(upper_body, dtype=bool).sum())
-        if upper_body is not None else 0, rejected_by=dict(rejected_by or {}),
+        if upper_body is not None else 0, feet_unseen=feet, rejected_by=dict(rejected_by or {}),
         crop=list(crop) if crop is not None else None, crop_note=crop_note, fps=float(fps))
 
 

@@ -3,7 +3,13 @@
 :func:`detect_video` streams frames from :func:`core.video.iter_frames` into a backend of :mod:`core.backends` in
 small batches, keeps every detection of every frame, then follows one person with
 :func:`core.tracking.select_track` when some frame holds several people. Frames without the dancer get NaN
-positions, confidence 0 and ``detected = False``; they are NOT gap-filled here (``core.pipeline`` does that).
+positions, confidence 0 and ``detected = False``; they are NOT gap-filled here (``core.worker.job`` does that).
+
+Hard input (issue 10): without a crop, a still half beside the dancer (side-by-side uploads) is found first and
+cropped away (:func:`_auto_crop`, ``core.crop_help``); every frame's colour signature gives the shot cuts
+(``core.shots``, ``PoseSequence.shots``); frames whose skeleton is missing or fails the plausibility gate
+(``core.gating``) are re-detected on padded, upscaled and mirrored windows around the track (:func:`_retry`).
+The gate itself is applied to every 2D input by ``core.worker.job.detect_stage``.
 Heavy packages (av, mediapipe, torch) are imported by the modules this one calls, inside functions.
 """
 from __future__ import annotations
@@ -170,6 +176,15 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         kp[t] = d.keypoints_2d[k]
         if has_3d and d.joints_3d is not None:
             j3[t] = d.joints_3d[k]
+    t = np.asarray(times, dtype=np.float64)
+    shots = detect_shots(np.asarray(signatures), t)
+    notes = [crop_note] if crop_note else []
+    if retry and own_backend and backend == "mediapipe" and n >= 3:
+        n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
+                              progress, backend_options)
+        if n_try:
+            notes.append(f"retried {n_try} frames without a plausible pose on windows around the dancer "
+                         f"(padded, upscaled, mirrored; searched where no neighbour had one): {n_won} recovered")
     if not detected.any():
         raise PipelineError(
             "no_detection",
@@ -178,15 +193,6 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             + "; check the crop and that the video shows a dancer's full body",
         )
 
-    t = np.asarray(times, dtype=np.float64)
-    shots = detect_shots(np.asarray(signatures), t)
-    notes = [crop_note] if crop_note else []
-    if retry and own_backend and backend == "mediapipe" and n >= 3:
-        n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
-                              progress, backend_options)
-        if n_try:
-            notes.append(f"retried {n_try} frames without a plausible pose on crops around the dancer "
-                         f"(padded, upscaled, mirrored): {n_won} recovered")
     msg = report.message()
     if msg:
         notes.append(msg)
@@ -309,29 +315,20 @@ def _boxes(kp: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return out
 
 
-def _predicted_box(boxes: np.ndarray, t: int, a: int, b: int) -> np.ndarray | None:
-    """The track's box at frame ``t`` of the shot ``[a, b)``: linear between the nearest boxes before and after."""
-    ok = np.flatnonzero(np.isfinite(boxes[a:b, 0])) + a
-    if ok.size == 0:
-        return None
-    before, after = ok[ok < t], ok[ok > t]
-    if before.size and after.size:
-        i, j = before[-1], after[0]
-        w = (t - i) / (j - i)
-        return boxes[i] * (1 - w) + boxes[j] * w
-    return boxes[before[-1]] if before.size else boxes[after[0]]
-
-
 def _mirror_perm(names) -> np.ndarray:
     swap = {n: (n.replace("left", "right") if "left" in n else n.replace("right", "left")) for n in names}
     return np.array([names.index(swap[n]) if swap[n] in names else i for i, n in enumerate(names)])
 
 
 #: Windows tried for a frame with a track: (pad factor of the square around the track's box, mirrored).
-RETRY_CANDIDATES = ((1.4, False), (1.4, True), (2.0, False), (2.0, True))
-#: Windows tried for a frame of a shot without any usable frame: the whole frame zoomed out to this factor (the
-#: person detector misses bodies cut by the frame edge, as in a close-up), plain and mirrored.
+RETRY_CANDIDATES = ((1.5, False), (1.5, True), (2.5, False), (2.5, True))
+#: A frame of a run without an accepted neighbour is searched: the whole frame zoomed out to this factor (the
+#: person detector misses bodies cut by the frame edge, as in a close-up), and windows zoomed in (a small dancer).
 RETRY_ZOOM_OUT = 1.6
+#: Side of the zoomed-in search windows, as a fraction of the frame's longer side.
+RETRY_SEARCH_WINDOW = 0.6
+#: In a run without an accepted neighbour, the search is tried on every this many frames until one succeeds.
+RETRY_SEARCH_EVERY = 5
 #: Candidates above this :func:`core.gating.candidate_cost` are not taken.
 RETRY_MAX_COST = 1.5
 
@@ -349,10 +346,13 @@ def _window(image: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
 def _windows(box, ref, image_size):
     """Candidate windows ``(x0, y0, w, h, mirrored)`` in frame px for one frame (module constants above)."""
     W, H = image_size
-    if box is None or ref is None:
+    if box is None or ref is None:  # a search: the frame zoomed out, and five overlapping windows zoomed in
         w, h = int(round(W * RETRY_ZOOM_OUT)), int(round(H * RETRY_ZOOM_OUT))
-        x0, y0 = (W - w) // 2, (H - h) // 2
-        return [(x0, y0, w, h, False), (x0, y0, w, h, True)]
+        out = [((W - w) // 2, (H - h) // 2, w, h, False)]
+        side = int(round(RETRY_SEARCH_WINDOW * max(W, H)))
+        for fx, fy in ((0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0.5)):
+            out.append((int(round(fx * (W - side))), int(round(fy * (H - side))), side, side, False))
+        return out
     cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
     side0 = max(box[2] - box[0], box[3] - box[1], 0.05 * max(W, H))
     out = []
@@ -363,103 +363,162 @@ def _windows(box, ref, image_size):
 
 
 def _retry(path, start, end, crop, kp, j3, detected, names, image_size, t, shots, progress,
-           backend_options=None, *, max_fraction: float = 0.5):
-    """Re-detect frames the gate does not accept, in place (``kp``, ``j3``, ``detected``).
+           backend_options=None, *, max_fraction: float = 1.0, max_run: int = 150):
+    """Re-detect frames the gate does not accept, in place (``kp``, ``j3``, ``detected``), following the dancer.
 
-    For each such frame with a track in its shot, square windows around the track's box at that frame (the boxes
-    of the usable frames before and after, interpolated; padded by each factor of :data:`RETRY_CANDIDATES`, black
-    beyond the frame edge, upscaled to at least 256 px, plain and mirrored) go through MediaPipe in static-image
-    mode; each result is mapped back to frame px (mirrored ones with left and right exchanged) and scored with
-    :func:`core.gating.candidate_cost` against the track; the best one replaces the frame's skeleton when it costs
-    less than the current one and under :data:`RETRY_MAX_COST`. In a shot without any usable frame, the whole
-    frame zoomed out (:data:`RETRY_ZOOM_OUT`) is tried instead and the candidate that shows the most of a body is
-    kept (the gate of ``core.worker.job`` still judges it). At most ``max_fraction`` of the frames are retried.
+    The frames to retry form runs (consecutive frames of one shot, at most ``max_run`` long: their images are held
+    while the run is worked on). Each run is worked from both ends inwards: a frame is tried on square windows around
+    the box of the accepted frame next to it on that side (padded by each factor of :data:`RETRY_CANDIDATES`,
+    black beyond the frame edge, upscaled to at least 256 px, plain and mirrored; MediaPipe in static-image mode);
+    each result is mapped back to frame px (mirrored ones with left and right exchanged) and scored with
+    :func:`core.gating.candidate_cost` against that neighbour (its scale and centre: continuity from frame to frame)
+    and the shot's bone ratios; the best one under :data:`RETRY_MAX_COST` that also beats the frame's own skeleton
+    is taken, and its box becomes the next frame's reference, so the windows follow a dancer who moves or grows.
+    A run with no accepted neighbour (a shot without any usable frame) tries the whole frame zoomed out
+    (:data:`RETRY_ZOOM_OUT`) and keeps the candidate that shows the most of a body. The gate of
+    ``core.worker.job`` judges every result again. At most ``max_fraction`` of the frames are retried, those nearest a usable frame first.
 
     Returns:
         ``(frames retried, frames whose skeleton was replaced)``.
     """
-    import cv2
-
     from . import video
     from .backends import get_backend
 
     g = gating.gate(kp, names, image_size, detected=detected, timestamps=t, shots=shots)
-    bad = np.flatnonzero(~g.usable)
-    if bad.size == 0:
+    bad = ~g.usable
+    if not bad.any():
         return 0, 0
-    boxes = _boxes(g.keypoints_2d.astype(np.float64), g.usable)
-    plan: dict[int, tuple] = {}
-    for a, b in shots:
-        for f in bad[(bad >= a) & (bad < b)]:
-            box = _predicted_box(boxes, int(f), int(a), int(b))
-            ref = g.reference(int(f), shots) if box is not None and g.usable[a:b].any() else None
-            plan[int(f)] = (box if ref is not None else None, ref)
     limit = max(1, int(max_fraction * len(kp)))
-    todo = sorted(plan)[:limit]
-    perm = _mirror_perm(tuple(names))
-    perm3 = skeletons.CANONICAL_MIRROR
+    shot_of = np.zeros(len(kp), dtype=np.int64)
+    dist = np.full(len(kp), np.inf)  # frames to the nearest usable frame of the same shot: the nearest go first
+    for si, (a, b) in enumerate(shots):
+        shot_of[a:b] = si
+        ok = np.flatnonzero(g.usable[a:b])
+        if ok.size:
+            dist[a:b] = np.abs(np.arange(b - a)[:, None] - ok[None]).min(axis=1)
+    cand = np.flatnonzero(bad)
+    todo = np.sort(cand[np.argsort(dist[cand], kind="stable")][:limit])
+    want = np.zeros(len(kp), dtype=bool)
+    want[todo] = True
+    boxes = _boxes(g.keypoints_2d.astype(np.float64), g.usable)
+    med_ratio = g.reference(int(np.flatnonzero(g.usable)[0]), shots).bone_ratio if g.usable.any() else None
     opts = dict(backend_options or {})
     opts["static_image_mode"] = True
     model = get_backend("mediapipe", **opts)
-    won = 0
-    want = set(todo)
+    ctx = dict(kp=kp, j3=j3, detected=detected, names=tuple(names), image_size=image_size, boxes=boxes,
+               model=model, perm=_mirror_perm(tuple(names)), med_ratio=med_ratio, won=0, done=0, total=len(todo),
+               progress=progress, usable=g.usable.copy())
     try:
         frames = video.iter_frames(path, start=start, end=end, crop=crop)
         try:
-            done = 0
             progress("retry", 0, len(todo))
+            run: list = []
             for i, frame in enumerate(frames):
-                if i not in want:
-                    continue
-                box, ref = plan[i]
-                if ref is not None:
-                    cur = gating.candidate_cost(kp[i], names, image_size, ref) if detected[i] else np.inf
-                else:
-                    cur = np.inf
-                best = (cur, None, None)
-                for x0, y0, w, h, mirror in _windows(box, ref, image_size):
-                    if w < 16 or h < 16:
-                        continue
-                    img = _window(frame.image, x0, y0, w, h)
-                    up = max(1.0, 256.0 / max(img.shape[:2]))
-                    if up > 1.0:
-                        img = cv2.resize(img, (int(round(img.shape[1] * up)), int(round(img.shape[0] * up))),
-                                         interpolation=cv2.INTER_LINEAR)
-                    if mirror:
-                        img = img[:, ::-1]
-                    d = model.process_batch([np.ascontiguousarray(img)])[0]
-                    if len(d) == 0:
-                        continue
-                    k = d.keypoints_2d[0].astype(np.float64).copy()
-                    x3 = d.joints_3d[0].astype(np.float64).copy() if d.joints_3d is not None else None
-                    if mirror:
-                        k[:, 0] = img.shape[1] - k[:, 0]
-                        k = k[perm]
-                        if x3 is not None:
-                            x3[:, 0] = -x3[:, 0]
-                            x3 = x3[perm3]
-                    k[:, 0] = k[:, 0] / up + x0
-                    k[:, 1] = k[:, 1] / up + y0
-                    if ref is not None:
-                        c = gating.candidate_cost(k, names, image_size, ref)
-                    else:  # no track to compare with: the candidate that shows the most of a body
-                        seen = (k[:, 2] >= 0.5) & (k[:, 0] >= 0) & (k[:, 0] <= image_size[0]) & \
-                               (k[:, 1] >= 0) & (k[:, 1] <= image_size[1])
-                        c = 1.0 - float(seen.mean())
-                    if c < best[0]:
-                        best = (c, k, x3)
-                if best[1] is not None and best[0] < RETRY_MAX_COST:
-                    kp[i] = best[1]
-                    if j3 is not None and best[2] is not None:
-                        j3[i] = best[2]
-                    detected[i] = True
-                    won += 1
-                done += 1
-                progress("retry", done, len(todo))
-                if done == len(todo):
+                if run and (not want[i] or shot_of[i] != shot_of[run[0][0]] or len(run) >= max_run):
+                    _retry_run(run, shots[shot_of[run[0][0]]], ctx)
+                    run = []
+                if want[i]:
+                    run.append((i, frame.image))
+                if i >= todo[-1] and not run:
                     break
+            if run:
+                _retry_run(run, shots[shot_of[run[0][0]]], ctx)
         finally:
             frames.close()
     finally:
         model.close()
-    return len(todo), won
+    return len(todo), ctx["won"]
+
+
+def _retry_run(run: list, shot, ctx: dict) -> None:
+    """Work one run of :func:`_retry` from both ends inwards (see there)."""
+    a, b = int(shot[0]), int(shot[1])
+    first, last = run[0][0], run[-1][0]
+    usable, boxes = ctx["usable"], ctx["boxes"]
+    left = first - 1 if first - 1 >= a and usable[first - 1] else None
+    right = last + 1 if last + 1 < b and last + 1 < len(usable) and usable[last + 1] else None
+    lo, hi = 0, len(run) - 1
+    side = 0
+    while lo <= hi:
+        if left is None and right is None:  # search every few frames until the dancer is found, then follow
+            i, img = run[lo]
+            if lo % RETRY_SEARCH_EVERY == 0 and _retry_frame(i, img, None, ctx):
+                left = i
+            lo += 1
+        else:
+            from_left = (side == 0 and left is not None) or right is None
+            side ^= 1
+            if from_left:
+                i, img = run[lo]
+                lo += 1
+                if _retry_frame(i, img, left, ctx):
+                    left = i
+            else:
+                i, img = run[hi]
+                hi -= 1
+                if _retry_frame(i, img, right, ctx):
+                    right = i
+        ctx["done"] += 1
+        ctx["progress"]("retry", ctx["done"], ctx["total"])
+
+
+def _retry_frame(i: int, image: np.ndarray, ref_frame: int | None, ctx: dict) -> bool:
+    """Try the windows of frame ``i`` against the accepted frame ``ref_frame`` (or none); True when replaced."""
+    import cv2
+
+    kp, names, size = ctx["kp"], ctx["names"], ctx["image_size"]
+    if ref_frame is not None:
+        scale, centre = gating.body_scale(kp[ref_frame:ref_frame + 1], names,
+                                          kp[ref_frame:ref_frame + 1, :, 2] > 0)
+        ratio = ctx["med_ratio"] if ctx["med_ratio"] is not None else np.full(len(gating.LIMB_BONES), np.nan)
+        ref = gating.TrackReference(float(scale[0]), centre[0], ratio)
+        if not np.isfinite(ref.scale) or ref.scale <= 0 or not np.isfinite(ref.centre).all():
+            ref = None
+    else:
+        ref = None
+    box = ctx["boxes"][ref_frame] if ref is not None else None
+    if box is not None and not np.isfinite(box).all():
+        box, ref = None, None
+    cur = gating.candidate_cost(kp[i], names, size, ref) if ref is not None and ctx["detected"][i] else np.inf
+    best = (cur, None, None)
+    for x0, y0, w, h, mirror in _windows(box, ref, size):
+        if w < 16 or h < 16:
+            continue
+        img = _window(image, x0, y0, w, h)
+        up = max(1.0, 256.0 / max(img.shape[:2]))
+        if up > 1.0:
+            img = cv2.resize(img, (int(round(img.shape[1] * up)), int(round(img.shape[0] * up))),
+                             interpolation=cv2.INTER_LINEAR)
+        if mirror:
+            img = img[:, ::-1]
+        d = ctx["model"].process_batch([np.ascontiguousarray(img)])[0]
+        if len(d) == 0:
+            continue
+        k = d.keypoints_2d[0].astype(np.float64).copy()
+        x3 = d.joints_3d[0].astype(np.float64).copy() if d.joints_3d is not None else None
+        if mirror:
+            k[:, 0] = img.shape[1] - k[:, 0]
+            k = k[ctx["perm"]]
+            if x3 is not None:
+                x3[:, 0] = -x3[:, 0]
+                x3 = x3[skeletons.CANONICAL_MIRROR]
+        k[:, 0] = k[:, 0] / up + x0
+        k[:, 1] = k[:, 1] / up + y0
+        if ref is not None:
+            c = gating.candidate_cost(k, names, size, ref)
+        else:  # no track to compare with: the candidate that shows the most of a body
+            seen = (k[:, 2] >= 0.5) & (k[:, 0] >= 0) & (k[:, 0] <= size[0]) & (k[:, 1] >= 0) & (k[:, 1] <= size[1])
+            c = 1.0 - float(seen.mean())
+        if c < best[0]:
+            best = (c, k, x3)
+    if best[1] is None or best[0] >= RETRY_MAX_COST:
+        return False
+    kp[i] = best[1]
+    if ctx["j3"] is not None and best[2] is not None:
+        ctx["j3"][i] = best[2]
+    ctx["detected"][i] = True
+    ctx["won"] += 1
+    ok = best[1][:, 2] >= 0.5
+    p = best[1][ok] if ok.sum() >= 2 else best[1]
+    ctx["boxes"][i] = (p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max())
+    return True

@@ -121,3 +121,29 @@ def test_a_second_of_face_sized_skeletons_is_rejected_as_a_whole(lia):
     g = _gate(lia, kp)
     assert g.rejected[rows].mean() >= 0.9
     assert g.usable[np.setdiff1d(np.flatnonzero(g0.usable), rows)].mean() > 0.97
+
+
+def test_a_one_frame_jump_of_a_joint_is_dropped_for_that_frame(lia):
+    g0 = _gate(lia)
+    t = int(np.flatnonzero(g0.usable)[120])
+    j = lia.joint_names_2d.index("right_knee")
+    kp = lia.keypoints_2d.copy()
+    kp[t, j, 0] += 2.5 * g0.scale[t]
+    g = _gate(lia, kp)
+    assert g.usable[t] and g.joint_missing[t, j] and g.keypoints_2d[t, j, 2] == 0
+    assert g.joint_missing[t - 1, j] == g0.joint_missing[t - 1, j]
+
+
+def test_a_joint_a_shot_rarely_shows_keeps_the_detectors_guess(lia):
+    """A joint seen in too few frames is not interpolated from them (nor left all-NaN for the motion stage)."""
+    T = len(lia)
+    j3 = np.random.default_rng(0).normal(size=(T, len(skeletons.CANONICAL), 3)).astype(np.float32)
+    kp = lia.keypoints_2d.copy()
+    le = lia.joint_names_2d.index("left_elbow")
+    kp[:, le, 2] = np.where(np.arange(T) % 10 == 0, kp[:, le, 2], 0.0)     # seen in at most 1 frame in 10
+    gated, g = gating.gate_poses(replace(lia, keypoints_2d=kp, joints_3d=j3))
+    c = skeletons.CANONICAL.index("LElbow")
+    assert np.array_equal(gated.joints_3d[g.usable, c], j3[g.usable, c])
+    assert np.isfinite(gated.keypoints_2d[g.usable, le, :2]).all()
+    assert np.all(gated.keypoints_2d[g.joint_missing[:, le], le, 2] == 0)
+    assert any("left_elbow" in n and "kept as the detector guessed" in n for n in gated.notes)

@@ -136,5 +136,31 @@ def test_side_by_side_clip_end_to_end_reports_its_quality(shared_data, tmp_path,
     p = pose_io.load(out.with_suffix(".npz"))
     q = quality.QualityReport.from_json(p.quality)
     assert q.crop == [768, 0, 768, 768] and q.usable_fraction >= 0.95 and q.frames == 50
+    assert q.feet_unseen >= q.upper_body and q.centre_speed_p99 is not None and q.centre_speed_p99 < 4.0
     assert p.shots.tolist() == [[0, 50]] and p.rejected is not None and p.upper_body is not None
     assert json.loads(p.quality)["usable"] == int(p.detected.sum())
+
+
+def test_a_small_dancer_the_video_mode_misses_is_found_and_followed(shared_data, tmp_path):
+    """kunkun shrunk to 0.3 of its size and walking across a grey frame: MediaPipe's video mode finds nobody; the
+    retry searches zoomed-in windows, then follows the dancer's box frame to frame."""
+    import cv2
+
+    from core.worker import detect
+
+    out = []
+    for i, f in enumerate(_frames(shared_data / KUNKUN, 30, size=(864, 480))):
+        small = cv2.resize(f, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+        canvas = np.full((480, 864, 3), 128, np.uint8)
+        canvas[200:200 + small.shape[0], 100 + 8 * i:100 + 8 * i + small.shape[1]] = small
+        out.append(canvas)
+    clip = tmp_path / "small.mp4"
+    _write(clip, out)
+    with pytest.raises(PipelineError, match="no person was found"):
+        detect.detect_video(clip, retry=False, auto_crop=False)
+    p = detect.detect_video(clip, auto_crop=False)
+    g = gating.gate(p.keypoints_2d, p.joint_names_2d, p.image_size, detected=p.detected, timestamps=p.timestamps)
+    assert g.usable.mean() >= 0.8, p.notes
+    hip = p.keypoints_2d[g.usable][:, p.joint_names_2d.index("left_hip"), 0]
+    x = 100 + 8 * np.flatnonzero(g.usable) + 0.3 * 864 / 2
+    assert np.median(np.abs(hip - x)) < 40          # on the dancer, who moves 8 px a frame
