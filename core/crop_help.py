@@ -10,7 +10,10 @@ worker applies it when no crop was given, and says so).
 Motion energy of a region = the mean over its pixels of the temporal standard deviation of the grey level over the
 sampled frames (``image`` px, ``core.conventions``; frames subsampled to about 128 px on the longer side). A half is
 still when its energy is under ``still_level`` grey levels *and* under ``ratio`` x the other half's, and the other
-half's is at least ``moving_level``.
+half's is at least ``moving_level``. A still image re-encoded with the video stays within a fraction of a grey level
+(0.0 on the shared clip's reference half), while a filmed background that nobody walks through still carries sensor
+noise, flicker and compression noise of a grey level or more, so ``still_level`` is 1: an empty part of a real shot
+is not cropped away.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def motion_energy(frames) -> np.ndarray:
 
 
 def find_static_half(frames, *, frame_size: tuple[int, int] | None = None, ratio: float = 0.15,
-                     still_level: float = 2.0, moving_level: float = 4.0) -> CropSuggestion:
+                     still_level: float = 1.0, moving_level: float = 4.0) -> CropSuggestion:
     """Find a still half beside a moving one (see the module docstring).
 
     Args:

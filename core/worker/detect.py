@@ -273,7 +273,7 @@ def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list
     dets.extend(out)
 
 
-def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 6.0) -> tuple[tuple | None, str]:
+def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0) -> tuple[tuple | None, str]:
     """Sample up to ``max_frames`` frames over the first ``span_s`` seconds of the window and look for a still
     half (``core.crop_help.find_static_half``): ``(crop or None, note)``. A video that cannot be sampled gives
     ``(None, "")`` (the main decode reports the problem)."""
