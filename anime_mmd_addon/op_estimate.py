@@ -36,10 +36,12 @@ _ACTIVE: "EstimateJob | None" = None
 
 
 def install_hint() -> str:
-    """The sentence that tells a user how to make the worker environment."""
-    command = protocol.install_command(EXTENSION_ROOT)
-    where = "" if Path(command.split(" ", 1)[1].strip('"')).is_absolute() else " in the Anime MMD source folder"
-    return f"Set it up with: {command}{where} (or set Worker Python in the add-on preferences)"
+    """The sentence that tells a user how to make the worker environment: *Set Up Worker* for an extension
+    installed from its zip (which has no ``tools/``), the set-up command in a source checkout."""
+    if not (EXTENSION_ROOT / "tools" / "install_deps.py").is_file():
+        return "Press Set Up Worker in Edit > Preferences > Add-ons > Anime MMD (or set Worker Python there)"
+    return (f"Set it up with: {protocol.install_command(EXTENSION_ROOT)} (or press Set Up Worker, or set Worker "
+            "Python, in the add-on preferences)")
 
 
 def _props(scene) -> Any:

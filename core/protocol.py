@@ -65,8 +65,9 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "cv2": ("opencv-contrib-python", "opencv-python", "opencv-python-headless", "opencv-contrib-python-headless"),
 }
 
-#: What a complete worker environment (the one ``tools/install_deps.py`` makes) has.
-FULL_REQUIREMENTS = ("numpy", "av", "cv2", "mediapipe", "torch")
+#: What the default worker environment (Set Up Worker, ``tools/install_deps.py``) has. torch is optional (the
+#: VideoPose3D lifter and detectron2 declare it in ``core.options``): ``check`` reports its version, or null.
+FULL_REQUIREMENTS = ("numpy", "av", "cv2", "mediapipe")
 
 #: Fields of ``core.options.EstimateOptions`` an estimate request may carry: the detection half of the job and the
 #: overlay it renders (``core.options.REQUEST_FIELDS``). Motion settings (smoothing, model, key rate) are applied
