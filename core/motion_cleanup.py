@@ -121,7 +121,7 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
         repairs.append(rep3)
 
     # 2. root
-    if poses.trajectory is not None:
+    if poses.trajectory is not None and _opt(opts, "root", "auto") != "fit":
         root = np.asarray(poses.trajectory, dtype=np.float64)
     elif kp is not None:
         focal = trajectory.focal_from_fov(poses.image_size[0], hfov)
@@ -195,7 +195,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     resampled[:, ~np.isfinite(placed).all(axis=(0, 2))] = np.nan
     joints_mmd = conventions.camera_to_mmd(resampled)
     try:
-        motion = retarget(joints_mmd, rest, frames=frames, ground=False)
+        motion = retarget(joints_mmd, rest, frames=frames, ground=False,
+                          twist_bones=bool(_opt(opts, "twist_bones", True)))
     except ValueError as e:
         raise PipelineError("bad_model", str(e)) from e
     flips, events, clamped = 0, [], 0

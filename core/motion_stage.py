@@ -38,7 +38,7 @@ def world_joints(poses: pose_io.PoseSequence, opts: MotionOptions) -> np.ndarray
     """Smoothed absolute joints in the camera frame, levelled: ``(T, 27, 3)`` metres (``core.conventions``)."""
     t = poses.timestamps - poses.timestamps[0]
     j3 = _smooth_finite(poses.joints_3d, t, opts.smoothing)
-    if poses.trajectory is not None:
+    if poses.trajectory is not None and getattr(opts, "root", "auto") != "fit":
         root = np.asarray(poses.trajectory, dtype=np.float64)
     elif poses.keypoints_2d.shape[1] > 0:
         kp = poses.keypoints_canonical_2d()
@@ -118,7 +118,8 @@ def motion_stage(poses: pose_io.PoseSequence, rest, opts: MotionOptions | None =
     missing = ~np.isfinite(absolute).all(axis=(0, 2))
     resampled[:, missing] = np.nan
     joints_mmd = conventions.camera_to_mmd(resampled)
-    return _with_hands_face(retarget(joints_mmd, rest, frames=frames), poses, rest, opts)
+    return _with_hands_face(retarget(joints_mmd, rest, frames=frames,
+                                     twist_bones=getattr(opts, "twist_bones", True)), poses, rest, opts)
 
 
 def _refined(poses: pose_io.PoseSequence, opts) -> pose_io.PoseSequence:

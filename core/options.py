@@ -47,6 +47,9 @@ BACKENDS: tuple[Choice, ...] = (
            ("torch",)),
 )
 LIFTERS: tuple[Choice, ...] = (
+    Choice("trained", "Anime MMD (trained)", "The project's temporal lifter, trained on motion capture: 3D joints, root "
+                                             "depth and foot contacts from the 2D keypoints (numpy, no torch; weights "
+                                             "CC BY-NC 4.0, core/lifting/weights)"),
     Choice("native", "Native", "The backend's own 3D joints (MediaPipe world landmarks)"),
     Choice("videopose3d", "VideoPose3D", "VideoPose3D temporal convolution network (needs a checkpoint)",
            ("torch",)),
@@ -67,6 +70,11 @@ CAMERA_MODES: tuple[Choice, ...] = (
     Choice("static", "Dancer in place", "no root travel along the floor (jumps and crouches kept)"),
     Choice("off", "Off", "keep the root trajectory as estimated"),
 )
+ROOT_SOURCES: tuple[Choice, ...] = (
+    Choice("auto", "Auto", "the lifter's own root path where it gives one (the trained lifter's depth, VideoPose3D's "
+                           "trajectory model), else the reprojection fit"),
+    Choice("fit", "Fit", "fit the root to the 2D keypoints by least squares (core.trajectory), whatever the lifter"),
+)
 POSE_MODELS: tuple[Choice, ...] = (
     Choice("full", "Full", "BlazePose full landmark model (bundled with mediapipe; the default)"),
     Choice("heavy", "Heavy", "BlazePose heavy landmark model: about 3x slower, slightly more accurate on the "
@@ -83,14 +91,16 @@ def values(choices: Iterable[Choice]) -> tuple[str, ...]:
 
 
 def _option(default: Any, help: str, *, kind: str, flag: str | None = None, choices: tuple[Choice, ...] | None = None,
-            minimum: float | None = None, maximum: float | None = None, open_minimum: bool = False) -> Any:
+            minimum: float | None = None, maximum: float | None = None, open_minimum: bool = False,
+            negatable: bool = False) -> Any:
     """A dataclass field with its declaration in ``metadata`` (see the module docstring).
 
     ``kind`` is one of ``"path"``, ``"float"``, ``"bool"``, ``"str"``, ``"crop"`` (x, y, w, h ints), ``"size"``
-    (w, h ints); every option may also be None unless its default is a non-None value of that kind.
+    (w, h ints); every option may also be None unless its default is a non-None value of that kind. A ``negatable``
+    bool gets both ``--flag`` and ``--no-flag`` on the command line.
     """
     meta = {"help": help, "kind": kind, "flag": flag, "choices": choices, "min": minimum, "max": maximum,
-            "open_min": open_minimum}
+            "open_min": open_minimum, "negatable": negatable}
     return field(default=default, metadata=meta)
 
 
@@ -104,8 +114,9 @@ class DetectOptions:
     crop: tuple[int, int, int, int] | None = _option(
         None, "analyse only this box of the frame: x,y,w,h in pixels", kind="crop", flag="--crop")
     backend: str = _option("mediapipe", "2D/3D detector", kind="str", flag="--backend", choices=BACKENDS)
-    lifter: str = _option("native", "what turns 2D joints into 3D: the backend's own 3D (native) or VideoPose3D's "
-                                    "temporal model", kind="str", flag="--lifter", choices=LIFTERS)
+    lifter: str = _option("native", "what turns 2D joints into 3D: the project's trained temporal lifter (trained), "
+                                    "the backend's own 3D (native) or VideoPose3D's model", kind="str", flag="--lifter",
+                          choices=LIFTERS)
     checkpoint: str | None = _option(None, "VideoPose3D checkpoint (.bin) for --lifter videopose3d", kind="path",
                                      flag="--checkpoint")
     from_npz: str | None = _option(None, "re-run from a pose file written by an earlier run (no detection)",
@@ -138,6 +149,15 @@ class DetectOptions:
                                 minimum=0.0, maximum=1.0)
     force: bool = _option(False, "write the motion even when too few frames hold a usable skeleton",
                           kind="bool", flag="--force")
+    hands: bool | None = _option(None, "fingers and wrists from MediaPipe Holistic's hand model (--hands; off by "
+                                       "default: about 2.3x slower than the pose model alone, "
+                                       "benchmarks/bench_holistic.py; needs --backend mediapipe). Hands it cannot see "
+                                       "get a relaxed pose. Unset, a pose file that has hands (--from-npz) keys them; "
+                                       "--no-hands never does", kind="bool", flag="--hands", negatable=True)
+    face: bool | None = _option(None, "head and the morphs まばたき, ウィンク, ウィンク右, あ, い, う from MediaPipe "
+                                      "Holistic's face mesh (--face; the same slower model as --hands). Unset, a pose "
+                                      "file that has a face keys it; --no-face never does", kind="bool", flag="--face",
+                                negatable=True)
 
 
 @dataclass
@@ -156,8 +176,13 @@ class MotionOptions:
                                    "or none (the former stage)", kind="str", flag="--cleanup", choices=CLEANUPS)
     camera: str = _option("auto", "camera motion: auto (zoom/pan are not travel), static (dancer kept in place) or "
                                   "off", kind="str", flag="--camera", choices=CAMERA_MODES)
+    root: str = _option("auto", "where the root's path comes from: auto (the lifter's own, when it has one) or fit "
+                                "(reprojection onto the 2D keypoints)", kind="str", flag="--root", choices=ROOT_SOURCES)
     dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction within 0.5° and 1 mm, "
                                  "core.keyreduce)", kind="bool", flag="--dense")
+    twist_bones: bool = _option(True, "put the forearm / upper-arm twist on 手捩 / 腕捩 where the model has them (on by "
+                                      "default, same pose; --no-twist-bones keeps it on ひじ / 腕 as before)",
+                                kind="bool", flag="--no-twist-bones")
 
 
 @dataclass
@@ -202,6 +227,9 @@ class EstimateOptions(DetectOptions, MotionOptions):
             raise PipelineError("bad_input", f"{self.model}: model not found")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise PipelineError("bad_input", f"--end ({self.end}) must be after --start ({self.start})")
+        if (self.hands or self.face) and self.video and self.backend != "mediapipe":
+            raise PipelineError("bad_input", "--hands / --face use MediaPipe Holistic: use --backend mediapipe, or "
+                                             "drop --hands / --face")
         if self.overlay and not self.video:
             raise PipelineError("bad_input", "--overlay needs the source video")
         from .preflight import check_paths

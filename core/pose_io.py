@@ -49,6 +49,15 @@ class PoseSequence:
         upper_body: ``(T,)`` bool, frames where the legs are not seen (only the upper body comes from them; the leg
             joints carry confidence 0 and are interpolated or held); None = unknown.
         quality: the run's quality report as JSON (``core.quality.QualityReport.to_json``), or "".
+        hands: ``(T, 2, 21, 3)`` float32, the dancer's left (0) and right (1) hand's 21 MediaPipe hand landmarks
+            (``core.hands_face.HAND_LANDMARKS``): image px x, y and a relative depth z in px (wrist at 0, larger =
+            farther), NaN where the hand was not found; None = no hand model ran (``core.worker.backends.holistic``).
+        face: ``(T, F, 3)`` float32, the face-mesh points ``core.hands_face.FACE_POINTS`` in that order, px x, y and
+            relative depth z in px, NaN where no face was found; None = no face model ran.
+        contact_probs: ``(T, 4)`` float32 foot-contact probabilities from the lifter, order left heel, left toe,
+            right heel, right toe (``core.lifting.trained.CONTACT_ORDER``); None = the lifter gives none.
+        foot_contacts: ``(T, 4)`` bool, the foot contacts the motion stage decided (same order; ``core.contact``),
+            written by a whole run; None = not computed.
     """
 
     keypoints_2d: np.ndarray
@@ -69,6 +78,10 @@ class PoseSequence:
     rejected: np.ndarray | None = None
     upper_body: np.ndarray | None = None
     quality: str = ""
+    hands: np.ndarray | None = None
+    face: np.ndarray | None = None
+    contact_probs: np.ndarray | None = None
+    foot_contacts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
@@ -103,6 +116,20 @@ class PoseSequence:
             if len(s) == 0 or s[0, 0] != 0 or s[-1, 1] != t or np.any(s[1:, 0] != s[:-1, 1]) or np.any(s[:, 1] <= s[:, 0]):
                 raise ValueError(f"shots must be [start, stop) frame ranges covering 0..{t} in order, got {s.tolist()}")
         self.quality = str(self.quality or "")
+        for name, tail in (("hands", (2, 21, 3)), ("face", None)):
+            if getattr(self, name) is not None:
+                a = np.asarray(getattr(self, name), dtype=np.float32)
+                if a.ndim != 1 + (3 if tail else 2) or a.shape[0] != t or (tail and a.shape[1:] != tail) \
+                        or (not tail and a.shape[2] != 3):
+                    raise ValueError(f"{name} must be ({t}, {', '.join(map(str, tail)) if tail else 'F, 3'}), "
+                                     f"got {a.shape}")
+                setattr(self, name, a)
+        for name, dtype in (("contact_probs", np.float32), ("foot_contacts", bool)):
+            if getattr(self, name) is not None:
+                a = np.asarray(getattr(self, name), dtype=dtype)
+                if a.shape != (t, 4):
+                    raise ValueError(f"{name} must be ({t}, 4), got {a.shape}")
+                setattr(self, name, a)
         if t > 1 and np.any(np.diff(self.timestamps) <= 0):
             raise ValueError("timestamps must increase strictly")
         self.fps = float(self.fps)
@@ -152,7 +179,7 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
         arrays["crop"] = np.array(poses.crop, dtype=np.int64)
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
-    for name in ("shots", "rejected", "upper_body"):
+    for name in ("shots", "rejected", "upper_body", "hands", "face", "contact_probs", "foot_contacts"):
         if getattr(poses, name) is not None:
             arrays[name] = getattr(poses, name)
     if poses.quality:
@@ -164,7 +191,7 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
 
 
 #: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, shots, rejected,
-#: upper_body and quality, are optional: files without them still load).
+#: upper_body, quality, hands, face, contact_probs and foot_contacts, are optional: files without them still load).
 REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
                    "joint_names_2d", "backend")
 
@@ -227,6 +254,8 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
             crop=tuple(d["crop"].tolist()) if "crop" in d else None, trajectory=d.get("trajectory"),
             notes=[str(n) for n in d.get("notes", [])], shots=d.get("shots"), rejected=d.get("rejected"),
             upper_body=d.get("upper_body"), quality=str(d["quality"]) if "quality" in d else "",
+            hands=d.get("hands"), face=d.get("face"), contact_probs=d.get("contact_probs"),
+            foot_contacts=d.get("foot_contacts"),
         )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e

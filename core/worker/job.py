@@ -146,6 +146,45 @@ def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> 
     return lift_pose_sequence(poses, lifter, progress)
 
 
+def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
+                 progress: Progress | None = None) -> pose_io.PoseSequence:
+    """Lift with the project's trained temporal lifter (``core.lifting.trained``, numpy): 3D joints, the root's path
+    (``trajectory``, from the lifter's depth) and the feet's contact probabilities (``contact_probs``).
+
+    Args:
+        poses: gap-filled 2D keypoints (any set ``core.skeletons.to_canonical`` maps; missing joints NaN or
+            confidence 0).
+        hfov: the camera's horizontal field of view, degrees (None: the lifter's default, 60°).
+    Raises:
+        PipelineError: ``bad_input`` when the sequence has no 2D keypoints or no frame with enough joints;
+            ``missing_dependency`` when the weights are not installed.
+    """
+    from ..lifting.trained import load_lifter
+
+    if poses.keypoints_2d.shape[1] == 0:
+        raise PipelineError("bad_input", "these keypoints are already 3D: use --lifter native to take them as they are")
+    progress = progress or _no_progress
+    progress("lift", 0, len(poses))
+    try:
+        lifter = load_lifter()
+    except FileNotFoundError as e:
+        raise PipelineError("missing_dependency", f"{e}; reinstall the extension or choose --lifter native") from e
+    kp = poses.keypoints_canonical_2d().astype(np.float64)
+    if poses.backend not in ("mediapipe", "holistic"):
+        # the lifter learnt BlazePose's visibility scale (about 0.9 for a clearly seen joint); other detectors'
+        # scores mean something else (detectron2's median is 0.16 on a clean dance), so a kept point counts as seen
+        kp[..., 2] = np.where(np.nan_to_num(kp[..., 2]) > 0, 0.9, 0.0)
+    kp[~poses.detected, :, 2] = 0.0  # interpolated frames are guesses: the lifter treats them as missing
+    try:
+        out = lifter.lift(kp, poses.image_size, hfov)
+    except ValueError as e:
+        raise PipelineError("bad_input", str(e)) from e
+    progress("lift", len(poses), len(poses))
+    notes = list(poses.notes) + [f"3D by the trained lifter ({lifter.receptive_field}-frame window)"]
+    return replace(poses, joints_3d=out.joints_3d, trajectory=out.root, contact_probs=out.contacts,
+                   lifter="trained", notes=notes)
+
+
 def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence:
     """Decode, detect, fill gaps and lift: the heavy half of the job (worker side).
 
@@ -204,6 +243,8 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
                      source=str(poses.source or ""))
     if opts.lifter == "videopose3d":
         poses = _lift_videopose3d(poses, opts, progress)
+    elif opts.lifter == "trained":
+        poses = lift_trained(poses, getattr(opts, "hfov", None), progress)
     if poses.joints_3d is None:
         raise PipelineError("bad_input", f"{poses.backend} gives 2D keypoints only; lift them to 3D with "
                                          "--lifter videopose3d --checkpoint PATH")
@@ -270,6 +311,9 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         progress("retarget", 1, 1)
         timings["motion"] = time.perf_counter() - t1
         poses = _check_motion(poses, motion, opts)
+        contacts = motion.meta.get("foot_contacts") if isinstance(motion.meta, dict) else None
+        if contacts is not None and np.shape(contacts) == (len(poses), 4):
+            poses = replace(poses, foot_contacts=contacts)  # per video frame, saved in the pose file
 
     vmd_path, npz_path, overlay_path = (Path(opts.output) if opts.output else None), opts.npz_path(), None
     name_notes: list[str] = []  # names cp932 cannot hold, written with a fallback (never a failure at this point)
