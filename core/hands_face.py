@@ -109,6 +109,9 @@ HEAD_MAX_DEV_DEG = 35.0
 MAX_GAP_S = 0.3
 #: A hand must pass the gate on this many frames in a row to be used.
 MIN_RUN = 2
+#: A hand shape whose finger turns more than this beyond :data:`FINGER_LIMIT_DEG` is not used on that key (the
+#: fingers ease to the relaxed pose there instead of being clamped, which could flip a finger over).
+IMPLAUSIBLE_MARGIN_DEG = 20.0
 #: Fastest finger turn keyed, degrees per second (a finger flicks at up to ~1000°/s): faster changes are the hand
 #: model's jitter and are rate-limited, so a finger never pops.
 FINGER_MAX_DEG_S = 900.0
@@ -396,6 +399,10 @@ def finger_rotations(rest, side: str, landmarks: np.ndarray) -> dict[str, np.nda
     return out
 
 
+def _limit(name: str) -> float:
+    return FINGER_LIMIT_DEG["親指" if "親指" in name else ""]
+
+
 def _rate_limit(q: np.ndarray, t: np.ndarray, max_deg_s: float) -> np.ndarray:
     """``(T, ..., 4)`` rotations, each turning at most ``max_deg_s`` degrees per second from the previous output
     (slerped toward its target): a forward pass."""
@@ -559,15 +566,20 @@ def add_hands_face(motion, poses, rest, opts=None):
                 lm, _ = filters.fill_gaps(lm, t)
                 lm_k = conventions.camera_to_mmd(_resample(lm, t, t_keys), 1.0)
                 seen = finger_rotations(rest, side, lm_k)
+                # a hand shape with a finger bent past its range (depth confusions) is not used on that key
+                bad = np.zeros(n, bool)
+                for name, q in seen.items():
+                    bad |= np.degrees(Q.angle(q)) > _limit(name) + IMPLAUSIBLE_MARGIN_DEG
+                w = np.minimum(w, _keep_weight((w >= 0.5) & ~bad, t_keys))
                 for name, q in seen.items():
                     rot[name] = Q.slerp(neutral[name], q, w)
             for name in rot:
-                rot[name], _ = clamp_rotation_angle(rot[name], FINGER_LIMIT_DEG["親指" if "親指" in name else ""])
+                rot[name], _ = clamp_rotation_angle(rot[name], _limit(name))
             names = list(rot)
             q = _rate_limit(np.stack([rot[k] for k in names], axis=1), t_keys, FINGER_MAX_DEG_S)
             if strength > 0 and n >= 3:   # one call for all the hand's bones (the filter is per bone)
                 q = smooth_rotations(q, t_keys, **one_euro_params(strength, "rotation"))
-            rot = {k: q[:, i] for i, k in enumerate(names)}
+            rot = {k: clamp_rotation_angle(q[:, i], _limit(k))[0] for i, k in enumerate(names)}
             motion.rotations.update({name: Q.make_continuous(Q.normalize(q)) for name, q in rot.items()})
             bones += list(rot)
         report["finger_bones"] = bones
