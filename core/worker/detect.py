@@ -179,7 +179,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     t = np.asarray(times, dtype=np.float64)
     shots = detect_shots(np.asarray(signatures), t)
     notes = [crop_note] if crop_note else []
-    if retry and own_backend and backend in ("mediapipe", "holistic") and n >= 3:
+    if retry and own_backend and backend == "mediapipe" and n >= 3:
         n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
                               progress, backend_options)
         if n_try:
@@ -193,6 +193,11 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             + "; check the crop and that the video shows a dancer's full body",
         )
 
+    if crop_note:
+        edge = _edge_fraction(kp, detected, image_size, crop, info)
+        if edge > 0.2:
+            notes.append(f"the dancer reaches the inner edge of the automatic crop in {100 * edge:.0f}% of the "
+                         "frames: if she crosses into the other half, run again with --no-auto-crop")
     msg = report.message()
     if msg:
         notes.append(msg)
@@ -209,8 +214,6 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         detected=detected, fps=info.fps, image_size=image_size, joint_names_2d=names, backend=model.name,
         joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, notes=notes,
         shots=shots,
-        # a backend with more than the body (core.worker.backends.holistic: hands, face) gives those arrays here
-        **(model.sequence_extras(dets, choice) if hasattr(model, "sequence_extras") else {}),
     )
 
 
@@ -305,6 +308,27 @@ def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0) 
         return None, ""
     found = find_static_half(np.stack(sample), frame_size=size)
     return found.crop, (found.note + " (pass --crop to choose another box, or --no-auto-crop)" if found.crop else "")
+
+
+def _edge_fraction(kp, detected, image_size, crop, info) -> float:
+    """Fraction of detected frames whose confident joints come within 3% of the crop's edge that borders the rest
+    of the source frame (where a dancer leaving an automatic crop would go)."""
+    W, H = image_size
+    x0, y0 = crop[0], crop[1]
+    inner = [("x", 0.0)] if x0 > 0 else []
+    inner += [("x", float(W))] if x0 + W < info.width else []
+    inner += [("y", 0.0)] if y0 > 0 else []
+    inner += [("y", float(H))] if y0 + H < info.height else []
+    if not inner or not detected.any():
+        return 0.0
+    near = np.zeros(len(kp), dtype=bool)
+    conf = kp[..., 2] >= 0.5
+    for axis, at in inner:
+        c = kp[..., 0] if axis == "x" else kp[..., 1]
+        size = W if axis == "x" else H
+        with np.errstate(invalid="ignore"):
+            near |= (conf & (np.abs(c - at) < 0.03 * size)).any(axis=1)
+    return float(near[detected].mean())
 
 
 def _boxes(kp: np.ndarray, usable: np.ndarray) -> np.ndarray:

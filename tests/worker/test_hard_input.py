@@ -164,3 +164,19 @@ def test_a_small_dancer_the_video_mode_misses_is_found_and_followed(shared_data,
     hip = p.keypoints_2d[g.usable][:, p.joint_names_2d.index("left_hip"), 0]
     x = 100 + 8 * np.flatnonzero(g.usable) + 0.3 * 864 / 2
     assert np.median(np.abs(hip - x)) < 40          # on the dancer, who moves 8 px a frame
+
+
+def test_a_dancer_at_the_inner_edge_of_an_automatic_crop_is_pointed_out():
+    from types import SimpleNamespace
+
+    from core.worker.detect import _edge_fraction
+
+    info = SimpleNamespace(width=1536, height=768)
+    kp = np.zeros((10, 33, 3), np.float32)
+    kp[..., 0], kp[..., 1], kp[..., 2] = 384, 300, 0.9
+    det = np.ones(10, bool)
+    assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == 0.0
+    kp[:4, 15, 0] = 5.0                       # a wrist at the left edge of the right half: towards the still half
+    assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == pytest.approx(0.4)
+    kp[:4, 15, 0] = 763.0                     # the right edge of the right half is the frame's own edge
+    assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == 0.0
