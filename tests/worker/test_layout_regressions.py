@@ -19,9 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 #: SHA-256 of ``kunkun.vmd`` from the README's main command at commit 8782ca9 (before the layout change).
 MAIN_COMMAND_VMD_SHA256 = "909f3f4c0f68ce9adf530c2aef8cbbe208603bf8f36164fdbaba94363fc60783"
 
-#: Options that pin the motion to what the main command did at 8782ca9, should a default change later (``--dense``:
-#: a key on every frame, as then; Bézier key reduction is on by default since issue 11).
-PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none", "--dense")
+#: Options that pin the job to what the main command did at 8782ca9, since later work changed the defaults on
+#: purpose: MediaPipe's own 3D, the former motion stage (--cleanup none), a key on every frame (--dense; Bézier key
+#: reduction is the default), the arm twist on ひじ (--no-twist-bones), no plausibility gate, auto-crop or
+#: re-detection, and --force because the quality report now refuses a motion with as many rotation pops as the
+#: former stage wrote.
+PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none", "--dense",
+          "--no-twist-bones", "--no-gate", "--no-auto-crop", "--no-retry", "--force")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
