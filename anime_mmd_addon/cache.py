@@ -61,6 +61,7 @@ class DetectionSettings:
         lifter: one of :data:`LIFTERS`.
         checkpoint: VideoPose3D checkpoint for ``lifter="videopose3d"``.
         device: ``"cpu"`` or ``"cuda"`` (not part of the cache key).
+        force: use the detection even when the quality report would refuse it (``--force``; not in the key).
     """
 
     video: str
@@ -72,6 +73,7 @@ class DetectionSettings:
     lifter: str
     checkpoint: str
     device: str = "cpu"
+    force: bool = False
 
     @classmethod
     def from_props(cls, props: Any, device: str = "CPU", abspath: Callable[[str], str] = str) -> "DetectionSettings":
@@ -91,7 +93,8 @@ class DetectionSettings:
 
         return cls(video=path(props.video_path), start=start, end=end, crop=crop, backend=str(props.backend),
                    keypoints=path(props.keypoints_path), lifter=str(props.lifter),
-                   checkpoint=path(props.checkpoint_path), device=str(device).lower())
+                   checkpoint=path(props.checkpoint_path), device=str(device).lower(),
+                   force=bool(getattr(props, "force", False)))
 
     def problems(self) -> list[str]:
         """What prevents a run, as sentences for the UI (empty when the settings are usable)."""
@@ -137,6 +140,8 @@ class DetectionSettings:
             opts["backend"] = self.backend
         if self.lifter == "videopose3d":
             opts["checkpoint"] = self.checkpoint
+        if self.force:
+            opts["force"] = True
         return opts
 
     def key(self) -> str:
@@ -147,6 +152,7 @@ class DetectionSettings:
         """
         d = asdict(self)
         d.pop("device")
+        d.pop("force")  # whether a poor detection may be used does not change what is detected
         d["video"] = file_identity(self.video) if self.backend != "keypoints" else None
         d["keypoints"] = file_identity(self.keypoints) if self.backend == "keypoints" else None
         d["checkpoint"] = file_identity(self.checkpoint) if self.lifter == "videopose3d" else None

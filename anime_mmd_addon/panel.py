@@ -54,6 +54,7 @@ class ANIMEMMD_PT_main(bpy.types.Panel):
         col.prop(props, "lifter")
         if props.lifter == "videopose3d":
             col.prop(props, "checkpoint_path")
+        col.prop(props, "force")
 
         box = layout.box()
         box.label(text="3. Smoothing", icon="MOD_SMOOTH")

@@ -53,6 +53,11 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
     checkpoint_path: bpy.props.StringProperty(name="Checkpoint", description="VideoPose3D checkpoint (.bin)",
                                               subtype="FILE_PATH")
 
+    force: bpy.props.BoolProperty(
+        name="Use Poor Detection", default=False,
+        description=options.declaration(options.DetectOptions, "force")["help"].capitalize()
+        + " (the estimate otherwise stops with the quality report and what to try)")
+
     # 3. Smoothing (a retargeting setting: changing it does not detect again)
     smoothing: bpy.props.FloatProperty(name="Smoothing", description=_SMOOTHING["help"], min=_SMOOTHING["min"],
                                        max=_SMOOTHING["max"],

@@ -530,6 +530,16 @@ def test_settings_problems_and_options(tmp_path):
     protocol.estimate_request(opts, tmp_path / "x.npz")  # the options are valid request options
 
 
+def test_use_poor_detection_reaches_the_worker_but_not_the_cache_key(tmp_path, shared_data):
+    video = str(shared_data / "videos" / "kunkun_dance_864x480_25fps.mp4")
+    base = dict(video=video, start=None, end=None, crop=None, backend="mediapipe", keypoints="", lifter="native",
+                checkpoint="")
+    plain, forced = cache.DetectionSettings(**base), cache.DetectionSettings(**base, force=True)
+    assert "force" not in plain.options() and forced.options()["force"] is True
+    assert plain.key() == forced.key()  # the same detection either way
+    protocol.estimate_request(forced.options(), tmp_path / "x.npz")  # a valid request
+
+
 def test_clean_stale_removes_only_old_temporaries(tmp_path):
     old_tmp = tmp_path / "abc.npz.x1.tmp.npz"
     new_tmp = tmp_path / "def.npz.x2.tmp.npz"
