@@ -2,7 +2,8 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150] [--cases default|all|NAME,...]
-        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args "--smoothing 0.3"] [--no-oracle]
+        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args "--smoothing 0.3"] [--true-hfov]
+        [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``):
 
@@ -14,7 +15,8 @@ For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTR
    only re-runs the job;
 3. the main job runs on the render once per lifter (``python -m core estimate render.mp4 -o est.vmd --model M.pmx
    --lifter NAME`` plus ``--job-args``, in ``--cli-repo``); a lifter the CLI does not accept is skipped with the
-   reason;
+   reason (``--true-hfov`` also tells each job the render camera's field of view, ``--hfov``, instead of the job's
+   default assumption);
 4. the VMD it wrote is applied back on the same model (``BoneMotion.from_vmd`` -> core FK -> ``CANONICAL`` joints)
    and compared with the ground truth rotated into the camera's heading (the frame the job writes).
 
@@ -86,6 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
     ap.add_argument("--job-args", default="", help="more options for every job, e.g. \"--smoothing 0.3\"")
+    ap.add_argument("--true-hfov", action="store_true",
+                    help="pass each render's true horizontal field of view to the job (--hfov)")
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
     args = ap.parse_args(argv)
 
@@ -103,7 +107,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows, skipped = [], set()
-    report = {"frames": args.frames, "lifters": lifters, "job_args": args.job_args, "cli_repo": str(args.cli_repo),
+    report = {"frames": args.frames, "lifters": lifters, "job_args": args.job_args, "true_hfov": args.true_hfov, "cli_repo": str(args.cli_repo),
               "cases": {}, "skipped": []}
     for case in cases:
         try:
@@ -120,11 +124,14 @@ def main(argv=None) -> int:
             res = E.evaluate_oracle(d, rest)
             entry["results"]["gt->retarget"] = res
             rows.append((case.name, "gt->retarget", res))
+        extra = tuple(shlex.split(args.job_args))
+        if args.true_hfov:
+            extra += ("--hfov", f"{info['camera']['hfov_deg']:.3f}")
         for lifter in lifters:
             if lifter in skipped:
                 continue
             job = E.run_job(d, E.MODELS[case.model], lifter, args.out / "runs" / case.name / lifter,
-                            cli_repo=args.cli_repo, extra=tuple(shlex.split(args.job_args)))
+                            cli_repo=args.cli_repo, extra=extra)
             if not job.ok:
                 print(f"[closed_loop] {case.name} / {lifter}: skipped ({job.reason})", file=sys.stderr)
                 entry["results"][lifter] = {"skipped": job.reason}
