@@ -53,8 +53,8 @@ MIN_JOINTS = 4
 
 #: Gaussian smoothing of the network's per-frame outputs (joints, depth term, contact logits), in frames: the raw
 #: outputs carry frame-to-frame noise from the detector that a light filter removes without loss of accuracy
-#: (chosen on training clips, docs/lifter.md §5). 0 turns it off.
-DEFAULT_SMOOTH_SIGMA = 2.0
+#: (chosen on training clips: lowest MPJPE, jitter near the truth's own; docs/lifter.md §5). 0 turns it off.
+DEFAULT_SMOOTH_SIGMA = 1.5
 
 
 def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is a training-only dependency (requirements/dev.txt)")
 
 from core.lifting import trained  # noqa: E402
-from tools.lifter_training.model import TemporalLifter, export_npz  # noqa: E402
+from tools.lifter_training.model import TemporalLifter, export_npz, from_npz  # noqa: E402
 
 
 @pytest.mark.parametrize("channels, blocks, frames", [(64, 2, 1), (256, 3, 200), (256, 3, 7)])
@@ -35,13 +35,16 @@ def test_numpy_equals_torch(tmp_path, channels, blocks, frames):
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
 
-def test_shipped_weights_have_the_training_layout():
+def test_shipped_weights_numpy_equals_torch():
+    """The committed weights, run by numpy and by the torch training model, on real-looking features."""
+    model = from_npz(trained.DEFAULT_WEIGHTS)
     lifter = trained.load_lifter()
-    channels = lifter._layers[0][0].shape[2]
-    blocks = len(lifter._dil) - 1
-    model = TemporalLifter(channels, blocks)
-    assert lifter.receptive_field == model.receptive_field
-    n_params = sum(w.size + b.size for w, b in lifter._layers)
-    n_torch = sum(p.numel() for n, p in model.named_parameters() if "bn" not in n) + \
-        sum(bn.weight.numel() for bn in [model.expand_bn, *model.bns])   # folded: one bias per batch norm
-    assert n_params == n_torch
+    assert lifter.receptive_field == model.receptive_field == 81
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, trained.N_FEATURES)).astype(np.float32) * 0.3
+    x[:, 2:81:3] = rng.uniform(0.3, 1.0, (300, 27))                    # confidences
+    pad = model.receptive_field // 2
+    xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], pad, 0)])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(xp)[None])[0].numpy()
+    np.testing.assert_allclose(lifter.forward(x), ref, atol=1e-5, rtol=0)
