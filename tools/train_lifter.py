@@ -10,7 +10,7 @@ synthetic 2D from random cameras with the measured MediaPipe noise (``tools/lift
 and exports the best held-out checkpoint as a ``.npz`` that ``core.lifting.trained`` runs without torch.
 Deterministic for a seed and thread count. ``--cmu-only`` trains on the CMU clips alone: the result may be used
 commercially (CMU terms), while the default model inherits CC BY-NC 4.0 from the Bandai Namco data. Needs torch
-(``requirements/dev.txt``). Details, figures and the licence: docs/lifter.md.
+(installed by ``tools/install_deps.py``). Details, figures and the licence: docs/lifter.md.
 """
 from __future__ import annotations
 

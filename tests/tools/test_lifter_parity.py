@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch is a training-only dependency (requirements/dev.txt)")
+torch = pytest.importorskip("torch", reason="torch is a training-only dependency (tools/install_deps.py installs it)")
 
 from core.lifting import trained  # noqa: E402
 from tools.lifter_training.model import TemporalLifter, export_npz, from_npz  # noqa: E402
