@@ -2,7 +2,7 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150] [--cases default|all|NAME,...]
-        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args "--smoothing 0.3"] [--true-hfov]
+        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args="--smoothing 0.3"] [--true-hfov]
         [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``):
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
-    ap.add_argument("--job-args", default="", help="more options for every job, e.g. \"--smoothing 0.3\"")
+    ap.add_argument("--job-args", default="", help="more options for every job, e.g. --job-args=\"--smoothing 0.3\" (with '=')")
     ap.add_argument("--true-hfov", action="store_true",
                     help="pass each render's true horizontal field of view to the job (--hfov)")
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
