@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150] [--cases default|all|NAME,...]
         [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args="--smoothing 0.3"] [--true-hfov]
-        [--no-oracle]
+        [--lift-diagnostic] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``):
 
@@ -14,7 +14,8 @@ For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTR
    ground truth saved (core FK joints, their pixels through the same camera): cached in ``--cache``, so re-running
    only re-runs the job;
 3. the main job runs on the render once per lifter (``python -m core estimate render.mp4 -o est.vmd --model M.pmx
-   --lifter NAME`` plus ``--job-args``, in ``--cli-repo``); a lifter the CLI does not accept is skipped with the
+   --lifter NAME --force`` plus ``--job-args``, in ``--cli-repo``; ``--force`` scores renders the quality gate
+   would refuse); a lifter the CLI does not accept is skipped with the
    reason (``--true-hfov`` also tells each job the render camera's field of view, ``--hfov``, instead of the job's
    default assumption);
 4. the VMD it wrote is applied back on the same model (``BoneMotion.from_vmd`` -> core FK -> ``CANONICAL`` joints)
@@ -25,7 +26,8 @@ hips-aligned MPJPE and PA-MPJPE (mm, 17 H36M joints), root trajectory error (mm,
 (m/s², with the ground truth's own), foot skate during ground-truth contact (cm/s, with the ground truth's), foot
 height error in contact (cm), foot points more than 2 cm below the floor, rotation steps over 45°/frame (with the
 ground truth's), centre (Hip) speed p99 (m/s, with the ground truth's), MediaPipe's 2D error on the renders (px).
-The ``gt->retarget`` row feeds the TRUE joints through ``core.retarget`` (the floor any lifter can reach).
+``--lift-diagnostic`` adds a table of the 3D lifting alone (camera frame, before the motion stage;
+``evaluate.lift_diagnostic``), including the trained lifter fed the true 2D. The ``gt->retarget`` row feeds the TRUE joints through ``core.retarget`` (the floor any lifter can reach).
 1 MMD unit = 8 cm (``core.conventions``). Default run: 3 cases x 150 frames, about 5 minutes to render once and
 under a minute per lifter on 2 cores.
 """
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--job-args", default="", help="more options for every job, e.g. --job-args=\"--smoothing 0.3\" (with '=')")
     ap.add_argument("--true-hfov", action="store_true",
                     help="pass each render's true horizontal field of view to the job (--hfov)")
+    ap.add_argument("--lift-diagnostic", action="store_true",
+                    help="also score the 3D lifting alone (camera frame, before the motion stage; evaluate.lift_diagnostic)")
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
     args = ap.parse_args(argv)
 
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
     lifters = [s.strip() for s in args.lifters.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, skipped = [], set()
+    rows, skipped, lift_rows = [], set(), []
     report = {"frames": args.frames, "lifters": lifters, "job_args": args.job_args, "true_hfov": args.true_hfov, "cli_repo": str(args.cli_repo),
               "cases": {}, "skipped": []}
     for case in cases:
@@ -127,10 +131,11 @@ def main(argv=None) -> int:
         extra = tuple(shlex.split(args.job_args))
         if args.true_hfov:
             extra += ("--hfov", f"{info['camera']['hfov_deg']:.3f}")
+        jobs = {}
         for lifter in lifters:
             if lifter in skipped:
                 continue
-            job = E.run_job(d, E.MODELS[case.model], lifter, args.out / "runs" / case.name / lifter,
+            job = jobs[lifter] = E.run_job(d, E.MODELS[case.model], lifter, args.out / "runs" / case.name / lifter,
                             cli_repo=args.cli_repo, extra=extra)
             if not job.ok:
                 print(f"[closed_loop] {case.name} / {lifter}: skipped ({job.reason})", file=sys.stderr)
@@ -143,9 +148,19 @@ def main(argv=None) -> int:
             rows.append((case.name, lifter, res))
             print(f"[closed_loop] {case.name} / {lifter}: MPJPE {res['mpjpe_mm']:.0f} mm, PA {res['pa_mpjpe_mm']:.0f} mm "
                   f"({job.seconds:.0f} s)", file=sys.stderr, flush=True)
+        if args.lift_diagnostic:
+            diag = entry["lift_diagnostic"] = E.lift_diagnostic(d, jobs)
+            lift_rows.extend((case.name, k, v) for k, v in diag.items())
     table = format_table(rows)
     print(table)
     report["table"] = table
+    if lift_rows:
+        w = max(len(r[0]) for r in lift_rows), max(len(r[1]) for r in lift_rows)
+        lift_table = "\n".join([f"{'case':{w[0]}}  {'3D lifting alone (camera frame)':{w[1]}}  MPJPE mm  PA mm"] +
+                               [f"{c:{w[0]}}  {k:{w[1]}}  {v['mpjpe_mm']:8.0f}  {v['pa_mpjpe_mm']:5.0f}"
+                                for c, k, v in lift_rows])
+        print("\n" + lift_table)
+        report["lift_table"] = lift_table
     report["seconds"] = time.perf_counter() - t0
     (args.out / "closed_loop.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=float) + "\n")
     print(f"\n{len(rows)} rows in {report['seconds']:.0f} s -> {args.out / 'closed_loop.json'}")

@@ -189,6 +189,7 @@ class JobResult:
     seconds: float = 0.0
     reason: str = ""
     stderr: str = field(default="", repr=False)
+    quality: list = field(default_factory=list)
 
 
 def run_job(render_dir: Path, model: Path, lifter: str, out_dir: Path, *, cli_repo: Path = REPO,
@@ -200,9 +201,12 @@ def run_job(render_dir: Path, model: Path, lifter: str, out_dir: Path, *, cli_re
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     vmd = out_dir / "est.vmd"
+    for stale in (vmd, vmd.with_suffix(".npz")):
+        stale.unlink(missing_ok=True)            # never score an earlier run's output
+    force = ("--force",) if _cli_has(cli_repo, "--force") else ()   # score poor detections too (the quality gate)
     cmd = [sys.executable, "-m", "core", "estimate", str((render_dir / "render.mp4").resolve()), "-o",
            str(vmd.resolve()), "--model", str(Path(model).resolve()), "--lifter", lifter, "--overwrite", "--quiet",
-           *extra]
+           *force, *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cli_repo, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     dt = time.perf_counter() - t0
@@ -213,7 +217,21 @@ def run_job(render_dir: Path, model: Path, lifter: str, out_dir: Path, *, cli_re
         unknown = "invalid choice" in err or "unknown lifter" in err
         return JobResult(False, seconds=dt, reason=("unknown lifter: " if unknown else "job failed: ") + last,
                          stderr=err)
-    return JobResult(True, vmd=vmd, npz=vmd.with_suffix(".npz"), seconds=dt, stderr=err)
+    return JobResult(True, vmd=vmd, npz=vmd.with_suffix(".npz"), seconds=dt, stderr=err,
+                     quality=[ln.strip() for ln in err.splitlines() if ln.strip().startswith("quality:")])
+
+
+_HELP_CACHE: dict = {}
+
+
+def _cli_has(cli_repo: Path, option: str) -> bool:
+    """Whether ``python -m core estimate --help`` in ``cli_repo`` lists ``option`` (older checkouts lack some)."""
+    key = str(Path(cli_repo).resolve())
+    if key not in _HELP_CACHE:
+        proc = subprocess.run([sys.executable, "-m", "core", "estimate", "--help"], cwd=cli_repo, capture_output=True,
+                              text=True)
+        _HELP_CACHE[key] = proc.stdout
+    return option in _HELP_CACHE[key].split()
 
 
 def _load_gt(render_dir: Path):
@@ -262,6 +280,7 @@ def evaluate_run(render_dir: Path, job: JobResult, rest: RestSkeleton) -> dict:
         n = min(len(kp), len(gt["joints_px"]))
         out["mediapipe_2d"] = M.error_2d(kp[:n], gt["joints_px"][:n])
     out["job_seconds"] = job.seconds
+    out["job_quality"] = job.quality
     return out
 
 
@@ -282,3 +301,43 @@ if __name__ == "__main__":
         _render_request(Path(sys.argv[2]))
     else:
         sys.exit("usage: python -m benchmarks.closed_loop.evaluate --render DIR (internal; use benchmarks/closed_loop.py)")
+
+
+def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
+    """The 3D lifting alone, before smoothing, levelling and retargeting: root-relative ``camera``-frame joints
+    (metres) against the ground truth seen from the render camera, MPJPE / PA-MPJPE (mm, 17 H36M joints).
+
+    Rows: each finished job's pose file (``joints_3d``: for ``native`` MediaPipe's world landmarks, for ``trained``
+    the lifter on MediaPipe's 2D), and ``trained on true 2D`` = ``core.lifting.trained`` on the ground-truth
+    pixels (confidence 0.95, the true field of view): what the lifter does with a perfect detector.
+
+    Args:
+        runs: lifter name -> :class:`JobResult` of this render.
+    """
+    from core.conventions import METRES_PER_UNIT
+    gt = dict(np.load(render_dir / "gt.npz"))
+    cam = (gt["joints"] - gt["cam_position"]) @ gt["R"].T * METRES_PER_UNIT
+    cam = cam - cam[:, :1]
+    out = {}
+
+    def score(j3):
+        n = min(len(j3), len(cam))
+        e, g = np.asarray(j3[:n], dtype=np.float64), cam[:n]
+        e = e - e[:, :1]
+        return {"mpjpe_mm": M.mpjpe(e / METRES_PER_UNIT, g / METRES_PER_UNIT),
+                "pa_mpjpe_mm": M.pa_mpjpe(e / METRES_PER_UNIT, g / METRES_PER_UNIT)}
+
+    for name, job in runs.items():
+        if job.ok and job.npz is not None and job.npz.is_file():
+            poses = pose_io.load(job.npz)
+            if poses.joints_3d is not None:
+                out[f"{name} (MediaPipe 2D)" if name != "native" else "native (world landmarks)"] = score(poses.joints_3d)
+    try:
+        from core.lifting.trained import load_lifter
+    except ImportError:
+        return out
+    info = json.loads((render_dir / "case.json").read_text())
+    kp = np.concatenate([gt["joints_px"], np.full(gt["joints_px"].shape[:2] + (1,), 0.95)], axis=-1)
+    res = load_lifter().lift(kp, tuple(int(v) for v in gt["image_size"]), hfov_deg=info["camera"]["hfov_deg"])
+    out["trained on true 2D"] = score(res.joints_3d)
+    return out

@@ -90,3 +90,26 @@ def test_busiest_window_finds_the_moving_part(case):
     start = E._busiest_window(still, 90)
     assert start <= 200 and start + 90 >= 260
     assert E._busiest_window(j[:50], 90) == 0          # shorter than the window
+
+
+def test_lift_diagnostic_scores_true_camera_frame_joints_as_perfect(case, tmp_path):
+    """A pose file whose 3D joints are the truth in the camera frame (core.conventions: metres, x right, y down,
+    z forward, Hip-relative) scores ~0 mm; the same joints with x negated (a mirror image) do not."""
+    from core import pose_io, skeletons
+    rest, m, j = case
+    cam = framing_camera(j, yaw_deg=40.0, hfov_deg=55.0, height_m=1.6, width=640, height_px=480)
+    _fake_render(tmp_path, rest, m, cam)
+    truth = cam.to_camera(j) * conventions.METRES_PER_UNIT
+    truth -= truth[:, :1]
+    t = len(j)
+    for name, j3, ok in (("true", truth, True), ("mirror", truth * np.array([-1.0, 1.0, 1.0]), False)):
+        poses = pose_io.PoseSequence(keypoints_2d=np.zeros((t, 33, 3)), timestamps=np.arange(t) / 30.0,
+                                     frame_indices=np.arange(t), detected=np.ones(t, bool), fps=30.0,
+                                     image_size=(640, 480), joint_names_2d=skeletons.MEDIAPIPE33, backend="test",
+                                     joints_3d=j3, lifter="test")
+        npz = pose_io.save(tmp_path / f"{name}.npz", poses, overwrite=True)
+        res = E.lift_diagnostic(tmp_path, {"native": E.JobResult(True, npz=npz)})["native (world landmarks)"]
+        if ok:
+            assert res["mpjpe_mm"] < 1.0 and res["pa_mpjpe_mm"] < 1.0
+        else:
+            assert res["mpjpe_mm"] > 30.0 and res["pa_mpjpe_mm"] > 10.0
