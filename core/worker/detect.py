@@ -179,7 +179,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     t = np.asarray(times, dtype=np.float64)
     shots = detect_shots(np.asarray(signatures), t)
     notes = [crop_note] if crop_note else []
-    if retry and own_backend and backend == "mediapipe" and n >= 3:
+    if retry and own_backend and backend in ("mediapipe", "holistic") and n >= 3:
         n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
                               progress, backend_options)
         if n_try:
@@ -214,6 +214,8 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         detected=detected, fps=info.fps, image_size=image_size, joint_names_2d=names, backend=model.name,
         joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, notes=notes,
         shots=shots,
+        # a backend with more than the body (core.worker.backends.holistic: hands, face) gives those arrays here
+        **(model.sequence_extras(dets, choice) if hasattr(model, "sequence_extras") else {}),
     )
 
 
