@@ -62,6 +62,7 @@ class DetectionSettings:
         checkpoint: VideoPose3D checkpoint for ``lifter="videopose3d"``.
         device: ``"cpu"`` or ``"cuda"`` (not part of the cache key).
         force: use the detection even when the quality report would refuse it (``--force``; not in the key).
+        hands, face: also detect the hands / face with MediaPipe Holistic (``--hands`` / ``--face``; in the key).
     """
 
     video: str
@@ -74,6 +75,8 @@ class DetectionSettings:
     checkpoint: str
     device: str = "cpu"
     force: bool = False
+    hands: bool = False
+    face: bool = False
 
     @classmethod
     def from_props(cls, props: Any, device: str = "CPU", abspath: Callable[[str], str] = str) -> "DetectionSettings":
@@ -94,7 +97,8 @@ class DetectionSettings:
         return cls(video=path(props.video_path), start=start, end=end, crop=crop, backend=str(props.backend),
                    keypoints=path(props.keypoints_path), lifter=str(props.lifter),
                    checkpoint=path(props.checkpoint_path), device=str(device).lower(),
-                   force=bool(getattr(props, "force", False)))
+                   force=bool(getattr(props, "force", False)), hands=bool(getattr(props, "hands", False)),
+                   face=bool(getattr(props, "face", False)))
 
     def problems(self) -> list[str]:
         """What prevents a run, as sentences for the UI (empty when the settings are usable)."""
@@ -142,6 +146,8 @@ class DetectionSettings:
             opts["checkpoint"] = self.checkpoint
         if self.force:
             opts["force"] = True
+        if self.backend == "mediapipe" and (self.hands or self.face):  # MediaPipe Holistic (core.options)
+            opts["hands"], opts["face"] = self.hands, self.face
         return opts
 
     def key(self) -> str:

@@ -54,6 +54,10 @@ class ANIMEMMD_PT_main(bpy.types.Panel):
         col.prop(props, "lifter")
         if props.lifter == "videopose3d":
             col.prop(props, "checkpoint_path")
+        if props.backend == "mediapipe":
+            row = col.row(align=True)
+            row.prop(props, "hands")
+            row.prop(props, "face")
         col.prop(props, "force")
 
         box = layout.box()

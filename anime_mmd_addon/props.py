@@ -58,6 +58,15 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
         description=options.declaration(options.DetectOptions, "force")["help"].capitalize()
         + " (the estimate otherwise stops with the quality report and what to try)")
 
+    hands: bpy.props.BoolProperty(
+        name="Fingers", default=False,
+        description="Key the fingers from MediaPipe Holistic's hand model (about 2.2x slower detection; hands it "
+                    "cannot see get a relaxed pose)")
+    face: bpy.props.BoolProperty(
+        name="Face", default=False,
+        description="Take the head from the face mesh and key まばたき, ウィンク, ウィンク右, あ, い, う (MediaPipe Holistic, "
+                    "the same slower model)")
+
     # 3. Smoothing (a retargeting setting: changing it does not detect again)
     smoothing: bpy.props.FloatProperty(name="Smoothing", description=_SMOOTHING["help"], min=_SMOOTHING["min"],
                                        max=_SMOOTHING["max"],

@@ -538,6 +538,10 @@ def test_use_poor_detection_reaches_the_worker_but_not_the_cache_key(tmp_path, s
     assert "force" not in plain.options() and forced.options()["force"] is True
     assert plain.key() == forced.key()  # the same detection either way
     protocol.estimate_request(forced.options(), tmp_path / "x.npz")  # a valid request
+    fingers = cache.DetectionSettings(**base, hands=True)
+    assert fingers.options()["hands"] is True and fingers.options()["face"] is False
+    assert fingers.key() != plain.key()  # a different detector: its own cache entry
+    protocol.estimate_request(fingers.options(), tmp_path / "y.npz")
 
 
 def test_clean_stale_removes_only_old_temporaries(tmp_path):
