@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", help="interpreter to build the environment from (default: search)")
     ap.add_argument("--force", action="store_true", help="reinstall even if the environment is up to date")
     ap.add_argument("--no-command", action="store_true", help="do not install the anime-mmd command")
+    ap.add_argument("--pose-models", action="store_true",
+                    help="also install MediaPipe's heavy and lite landmark models (--pose-model heavy|lite) from the npm "
+                         "package @mediapipe/pose, checked against the registry's integrity hash (needs npm, or "
+                         "--pose-models-tarball)")
+    ap.add_argument("--pose-models-tarball", type=Path, help="a local copy of that package's .tgz (offline)")
     ap.add_argument("--weights", action="store_true", help="download the official model weights (needs internet)")
     ap.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR, help="where weights go / are found")
     ap.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
@@ -109,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                              env=ws.clean_env())
         if rc != 0:
             log(f"FAILED: pip install {DETECTRON2_SOURCE} (exit status {rc})")
+            return rc
+    if args.pose_models or args.pose_models_tarball:
+        code = ("import sys; from core.worker.backends.pose_models import install_landmark_models; "
+                "install_landmark_models(('heavy', 'lite'), tarball=sys.argv[1] or None)")
+        tarball = str(args.pose_models_tarball.resolve()) if args.pose_models_tarball else ""
+        rc = subprocess.call([str(py), "-c", code, tarball], cwd=REPO, env=ws.clean_env())
+        if rc != 0:
+            log(f"FAILED: installing the heavy and lite landmark models (exit status {rc})")
             return rc
     if args.weights:
         sums = dict(s.split("=", 1) for s in args.sha256 if "=" in s)

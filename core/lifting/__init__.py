@@ -1,6 +1,6 @@
-"""2D -> 3D lifting models (worker side).
+"""2D -> 3D lifting that runs on numpy (imports in Blender's Python too).
 
-``core.lifting.videopose3d``: the VideoPose3D temporal convolutional model (Pavllo et al., CVPR 2019) that loads the
-official checkpoints. Importing this package or that module does not import torch: torch is imported inside the
-functions that build or run a model, so Blender-side code can import the package safely (it has no use for it).
+``core.lifting.trained``: the project's temporal lifter (``docs/lifter.md``), with its weights and their licence in
+``weights/``. The torch lifter (VideoPose3D, loading the official checkpoints) is worker side:
+``core.worker.lifting``.
 """
