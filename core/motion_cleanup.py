@@ -220,7 +220,10 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         # rotations on the sphere (sign-continuous One Euro): the retargeter's hinge and twist choices add noise of
         # their own on top of the joints'; the legs are re-solved by the lock below
         params = smoothing.one_euro_params(strength, "rotation")
-        rotations = {n: smoothing.smooth_rotations(q, t_keys, **params) for n, q in rotations.items()}
+        names = list(rotations)  # all bones in one call: each track keeps its own cutoff (the filter is per track)
+        if names:
+            smoothed = smoothing.smooth_rotations(np.stack([rotations[n] for n in names], axis=1), t_keys, **params)
+            rotations = {n: smoothed[:, k] for k, n in enumerate(names)}
     motion.rotations = rotations
     if do_lock:
         ck = key_contacts(g.contacts, t, t_keys)
