@@ -28,7 +28,7 @@ def main(argv=None) -> int:
                     help="output .npz (default core/lifting/weights/mocap_tcn.npz, mocap_tcn_cmu.npz with --cmu-only)")
     ap.add_argument("--cmu-only", action="store_true", help="train on the CMU clips only (commercially usable)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--blocks", type=int, default=3, help="residual blocks (receptive field 3^(blocks+1) frames)")
     ap.add_argument("--batch", type=int, default=32, help="windows per step")

@@ -145,7 +145,7 @@ def evaluate(lifter, eval_set) -> dict:
             "cmu": agg(lambda c: c.startswith("cmu_iclone")), "bandai": agg(lambda c: c.startswith("bandai"))}
 
 
-def train(*, seed: int = 0, steps: int = 3000, channels: int = 256, blocks: int = 3, batch: int = 32,
+def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int = 3, batch: int = 32,
           out_frames: int = 64, lr: float = 1e-3, lr_final: float = 0.03, eval_every: int = 150, dropout: float = 0.05,
           out: Path, cache: Path = dataset.DEFAULT_CACHE, cmu_only: bool = False, threads: int = 2,
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
