@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -178,21 +177,12 @@ def cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
 
 
 def clean_stale(cache_dir: str | os.PathLike, older_than_s: float = 3600.0) -> list[Path]:
-    """Delete temporary files a killed worker left in ``cache_dir`` (``*.tmp.npz`` older than ``older_than_s``);
-    returns what was deleted. Finished ``.npz`` files are never touched."""
-    removed = []
-    d = Path(cache_dir)
-    if not d.is_dir():
-        return removed
-    now = time.time()
-    for p in [*d.glob("*" + TMP_SUFFIX), *d.glob(f".*{STAGED_MARK}*")]:
-        try:
-            if now - p.stat().st_mtime > older_than_s:
-                p.unlink()
-                removed.append(p)
-        except OSError:
-            pass
-    return removed
+    """Delete temporary files a killed worker left in ``cache_dir`` (``*.tmp.npz`` and staged outputs older than
+    ``older_than_s``, ``core.atomic.remove_stale``); returns what was deleted. Finished ``.npz`` files are never
+    touched."""
+    if not Path(cache_dir).is_dir():
+        return []
+    return atomic.remove_stale(cache_dir, older_than_s, patterns=("*" + TMP_SUFFIX, f".*{STAGED_MARK}*"))
 
 
 def remove_partial(npz: str | os.PathLike) -> list[Path]:

@@ -103,17 +103,17 @@ class OutputSet:
         self.discard()
 
 
-def remove_stale(folder: str | os.PathLike, older_than_s: float = 3600.0) -> list[Path]:
-    """Delete :class:`OutputSet` temporary files in ``folder`` older than ``older_than_s`` (left by a killed run).
-
-    Returns the removed paths; files that cannot be removed are skipped.
-    """
+def remove_stale(folder: str | os.PathLike, older_than_s: float = 3600.0, *,
+                 patterns: tuple[str, ...] = (f".*{STAGED_MARK}*",)) -> list[Path]:
+    """Delete temporary files in ``folder`` older than ``older_than_s`` (left by a killed run): by default
+    :class:`OutputSet`'s; ``patterns`` (glob) names others. Returns the removed paths; files that cannot be
+    removed are skipped."""
     import time
 
     out = []
     now = time.time()
     try:
-        entries = list(Path(folder).glob(f".*{STAGED_MARK}*"))
+        entries = [p for pattern in patterns for p in Path(folder).glob(pattern)]
     except OSError:
         return out
     for p in entries:
