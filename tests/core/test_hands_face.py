@@ -8,24 +8,12 @@ import pytest
 from core import hands_face as HF
 from core import pose_io
 from core import quat as Q
-from core.formats import pmx, vmd
+from core.formats import vmd
 from core.motion import BoneMotion
-from core.rest_skeleton import RestSkeleton
 from core.retarget import retarget
 
-MODELS = {"mat4": "pmx/mat4_trace_model/mat4_v4_trace_model.pmx", "yw": "pmx/yw_test_model/yw_test_model.pmx"}
 
 
-@pytest.fixture(scope="module")
-def model(shared_data):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = RestSkeleton.standard() if name == "builtin" else \
-                RestSkeleton.from_pmx(pmx.read(shared_data / MODELS[name]))
-        return cache[name]
-    return get
 
 
 def deg(a, b):

@@ -31,25 +31,8 @@ from core.skeletons import CANONICAL, CANONICAL_EXTRAS
 
 J = {n: i for i, n in enumerate(CANONICAL)}
 FORWARD = np.array([0.0, 0.0, -1.0])
-MODELS = {
-    "mat4": "pmx/mat4_trace_model/mat4_v4_trace_model.pmx",
-    "yw": "pmx/yw_test_model/yw_test_model.pmx",
-    "basic": "pmx/fixtures/test_basic_bone.pmx",
-}
 
 
-@pytest.fixture(scope="module")
-def model(shared_data):
-    """name -> RestSkeleton ('builtin' needs no file)."""
-    from core.formats import pmx
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = RestSkeleton.standard() if name == "builtin" else \
-                RestSkeleton.from_pmx(pmx.read(shared_data / MODELS[name]))
-        return cache[name]
-    return get
 
 
 # ---------------------------------------------------------------------------------------------------- generators
