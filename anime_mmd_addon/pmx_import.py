@@ -28,7 +28,17 @@ What is built (MMD_FACTS.md sections 3 and 4):
   UVs (V flipped: PMX uses V down), custom normals, one vertex group per weighted bone (BDEF1/2/4; SDEF as BDEF2,
   QDEF as BDEF4), an Armature modifier, and one material per PMX material with its texture. Texture paths are
   relative to the PMX (``\\`` separators, case-insensitive fallback); a missing or unreadable texture is a warning,
-  not an error. Morphs, rigid bodies, joints and soft bodies are not built.
+  not an error.
+* **Morphs as shape keys** (docs/MMD_FACTS.md §3.5): a ``Basis`` key, then, in PMX order, one relative shape key per
+  vertex morph, named exactly as the PMX's Japanese morph name (so VMD morph keys, Apply and Import VMD find it), at
+  the morphed positions ``mmd_to_blender(position + offset)`` (the same conversion as the vertices). A **group
+  morph** is baked into one shape key: the weighted sum of its vertex members' offsets (nested groups followed, a
+  cycle ignored); that is exact, because MMD applies a group at weight w as each member at w × its weight and vertex
+  offsets add. Members of other types (bone, material, UV: mat4's あ/い/う also move bones) cannot live in
+  a shape key: they are left out with a warning (the VMD morph key still carries the whole morph for MMD), and a
+  group without any vertex member, like bone, material, UV, flip and impulse morphs, gets no shape key (counted in a
+  warning). Written with ``ShapeKey.points.foreach_set``, one call per key.
+* Rigid bodies, joints and soft bodies are not built.
 
 Everything is created only after the whole file was read; if building fails half-way, every data-block created so
 far is removed again (nothing half-built is left).
@@ -482,12 +492,117 @@ def _build_mesh(model, name, collection, arm_obj, bone_names, mats, created, war
     created.append(obj)
     collection.objects.link(obj)
     obj.parent = arm_obj
+    _build_shape_keys(obj, model, co, warnings)
     if bone_names:
         vid, bid, w = _vertex_weights(model)
         _assign_weights(obj, bone_names, vid, bid, w)
         mod = obj.modifiers.new("Armature", "ARMATURE")
         mod.object = arm_obj
     return obj
+
+
+def _morph_vertex_parts(model) -> tuple[dict, dict]:
+    """What each morph contributes to a shape key.
+
+    Returns:
+        ``(parts, lost)``: ``parts[i] = (vertex indices (K,) int64, offsets (K, 3) float64 MMD units)`` for every
+        vertex morph and every group morph with at least one vertex member (a group's offsets are its vertex members'
+        scaled by the member weights, recursively; duplicate indices are summed); ``lost[i]`` = sorted type names of
+        the non-vertex members a group morph ``i`` leaves out.
+    """
+    morphs = model.morphs
+    n = len(morphs)
+    memo: dict = {}
+
+    def collect(i: int, stack: tuple) -> tuple[list, set]:
+        if i in memo:
+            return memo[i]
+        m = morphs[i]
+        if m.type == pmx.MORPH_VERTEX:
+            out = ([(m.offsets["index"].astype(np.int64), m.offsets["offset"].astype(np.float64))], set())
+        elif m.type == pmx.MORPH_GROUP:
+            pieces, lost = [], set()
+            for j, w in zip(m.offsets["index"].tolist(), m.offsets["weight"].tolist()):
+                if not (0 <= j < n) or j in stack or j == i:
+                    continue  # the reader checked the range; a cycle adds nothing more
+                sub = morphs[j]
+                if sub.type not in (pmx.MORPH_VERTEX, pmx.MORPH_GROUP):
+                    lost.add(sub.type_name)
+                    continue
+                sp, sl = collect(j, stack + (i,))
+                pieces.extend((idx, off * float(w)) for idx, off in sp)
+                lost |= sl
+            out = (pieces, lost)
+        else:
+            out = ([], set())
+        memo[i] = out
+        return out
+
+    parts, lost = {}, {}
+    for i, m in enumerate(morphs):
+        if m.type not in (pmx.MORPH_VERTEX, pmx.MORPH_GROUP):
+            continue
+        pieces, lo = collect(i, ())
+        if m.type == pmx.MORPH_GROUP:
+            if lo:
+                lost[i] = sorted(lo)
+            if not pieces:
+                continue
+        if pieces:
+            idx = np.concatenate([p[0] for p in pieces])
+            off = np.concatenate([p[1].reshape(-1, 3) for p in pieces])
+        else:
+            idx, off = np.zeros(0, np.int64), np.zeros((0, 3))
+        uniq, inv = np.unique(idx, return_inverse=True)
+        total = np.zeros((len(uniq), 3))
+        np.add.at(total, inv.reshape(-1), off)
+        parts[i] = (uniq, total)
+    return parts, lost
+
+
+def _build_shape_keys(obj, model, co: np.ndarray, warnings: list) -> None:
+    """Basis + one shape key per vertex morph and per group morph with vertex members (module docstring).
+
+    ``co``: the mesh's vertex coordinates ``(V, 3)`` float32, as written (``mmd_to_blender`` of the positions).
+    """
+    parts, lost = _morph_vertex_parts(model)
+    skipped = [m for i, m in enumerate(model.morphs) if i not in parts]
+    if parts:
+        nv = len(co)
+        positions = np.asarray(model.vertices.positions, dtype=np.float64).reshape(nv, 3)
+        obj.shape_key_add(name="Basis", from_mix=False)
+        renamed = []
+        for i, (idx, off) in parts.items():
+            m = model.morphs[i]
+            want = m.name or f"morph{i:03d}"
+            kb = obj.shape_key_add(name=want, from_mix=False)
+            kb.value = 0.0   # Blender 5 starts a new key at 1.0; a PMX's morphs rest at 0
+            if kb.name != want:
+                renamed.append(f"{want!r} -> {kb.name!r}")
+            keyed = co.copy()   # indices were range-checked by the reader
+            keyed[idx] = conventions.mmd_to_blender(positions[idx] + off).astype(np.float32)
+            kb.points.foreach_set("co", keyed.ravel())   # ``points``: 30x faster than ``data`` here
+        obj.data.shape_keys.use_relative = True
+        obj.active_shape_key_index = 0
+        if renamed:
+            warnings.append(f"{len(renamed)} morph names repeat or are too long for Blender, so their shape keys "
+                            f"were renamed ({', '.join(renamed[:5])}); a motion's keys of such a name reach only the "
+                            f"first shape key of that name, or none if the name was cut: rename them in the PMX")
+    if lost:
+        names = [model.morphs[i].name for i in lost if i in parts]
+        kinds = sorted({t for i, v in lost.items() if i in parts for t in v})
+        if names:
+            warnings.append(f"{len(names)} group morphs also have {'/'.join(kinds)} members, which a shape key cannot "
+                            f"hold (e.g. {', '.join(names[:5])}): the preview shows only their vertex part; the VMD "
+                            f"morph keys are unchanged, MMD plays the whole morph")
+    if skipped:
+        counts: dict = {}
+        for m in skipped:
+            counts[m.type_name] = counts.get(m.type_name, 0) + 1
+        what = ", ".join(f"{c} {t}" for t, c in sorted(counts.items()))
+        warnings.append(f"{len(skipped)} morphs ({what}) have no vertex offsets and get no shape key "
+                        f"(e.g. {', '.join(m.name for m in skipped[:5])}); Apply and Import VMD skip their keys on "
+                        f"this model (MMD Tools builds bone and material morphs)")
 
 
 def _unique_faces(faces: np.ndarray, face_mat: np.ndarray, materials) -> np.ndarray:
