@@ -282,11 +282,23 @@ def apply_motion(obj, motion, *, name: str, scene=None, fps: int | None = None, 
         set_range: set ``frame_start`` / ``frame_end`` to the motion's first / last frame.
 
     Returns:
-        The new action. Bones the armature lacks are listed in ``action["mmd_skipped_bones"]``.
+        The new action. Bones the armature lacks are listed in ``action["mmd_skipped_bones"]``. The motion's morph
+        weights (``motion.morphs``, e.g. まばたき from ``--face``) are keyed, like the reduced Apply's, by
+        ``op_import_vmd.write_morphs`` on the meshes under ``obj`` that have a shape key of that name (their keys are
+        ``BoneMotion.morph_keys()``: linear, which plays back every frame's weight); the morphs no mesh has are listed
+        in ``action["mmd_missing_morphs"]``.
     """
+    from .op_import_vmd import MISSING_MORPHS_PROP, write_morphs  # op_import_vmd imports this module
+
+    morph_keys = motion.morph_keys() if getattr(motion, "morphs", None) else None   # names checked before writing
     action, skipped = write_action(obj, motion.frames, dict(motion.rotations), dict(motion.locations), name=name)
+    action["mmd_frame_offset"] = 0   # VMD frame f is Blender frame f, as on the morph actions (vmd_export)
     if skipped:
         action["mmd_skipped_bones"] = skipped
+    if morph_keys is not None:
+        _, _, missing = write_morphs(obj, morph_keys, name=name)
+        if missing:
+            action[MISSING_MORPHS_PROP] = missing
     scene = scene or bpy.context.scene
     scene.render.fps = int(fps or conventions.MMD_FPS)
     scene.render.fps_base = 1.0

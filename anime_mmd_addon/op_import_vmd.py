@@ -269,10 +269,13 @@ def _write_ik_switches(obj, sink, property_keys, ik_targets: dict, action) -> in
     return written
 
 
-def write_morphs(obj, motion, *, name: str) -> tuple[list, int, list]:
-    """Morph keys of ``motion`` onto the shape keys of the meshes under armature ``obj`` (linear, docs/MMD_FACTS.md
-    §2.4). Returns ``(new actions, morphs keyed, morph names no mesh has)``."""
-    keys = vmd.sort_keys(motion.morph_keys) if len(motion.morph_keys) else motion.morph_keys
+def write_morphs(obj, morph_keys, *, name: str) -> tuple[list, int, list]:
+    """VMD morph keys ``morph_keys`` (``vmd.MORPH_KEY_DTYPE``: a ``VmdMotion.morph_keys``, or
+    ``BoneMotion.morph_keys()``) onto the shape keys of the meshes under armature ``obj`` that have a shape key of that
+    name, in a new action per mesh (linear, docs/MMD_FACTS.md §2.4). The one writer of morphs for Import VMD and both
+    Apply paths. Returns ``(new actions, morphs keyed, morph names no mesh has)``; put the last in
+    :func:`missing_morphs_warning` for the user."""
+    keys = vmd.sort_keys(morph_keys) if len(morph_keys) else morph_keys
     if len(keys) == 0:
         return [], 0, []
     names = vmd.decode_names(keys["name"])
@@ -295,6 +298,19 @@ def write_morphs(obj, motion, *, name: str) -> tuple[list, int, list]:
     return actions, len(used), [n for n in wanted if n not in used]
 
 
+#: Armature action property: the motion's morphs that no mesh had a shape key for (set by both Apply paths).
+MISSING_MORPHS_PROP = "mmd_missing_morphs"
+
+
+def missing_morphs_warning(missing, obj_name: str) -> str:
+    """The user's sentence for morphs :func:`write_morphs` found on no mesh ("" when none)."""
+    if not missing:
+        return ""
+    return (f"{len(missing)} morphs of the motion have no shape key on the meshes of {obj_name!r} and were not keyed "
+            f"(e.g. {', '.join(list(missing)[:5])}): the model has no such morph, or its mesh came without shape keys "
+            f"(Import PMX and MMD Tools build them); add shape keys of those names to see them")
+
+
 def import_vmd(obj, path, *, scene=None, name: str | None = None) -> ImportResult:
     """Read the VMD file ``path`` and put it on armature ``obj`` (module docstring); set the scene to 30 fps and its
     frame range to the motion's (from 0).
@@ -308,13 +324,12 @@ def import_vmd(obj, path, *, scene=None, name: str | None = None) -> ImportResul
     name = name or path.stem or "motion"
     warnings: list = []
     action, skipped, n_keys, n_ik = write_vmd_action(obj, motion, name=name)
-    morph_actions, n_morphs, missing = write_morphs(obj, motion, name=name)
+    morph_actions, n_morphs, missing = write_morphs(obj, motion.morph_keys, name=name)
     if skipped:
         warnings.append(f"{len(skipped)} bones of the motion are not in {obj.name!r} and were skipped "
                         f"(e.g. {', '.join(skipped[:5])})")
     if missing:
-        warnings.append(f"{len(missing)} morphs have no shape key on the model's meshes and were skipped "
-                        f"(e.g. {', '.join(missing[:5])})")
+        warnings.append(missing_morphs_warning(missing, obj.name))
     frames = [int(motion.bone_keys["frame"].max())] if len(motion.bone_keys) else []
     if len(motion.morph_keys):
         frames.append(int(motion.morph_keys["frame"].max()))
@@ -337,7 +352,8 @@ def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | No
 
     Returns:
         The new action; ``action["mmd_key_counts"]`` = (keys kept, dense keys); bones the armature lacks are listed in
-        ``action["mmd_skipped_bones"]``.
+        ``action["mmd_skipped_bones"]``, the motion's morphs no mesh has (:func:`write_morphs`) in
+        ``action["mmd_missing_morphs"]``.
     """
     from ._core import keyreduce
 
@@ -349,9 +365,11 @@ def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | No
     red = keyreduce.reduce_motion(motion, **kw)
     reduced = red.to_vmd()
     action, skipped, _, _ = write_vmd_action(obj, reduced, name=name)
-    write_morphs(obj, reduced, name=name)   # face morphs onto the meshes' shape keys, where they have them
+    _, _, missing = write_morphs(obj, reduced.morph_keys, name=name)   # onto the meshes' shape keys of those names
     if skipped:
         action["mmd_skipped_bones"] = skipped
+    if missing:
+        action[MISSING_MORPHS_PROP] = missing
     action["mmd_key_counts"] = [red.key_count, red.dense_key_count]
     action["mmd_frames"] = [int(motion.frames[0]), int(motion.frames[-1])]
     scene = scene or bpy.context.scene

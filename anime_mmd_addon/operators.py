@@ -2,7 +2,8 @@
 
 * ``ANIMEMMD_OT_import_pmx`` -- File > Import > "MMD model (.pmx) [Anime MMD]" and the panel's Import PMX button.
 * ``ANIMEMMD_OT_apply`` -- the last estimate's pose file -> retargeted motion -> a NEW action on the target armature
-  (a key on every frame with "Key Every Frame", else MMD Bézier keys from ``core.keyreduce``).
+  (a key on every frame with "Key Every Frame", else MMD Bézier keys from ``core.keyreduce``), and the motion's morphs
+  on the shape keys of those names (``op_import_vmd.write_morphs``; the morphs no mesh has are reported).
 * ``ANIMEMMD_OT_export_vmd`` -- the armature's action -> .vmd (never overwrites unless "Overwrite" is ticked).
 * ``ANIMEMMD_OT_show_video`` -- the source video next to the model (image plane or camera background).
 
@@ -117,7 +118,14 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
             self.report({"ERROR"}, f"Apply failed: {msg}")
             props.status = f"Apply failed: {msg}"
             return {"CANCELLED"}
-        props.status = f"Applied {len(motion.frames)} frames as action '{action.name}'"
+        from .op_import_vmd import MISSING_MORPHS_PROP, missing_morphs_warning
+
+        missing = list(action.get(MISSING_MORPHS_PROP, []))
+        if missing:
+            self.report({"WARNING"}, missing_morphs_warning(missing, obj.name))
+        n_morphs = len(getattr(motion, "morphs", {})) - len(missing)
+        props.status = (f"Applied {len(motion.frames)} frames as action '{action.name}'"
+                        + (f", {n_morphs} morphs keyed" if n_morphs else ""))
         self.report({"INFO"}, props.status)
         return {"FINISHED"}
 

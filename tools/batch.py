@@ -197,6 +197,10 @@ def build_scene(args, npz: Path) -> dict:
         from anime_mmd_addon.op_import_vmd import apply_reduced
 
         action = apply_reduced(arm, motion, name=name, scene=ctx.scene)
+    from anime_mmd_addon.op_import_vmd import MISSING_MORPHS_PROP, missing_morphs_warning
+
+    if action.get(MISSING_MORPHS_PROP):   # the VMD is exported from Blender: those morphs are not in it
+        _log(args, f"apply: {missing_morphs_warning(list(action[MISSING_MORPHS_PROP]), arm.name)}")
     result = vmd_export.export_vmd(arm, args.out, overwrite=args.overwrite)
     for w in result.warnings:
         _log(args, f"export: {w}")
