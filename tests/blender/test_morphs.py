@@ -167,6 +167,23 @@ def test_apply_keys_the_morphs_and_export_gives_them_back(addon, mat4, scene, tm
     assert len(back.bone_keys) > 0
 
 
+def test_dense_apply_keeps_bones_and_morphs_on_the_same_frames(addon, mat4, scene, tmp_path):
+    """A motion starting at frame 3, exported with the scene starting at 1 (MMD Tools' habit): the dense action says
+    VMD frame = Blender frame, as its morph action does, so bones and morphs both start at VMD frame 3."""
+    vmd = addon.core("formats.vmd")
+    motion_mod = addon.core("motion")
+    _, res = mat4
+    m = _face_motion(addon, res.armature)
+    late = motion_mod.BoneMotion(frames=m.frames + 3, rotations=m.rotations, morphs=m.morphs)
+    addon.action_writer.apply_motion(res.armature, late, name="late", scene=scene)
+    scene.frame_start = 1
+    out = tmp_path / "late.vmd"
+    addon.vmd_export.export_vmd(res.armature, out)
+    back = vmd.read(out)
+    assert int(back.bone_keys["frame"].min()) == 3 == int(back.morph_keys["frame"].min())
+    assert int(back.bone_keys["frame"].max()) == T + 2 == int(back.morph_keys["frame"].max())
+
+
 def test_apply_operator_reports_the_morphs_the_model_lacks(addon, mat4, scene, tmp_path, monkeypatch):
     _, res = mat4
     motion = _face_motion(addon, res.armature)
