@@ -21,17 +21,33 @@ Method
   (numpy, vectorised over bones and starts; a length is tried only where the one a step shorter fits), then a
   shortest-path pass over the frames picks the fewest keys whose segments all fit; the first and last frames are
   always keys, and a bone that never moves keeps just those two.
-* **Tolerance.** Each bone's keys stay within the tolerance of its own dense keys on every frame: the rotation
-  its key gives (angle, so also the bone's world rotation, its parent held) and its translation (Euclidean). That is
-  the error each bone adds to the posed model; along a chain the errors add up. With a model (``rest``) the errors
-  after FK (``RestSkeleton.fk``: world rotation and position of every bone) are measured, and ``strict_fk`` holds
-  them to the tolerance too: while a bone is off by more on some frame, the tolerances of that bone and its keyed
-  ancestors are halved and those bones fitted again (a tolerance of 0, the last resort, keeps every key: exact).
-  Default tolerance: 0.5° of rotation and 1 mm of position (1 mm = 0.0125 MMD units, ``core.conventions``).
+* **Tolerance, after FK.** It is stated where it shows, at the model's joints: each bone's keys may move no joint of
+  the model by more than ``pos_tol_mm`` on any frame (default **3 mm**), and no bone's own rotation is off by more
+  than ``rot_tol_deg`` (default **3°**). A bone's rotation error δ moves the joints it carries by at most
+  ``δ · lever`` (first order; :func:`levers`: its farthest ``CANONICAL`` joint, measured on the dense motion posed
+  on the model by ``RestSkeleton.fk``), so its rotation tolerance is ``min(rot_tol_deg, pos_tol_mm / lever)``: a
+  hip (lever about 1 m) gets about 0.17°, a wrist (7 cm) the 3° cap; translations (センター, 足ＩＫ) move what they
+  carry one for one and get ``pos_tol_mm``. The errors of the bones along a chain can add up (a wrist joint has
+  about ten keyed ancestors), so the per-frame error of a joint is bounded by the sum over its chain, not by 3 mm;
+  they rarely line up: on the closed-loop estimates and the 3-minute dance of ``benchmarks/bench_keyreduce.py`` the
+  reduced motion is 1.5–1.9 mm MPJPE from the dense one (27 joints, every frame), max 6–9 mm. Without a model the
+  levers come from ``RestSkeleton.standard()`` (MMD proportions). ``strict_fk`` holds every bone's world position
+  to ``pos_tol_mm`` and world rotation to ``rot_tol_deg`` instead: while a bone is off by more on some frame, the
+  tolerances of that bone and its keyed ancestors are halved and those bones fitted again (a tolerance of 0, the
+  last resort, keeps every key: exact). 1 mm = 0.0125 MMD units (``core.conventions``).
+* **Key values (least squares).** Keys are chosen on the dense samples (above); then, per bone, the key values and
+  curves are refitted by least squares over the segments they bound, alternately (two rounds): the values with the
+  curves held (MMD's interpolation is linear in them, ``(1 - w)·V_a + w·V_b``: a tridiagonal normal system; a
+  rotation is solved as a 4-vector and normalised) and the curves with the values held. The reduced curve then
+  passes through the estimate's noise instead of through its noisy samples (about 15% lower MPJPE at the same keys).
+  The refit is kept only where it stays within the bone's tolerance on every frame; else halfway to the dense
+  samples; else the dense samples with their own curves, which fit by construction (``refit=False`` always).
 * **Limits.** MMD interpolates a rotation along the great arc between two keys (slerp) with one curve, and every
   weight stays in 0..1 (control points 0..127): where a bone's rotation turns its axis, or a channel reverses,
-  by more than the tolerance, a key is needed. On real dance motion at the default tolerance that leaves about half
-  the keys (``benchmarks/bench_keyreduce.py`` prints the figures for other tolerances).
+  by more than the tolerance, a key is needed. Monocular estimates of fast dance keep much of their motion above
+  the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the joints move 4–9 mm MPJPE above 6 Hz, so no
+  curve with a key every 5 frames comes near 2 mm there; they keep 0.25–0.41 of the keys, the slower OpenMMD dance
+  0.08–0.10 (``benchmarks/bench_keyreduce.py`` prints the figures).
 
 numpy and the standard library only.
 """
@@ -53,8 +69,8 @@ __all__ = ["X_CONTROL", "DEFAULT_ROT_TOL_DEG", "DEFAULT_POS_TOL_MM", "DEFAULT_MO
 
 #: x control points of every fitted curve (of 127): ``Bx(u) ≈ u``, so ``By`` is linear in (y1, y2).
 X_CONTROL = (42, 85)
-DEFAULT_ROT_TOL_DEG = 0.5
-DEFAULT_POS_TOL_MM = 1.0
+DEFAULT_ROT_TOL_DEG = 3.0
+DEFAULT_POS_TOL_MM = 3.0
 #: Morph weights (0..1) are linear between keys (docs/MMD_FACTS.md §2.4); their keys stay within this of the dense one.
 DEFAULT_MORPH_TOL = 0.01
 #: Longest segment tried, in keys of the dense motion (the fit costs grow with its square).
@@ -216,10 +232,13 @@ class Reduction:
             each key (key 0's are linear: MMD never uses them, docs/MMD_FACTS.md §1.5).
         rot_tol: bone name -> the rotation tolerance (radians) its keys were fitted to (after FK halvings).
         pos_tol: bone name -> the translation tolerance (MMD units).
-        fk_error: with a model: ``{"rotation_deg": max world rotation error, "position_mm": max world position
-            error}`` over all bones and frames of the model; empty without one.
+        fk_error: with ``strict_fk``: ``{"rotation_deg": max world rotation error, "position_mm": max world
+            position error}`` over all bones and frames of the model; empty otherwise (:func:`fk_errors` measures).
         morph_keys: morph name -> ``(K,)`` int64 indices of the kept morph keys (``motion.morphs``; linear).
         rounds: fitting rounds run (1 + FK tightenings).
+        key_rotations, key_locations: bone name -> ``(K, 4)`` / ``(K, 3)`` refitted key values (least squares,
+            module docstring) where they replace the dense samples at the kept keys; a bone absent keeps those.
+        levers: bone name -> lever arm (MMD units, :func:`levers`) the tolerance was converted with.
     """
 
     motion: BoneMotion
@@ -230,6 +249,9 @@ class Reduction:
     fk_error: dict = field(default_factory=dict)
     rounds: int = 1
     morph_keys: dict = field(default_factory=dict)
+    key_rotations: dict = field(default_factory=dict)
+    key_locations: dict = field(default_factory=dict)
+    levers: dict = field(default_factory=dict)
 
     @property
     def key_count(self) -> int:
@@ -259,8 +281,8 @@ class Reduction:
             c = self.curves[name]
             names += [name] * k
             frames.append(m.frames[idx])
-            rots.append(q[idx])
-            locs.append(loc[idx])
+            rots.append(self.key_rotations.get(name, q[idx]))
+            locs.append(self.key_locations.get(name, loc[idx]))
             blocks.append(vmd_format.interpolation_block(c[:, 0], c[:, 1], c[:, 2], c[:, 3]))
         keys = vmd_format.make_bone_keys(names, np.concatenate(frames), np.concatenate(locs),
                                          np.concatenate(rots), np.concatenate(blocks),
@@ -319,6 +341,212 @@ def _fit(motion: BoneMotion, names: list, rot_tol: dict, pos_tol: dict, span: in
     return keys, curves
 
 
+# ------------------------------------------------------------------------------- tolerance after FK (lever arms)
+
+def levers(motion: BoneMotion, rest) -> dict:
+    """How far each bone of ``motion`` reaches on ``rest``: bone name -> lever arm, MMD units.
+
+    The lever of bone b is the largest distance, over the frames of the dense motion posed on ``rest``
+    (``RestSkeleton.fk``), from b to a ``CANONICAL`` joint b carries (``core.retarget.virtual_joints``: the joint's
+    bone is b or a descendant of b): a rotation error of δ radians at b moves no joint by more than ``δ · lever``
+    (to first order). An IK bone (足ＩＫ) stands for its target (足首): its lever is the target's. A bone that carries
+    no joint, or that ``rest`` lacks, has lever 0 (only the rotation cap holds it).
+    """
+    from .retarget import virtual_joints
+    from .skeletons import CANONICAL
+
+    vj = virtual_joints(rest)
+    target = {c.bone: c.target for c in rest.ik_chains}
+    joint_bones = np.array([vj[c][0] for c in CANONICAL])
+    offsets = np.array([vj[c][1] for c in CANONICAL])
+    pos, rot = rest.fk({n: v for n, v in motion.rotations.items() if n in rest},
+                       {n: v for n, v in motion.locations.items() if n in rest}, n_frames=motion.n_frames)
+    joints = pos[:, joint_bones] + Q.rotate(rot[:, joint_bones], np.broadcast_to(offsets, pos[:, joint_bones].shape))
+    carried = {}
+    for k, b in enumerate(joint_bones):
+        for a in [int(b)] + rest.ancestors(int(b)):
+            carried.setdefault(a, []).append(k)
+    out = {}
+    for name in motion.bone_names:
+        i = rest.index_of(target.get(name, name))
+        ks = carried.get(i, []) if i is not None else []
+        out[name] = float(np.linalg.norm(joints[:, ks] - pos[:, [i]], axis=-1).max()) if ks else 0.0
+    return out
+
+
+# ------------------------------------------------------------------------- least-squares refit of the key values
+
+@lru_cache(maxsize=None)
+def _basis_table(span: int) -> np.ndarray:
+    """``(span+1, span+1, 3)``: ``[n, j]`` = (P1, P2, P3) of :func:`_basis` at inner frame j of a segment of n steps."""
+    t = np.zeros((span + 1, span + 1, 3))
+    for n in range(2, span + 1):
+        t[n, 1:n] = np.stack(_basis(n), axis=-1)
+    return t
+
+
+def _frame_weights(idx: np.ndarray, y: np.ndarray, t_n: int, span: int):
+    """Per frame of a bone with keys ``idx (K,)`` and fitted curves' ``y (K, 2)`` (y1, y2 in 0..127, x at
+    :data:`X_CONTROL`): ``(left (T,) key index, w (T,) MMD's weight on key left+1)``; on a key frame the weight is 0
+    on that key as ``left`` (1 on the last key)."""
+    f = np.arange(t_n)
+    e = np.clip(np.searchsorted(idx, f, side="right"), 1, len(idx) - 1)   # key e-1 <= f < key e (f < last)
+    a, n = idx[e - 1], idx[e] - idx[e - 1]
+    j = f - a
+    p = _basis_table(span)[np.minimum(n, span), np.minimum(j, span)]      # (T, 3); zeros where j == 0
+    w = (y[e, 0] * p[:, 0] + y[e, 1] * p[:, 1]) / 127.0 + p[:, 2]
+    w = np.where(j == 0, 0.0, np.where(n > span, j / n, w))    # n > span: a constant bone's two keys
+    w[-1] = 1.0
+    return e - 1, w
+
+
+def _tridiagonal_ls(left: np.ndarray, w: np.ndarray, y: np.ndarray, k_n: int) -> np.ndarray:
+    """Key values ``(K, C)`` minimising ``Σ_f |(1 - w_f) V[left_f] + w_f V[left_f + 1] - y_f|²`` (a symmetric
+    tridiagonal normal system; every key has its own frame, so it is positive
+    definite), by parallel cyclic reduction."""
+    a0 = 1.0 - w
+    right = np.minimum(left + 1, k_n - 1)
+    diag = np.bincount(left, a0 * a0, minlength=k_n) + np.bincount(right, w * w, minlength=k_n)
+    off = np.bincount(left, a0 * w, minlength=k_n)[:k_n - 1]
+    rhs = np.zeros((k_n, y.shape[1]))
+    np.add.at(rhs, left, a0[:, None] * y)
+    np.add.at(rhs, right, w[:, None] * y)
+    # parallel cyclic reduction (Hockney 1965): log2(K) vectorised elimination steps instead of a K-step loop
+    lo = np.r_[0.0, off]                  # a_i: coefficient of x_(i-1)
+    up = np.r_[off, 0.0]                  # c_i: coefficient of x_(i+1)
+    b, d = diag.astype(np.float64), rhs
+    stride = 1
+    while stride < k_n:
+        pad1, pad0, padd = np.ones(stride), np.zeros(stride), np.zeros((stride, d.shape[1]))
+        b_m, b_p = np.r_[pad1, b[:-stride]], np.r_[b[stride:], pad1]
+        a_m, a_p = np.r_[pad0, lo[:-stride]], np.r_[lo[stride:], pad0]
+        c_m, c_p = np.r_[pad0, up[:-stride]], np.r_[up[stride:], pad0]
+        d_m, d_p = np.concatenate([padd, d[:-stride]]), np.concatenate([d[stride:], padd])
+        al, ga = -lo / b_m, -up / b_p
+        b = b + al * c_m + ga * a_p
+        d = d + al[:, None] * d_m + ga[:, None] * d_p
+        lo, up = al * a_m, ga * c_p
+        stride *= 2
+    return d / b[:, None]
+
+
+def _curve_y(idx: np.ndarray, inner_weight_fn) -> np.ndarray:
+    """(y1, y2) of every segment ``(K, 2)`` from the target weights ``inner_weight_fn(sel, n)`` of its inner frames
+    (``(M, n-1)``), least squares as in :func:`_segment_fits`; linear-shaped (42, 85) where a segment has no inner
+    frame."""
+    y = np.tile(np.array(X_CONTROL, dtype=np.float64), (len(idx), 1))
+    steps = np.diff(idx)
+    for n in np.unique(steps[steps > 1]):
+        p1, p2, p3 = _basis(int(n))
+        sel = np.flatnonzero(steps == n)
+        r = inner_weight_fn(sel, int(n)) - p3
+        y1, y2 = _solve_y(p1, p2, r @ p1, r @ p2)
+        y[sel + 1, 0], y[sel + 1, 1] = y1, y2
+    return y
+
+
+def _rot_targets(q, qk, idx):
+    """For :func:`_curve_y`: the slerp fraction φ/θ of each inner frame of q along the arc of its segment's keys."""
+    def fn(sel, n):
+        qa, qb = qk[sel], qk[sel + 1]
+        inner = q[idx[sel][:, None] + np.arange(1, n)]
+        d = np.sum(qa * qb, axis=-1)
+        sgn = np.where(d < 0, -1.0, 1.0)
+        d = np.minimum(np.abs(d), 1.0)
+        c0 = np.einsum("mjc,mc->mj", inner, qa)
+        c1 = np.einsum("mjc,mc->mj", inner, qb) * sgn[:, None]
+        sin = np.sqrt(np.maximum(1.0 - d * d, 0.0))
+        moving = sin > 1e-7
+        e1 = (c1 - d[:, None] * c0) / np.where(moving, sin, 1.0)[:, None]
+        return np.arctan2(e1, c0) / np.where(moving, np.arccos(d), 1.0)[:, None]
+    return fn
+
+
+def _loc_targets(v, vk, idx, ax):
+    def fn(sel, n):
+        va, vb = vk[sel, ax], vk[sel + 1, ax]
+        inner = v[idx[sel][:, None] + np.arange(1, n), ax]
+        delta = vb - va
+        return (inner - va[:, None]) / np.where(np.abs(delta) > 1e-12, delta, 1.0)[:, None]
+    return fn
+
+
+def _played_bone(qk, vk, idx, curves, t_n, span):
+    """What MMD plays, ``(q (T, 4), v (T, 3))``, from keys ``idx`` with values ``qk``, ``vk`` and ``curves (K, 4, 4)``
+    (fitted ones, x at :data:`X_CONTROL`)."""
+    left, w = _frame_weights(idx, curves[:, 3, [1, 3]].astype(np.float64), t_n, span)
+    q = Q.slerp(qk[left], qk[np.minimum(left + 1, len(idx) - 1)], w)
+    v = np.empty((t_n, 3))
+    for ax in range(3):
+        left, w = _frame_weights(idx, curves[:, ax, [1, 3]].astype(np.float64), t_n, span)
+        v[:, ax] = vk[left, ax] + w * (vk[np.minimum(left + 1, len(idx) - 1), ax] - vk[left, ax])
+    return q, v
+
+
+def _refit_bone(q, v, idx, curves, has_rot, has_loc, span, rounds: int = 2, start=None):
+    """Least-squares key values and curves for fixed keys ``idx``: alternately the values with the curves held
+    (linear in them: :func:`_tridiagonal_ls`; rotations as normalised 4-vectors, MMD's slerp taken as a lerp for
+    the solve) and the curves with the values held (as :func:`_segment_fits`). Returns ``(qk, vk, curves)``.
+    ``start``: ``(qk, vk)`` to begin from (default the dense samples); ``rounds=0`` fits only the curves to them."""
+    qk, vk = (q[idx], v[idx]) if start is None else start
+    c = curves.copy()
+    qk, vk = (np.array(qk, dtype=np.float64), np.array(vk, dtype=np.float64))
+    k_n, t_n = len(idx), len(q)
+    fitted = np.r_[False, np.diff(idx) > 1]
+    if k_n < 3:
+        return qk, vk, c
+    for r in range(max(rounds, 1)):
+        solve = rounds > 0
+        if has_rot:
+            if solve:
+                left, w = _frame_weights(idx, c[:, 3, [1, 3]].astype(np.float64), t_n, span)
+                qk = _tridiagonal_ls(left, w, q, k_n)
+                qk /= np.linalg.norm(qk, axis=1, keepdims=True)
+            y = _curve_y(idx, _rot_targets(q, qk, idx))
+            c[fitted, 3, 1], c[fitted, 3, 3] = y[fitted, 0], y[fitted, 1]
+            c[fitted, 3, 0], c[fitted, 3, 2] = X_CONTROL
+        if has_loc:
+            for ax in range(3):
+                if solve:
+                    left, w = _frame_weights(idx, c[:, ax, [1, 3]].astype(np.float64), t_n, span)
+                    vk[:, ax] = _tridiagonal_ls(left, w, v[:, ax:ax + 1], k_n)[:, 0]
+                y = _curve_y(idx, _loc_targets(v, vk, idx, ax))
+                c[fitted, ax, 1], c[fitted, ax, 3] = y[fitted, 0], y[fitted, 1]
+                c[fitted, ax, 0], c[fitted, ax, 2] = X_CONTROL
+    return qk, vk, c
+
+
+def _refit(motion: BoneMotion, names: list, keys: dict, curves: dict, rot_tol: dict, pos_tol: dict, span: int):
+    """Least-squares key values (:func:`_refit_bone`) for the kept keys of ``names``, held to the same per-bone
+    tolerance as the keys were chosen with: per bone the full refit, else halfway between it and the dense samples,
+    else the dense samples with their own curves (which fit by construction). Returns ``(rotations, locations,
+    curves)`` of the bones whose values moved."""
+    t_n = motion.n_frames
+    rots, locs, out_c = {}, {}, {}
+    for name in names:
+        idx = keys[name]
+        if len(idx) < 3:
+            continue
+        q = Q.make_continuous(motion.rotations[name]) if name in motion.rotations else Q.identity(t_n)
+        v = motion.locations[name] if name in motion.locations else np.zeros((t_n, 3))
+        has_rot = name in motion.rotations and float(Q.angle_between(q, q[:1]).max()) > 1e-9
+        has_loc = name in motion.locations and bool(np.any(v != v[:1]))
+        qk, vk, c = _refit_bone(q, v, idx, curves[name], has_rot, has_loc, span)
+        q0, v0 = q[idx], v[idx]
+        for alpha in (1.0, 0.5):
+            if alpha < 1.0:
+                qk = Q.normalize(q0 + alpha * (qk - q0 * np.sign(np.sum(qk * q0, axis=1, keepdims=True))))
+                vk = v0 + alpha * (vk - v0)
+                qk, vk, c = _refit_bone(q, v, idx, curves[name], has_rot, has_loc, span, rounds=0, start=(qk, vk))
+            pq, pv = _played_bone(qk, vk, idx, c, t_n, span)
+            ok = (not has_rot or float(Q.angle_between(pq, q).max()) <= rot_tol[name] * (1 + 1e-9)) and \
+                 (not has_loc or float(np.linalg.norm(pv - v, axis=1).max()) <= pos_tol[name] * (1 + 1e-9))
+            if ok:
+                rots[name], locs[name], out_c[name] = qk, vk, c
+                break
+    return rots, locs, out_c
+
+
 def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
     """Per frame and bone of the model, how far posing ``b`` is from posing ``a`` (``RestSkeleton.fk``).
 
@@ -338,16 +566,18 @@ def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarra
 
 def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT_ROT_TOL_DEG,
                   pos_tol_mm: float = DEFAULT_POS_TOL_MM, max_span: int = DEFAULT_MAX_SPAN,
-                  strict_fk: bool = False, morph_tol: float | None = None) -> Reduction:
+                  strict_fk: bool = False, morph_tol: float | None = None, refit: bool = True) -> Reduction:
     """Fewest keys with MMD Bézier curves that reproduce ``motion`` within the tolerance (module docstring).
 
     Args:
         motion: dense :class:`BoneMotion` (every bone on every frame). Its frames must be evenly spaced (the
             motion stage's are); otherwise every key is kept.
-        rest: the target model (:class:`core.rest_skeleton.RestSkeleton`), optional: with it the errors after FK
-            are measured (:attr:`Reduction.fk_error`) and, with ``strict_fk``, enforced.
-        rot_tol_deg: rotation tolerance, degrees (>= 0; 0 keeps every key).
-        pos_tol_mm: position tolerance, millimetres (1 MMD unit = 80 mm).
+        rest: the target model (:class:`core.rest_skeleton.RestSkeleton`), optional: its levers convert the
+            tolerance (module docstring; default ``RestSkeleton.standard()``); with ``strict_fk`` the errors after
+            FK are measured (:attr:`Reduction.fk_error`) and enforced.
+        rot_tol_deg: the most a bone's own rotation may be off, degrees (>= 0; 0 keeps every key).
+        pos_tol_mm: the most one bone's keys may move a joint of the model after FK, millimetres (1 MMD unit =
+            80 mm; a translation's own error counts one for one).
         max_span: longest segment, in frames of ``motion`` (>= 1).
         strict_fk: hold the tolerance for the world rotation and position of every bone of ``rest`` after FK (the
             errors of a chain add up), by halving the tolerances of the bones involved (module docstring). Without
@@ -370,20 +600,33 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
     names = motion.bone_names
     rot0 = np.radians(rot_tol_deg)
     pos0 = pos_tol_mm / 1000.0 * conventions.UNITS_PER_METRE
-    rot_tol = {n: rot0 for n in names}
+    arms = {}
+    if names:
+        from .rest_skeleton import RestSkeleton
+
+        try:
+            arms = levers(motion, rest if rest is not None else RestSkeleton.standard())
+        except ValueError:                       # a model without the joints' bones: only the rotation cap holds
+            arms = {}
+    rot_tol = {n: min(rot0, pos0 / arms[n]) if arms.get(n, 0.0) > 0.0 else rot0 for n in names}
     pos_tol = {n: pos0 for n in names}
     f = motion.frames
     even = len(f) < 3 or bool(np.all(np.diff(f) == f[1] - f[0]))
     span = int(max_span) if even else 1
     keys, curves = _fit(motion, names, rot_tol, pos_tol, span) if names else ({}, {})
-    red = Reduction(motion=motion, keys=keys, curves=curves, rot_tol=rot_tol, pos_tol=pos_tol)
+    red = Reduction(motion=motion, keys=keys, curves=curves, rot_tol=rot_tol, pos_tol=pos_tol, levers=arms)
+    if refit and names:
+        r2, l2, c2 = _refit(motion, names, keys, curves, rot_tol, pos_tol, span)
+        red.key_rotations.update(r2)
+        red.key_locations.update(l2)
+        red.curves.update(c2)
     morphs = getattr(motion, "morphs", {})
     if morphs:
         mnames = list(morphs)
         idx = _morph_keys(np.stack([np.asarray(morphs[n], dtype=np.float64) for n in mnames]),
                           DEFAULT_MORPH_TOL if morph_tol is None else float(morph_tol), span)
         red.morph_keys = dict(zip(mnames, idx))
-    if rest is None or not names:
+    if not strict_fk or not names:
         return red
     keyed = [rest.index_of(n) for n in names]
     owner = {i: n for i, n in zip(keyed, names) if i is not None}
@@ -409,5 +652,13 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
         k2, c2 = _fit(motion, todo, rot_tol, pos_tol, span)
         red.keys.update(k2)
         red.curves.update(c2)
+        for n in todo:
+            red.key_rotations.pop(n, None)
+            red.key_locations.pop(n, None)
+        if refit:
+            r2, l2, c3 = _refit(motion, todo, k2, c2, rot_tol, pos_tol, span)
+            red.key_rotations.update(r2)
+            red.key_locations.update(l2)
+            red.curves.update(c3)
         red.rounds += 1
     return red

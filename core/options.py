@@ -178,7 +178,8 @@ class MotionOptions:
                                   "off", kind="str", flag="--camera", choices=CAMERA_MODES)
     root: str = _option("auto", "where the root's path comes from: auto (the lifter's own, when it has one) or fit "
                                 "(reprojection onto the 2D keypoints)", kind="str", flag="--root", choices=ROOT_SOURCES)
-    dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction within 0.5° and 1 mm, "
+    dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction; each bone's keys move "
+                                 "no joint after FK by more than 3 mm, nor its own rotation by more than 3°, "
                                  "core.keyreduce)", kind="bool", flag="--dense")
     twist_bones: bool = _option(True, "put the forearm / upper-arm twist on 手捩 / 腕捩 where the model has them (on by "
                                       "default, same pose; --no-twist-bones keeps it on ひじ / 腕 as before)",
