@@ -2,6 +2,7 @@
 """Benchmark: Bézier key reduction (``core.keyreduce``) of a 3-minute dance (5,400 frames at 30 fps) on mat4.
 
     python benchmarks/bench_keyreduce.py [--frames 5400] [--model PMX] [--vmd DENSE.vmd] [--tol DEG MM ...]
+        [--runs DIR] [--no-refit]
 
 The motion is real: the CMU modern-dance clips of subject 5 (``../shared/data/mocap/cmu_iclone/005_*.bvh``, read and
 retargeted onto the model by ``tools.lifter_training.mocap``), one after the other until ``--frames`` (repeated
@@ -10,6 +11,15 @@ the kunkun video). Prints, per tolerance, the wall and CPU time of ``reduce_moti
 and after, the VMD sizes, and the error after FK on the model (``RestSkeleton.fk``): MPJPE and max over the
 ``CANONICAL`` joints (``core.retarget.joints_from_pose``), the max world rotation error and the max world position
 error over every bone of the model. Target (issue 11): under 2 s at the default tolerance.
+
+With ``--runs DIR`` (default ``/work/cache/s3/base/runs`` when it exists) it first does the same for the closed-loop
+benchmark's estimates (``DIR/<case>/<lifter>/est.npz``, the job's pose files of ``benchmarks/closed_loop`` renders):
+each is put through the motion stage (``core.motion_stage``, default options) onto its case's model
+(``benchmarks.closed_loop.evaluate.MODELS``: ``_yw`` in the case name = yw, else mat4) and reduced with that model,
+and one line per estimate gives the keys ratio, the MPJPE of the reduced against the dense motion (mean distance of
+the 27 ``CANONICAL`` joints after FK, no alignment, mm), the max joint error and the seconds. Target (issue 11):
+within 2 mm MPJPE with at most 0.2x the keys. ``--no-refit`` keeps the dense samples as key values (the former
+method) for comparison.
 """
 from __future__ import annotations
 
@@ -58,13 +68,49 @@ def main(argv=None) -> int:
     ap.add_argument("--vmd", help="a dense VMD to reduce instead of the mocap dance")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tol", type=float, nargs=2, action="append", metavar=("DEG", "MM"),
-                    help="rotation (degrees) and position (mm) tolerance; repeatable (default: 0.5 1)")
+                    help="rotation cap (degrees) and joint position (mm) tolerance; repeatable (default: "
+                         "core.keyreduce's defaults)")
+    ap.add_argument("--runs", default="/work/cache/s3/base/runs",
+                    help="closed-loop pose files DIR/<case>/<lifter>/est.npz ('' to skip)")
+    ap.add_argument("--no-refit", action="store_true", help="key values = the dense samples (former method)")
     args = ap.parse_args(argv)
+    tols = args.tol or [(None, None)]
 
     from core import keyreduce, retarget
     from core.formats import pmx, vmd
     from core.motion import BoneMotion
     from core.rest_skeleton import RestSkeleton
+
+    def joints_on(r, m):
+        p, q = r.fk({n: v for n, v in m.rotations.items() if n in r},
+                    {n: v for n, v in m.locations.items() if n in r}, n_frames=m.n_frames)
+        return retarget.joints_from_pose(r, p, q)
+
+    def tol_kw(deg, mm):
+        return {} if deg is None else {"rot_tol_deg": deg, "pos_tol_mm": mm}
+
+    runs = Path(args.runs) if args.runs else None
+    if runs is not None and runs.is_dir():
+        from benchmarks.closed_loop.evaluate import MODELS
+        from core import motion_stage, pose_io
+
+        models = {}
+        for npz in sorted(runs.glob("*/*/est.npz")):
+            case, lifter = npz.parent.parent.name, npz.parent.name
+            key = "yw" if "_yw" in case else "mat4"
+            if key not in models:
+                models[key] = RestSkeleton.from_pmx(pmx.read(MODELS[key]))
+            r = models[key]
+            dense = motion_stage.motion_stage(pose_io.load(npz), r)
+            jd_ = joints_on(r, dense)
+            for deg, mm in tols:
+                t0 = time.perf_counter()
+                red = keyreduce.reduce_motion(dense, r, refit=not args.no_refit, **tol_kw(deg, mm))
+                sec = time.perf_counter() - t0
+                e = np.linalg.norm(jd_ - joints_on(r, red.sampled()), axis=-1) * 80.0
+                print(f"closed loop {case:>16} {lifter:>7} ({key}, {dense.n_frames} frames): keys "
+                      f"{red.key_count / red.dense_key_count:.3f}x, MPJPE vs dense {e.mean():.2f} mm, max joint "
+                      f"{e.max():.1f} mm, {sec:.2f} s", flush=True)
 
     rest = RestSkeleton.from_pmx(pmx.read(args.model))
     if args.vmd:
@@ -83,11 +129,11 @@ def main(argv=None) -> int:
 
     dense_vmd = len(vmd.dumps(motion.to_vmd()))
     jd, pd, qd = joints(motion)
-    for deg, mm in args.tol or [(keyreduce.DEFAULT_ROT_TOL_DEG, keyreduce.DEFAULT_POS_TOL_MM)]:
+    for deg, mm in tols:
         best = cpu = np.inf
         for _ in range(max(1, args.repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
-            red = keyreduce.reduce_motion(motion, rot_tol_deg=deg, pos_tol_mm=mm)
+            red = keyreduce.reduce_motion(motion, rest, refit=not args.no_refit, **tol_kw(deg, mm))
             best = min(best, time.perf_counter() - t0)
             cpu = min(cpu, time.process_time() - c0)
         size = len(vmd.dumps(red.to_vmd()))
@@ -95,6 +141,8 @@ def main(argv=None) -> int:
         e = np.linalg.norm(jd - jr, axis=-1) * 80.0
         from core import quat as Q
 
+        deg = keyreduce.DEFAULT_ROT_TOL_DEG if deg is None else deg
+        mm = keyreduce.DEFAULT_POS_TOL_MM if mm is None else mm
         print(f"tolerance {deg:g}° {mm:g} mm: {best:.2f} s wall, {cpu:.2f} s CPU; keys {red.dense_key_count} -> {red.key_count} "
               f"({red.key_count / red.dense_key_count:.3f}x); VMD {dense_vmd / 1e6:.2f} MB -> {size / 1e6:.2f} MB; "
               f"MPJPE {e.mean():.2f} mm, max joint {e.max():.1f} mm; max bone world rotation "
