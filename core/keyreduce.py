@@ -22,16 +22,27 @@ Method
   shortest-path pass over the frames picks the fewest keys whose segments all fit; the first and last frames are
   always keys, and a bone that never moves keeps just those two.
 * **Tolerance, after FK.** It is stated where it shows, at the model's joints: each bone's keys may move no joint of
-  the model by more than ``pos_tol_mm`` on any frame (default **3 mm**), and no bone's own rotation is off by more
-  than ``rot_tol_deg`` (default **3°**). A bone's rotation error δ moves the joints it carries by at most
-  ``δ · lever`` (first order; :func:`levers`: its farthest ``CANONICAL`` joint, measured on the dense motion posed
-  on the model by ``RestSkeleton.fk``), so its rotation tolerance is ``min(rot_tol_deg, pos_tol_mm / lever)``: a
-  hip (lever about 1 m) gets about 0.17°, a wrist (7 cm) the 3° cap; translations (センター, 足ＩＫ) move what they
-  carry one for one and get ``pos_tol_mm``. The errors of the bones along a chain can add up (a wrist joint has
-  about ten keyed ancestors), so the per-frame error of a joint is bounded by the sum over its chain, not by 3 mm;
-  they rarely line up: on the closed-loop estimates and the 3-minute dance of ``benchmarks/bench_keyreduce.py`` the
-  reduced motion is 1.5–1.9 mm MPJPE from the dense one (27 joints, every frame), max 6–9 mm. Without a model the
-  levers come from ``RestSkeleton.standard()`` (MMD proportions). ``strict_fk`` holds every bone's world position
+  the model by more than ``pos_tol_mm`` on any frame (default **1 mm**), and no bone's own rotation is off by more
+  than ``rot_tol_deg`` (default **0.5°**; issue 11's 0.5° / 1 mm; ``--key-tolerance DEG,MM``, the option
+  ``key_tolerance`` of ``core.options.MotionOptions``, trades accuracy for fewer keys). A bone's rotation error δ
+  moves the joints it carries by at most ``δ · lever`` (first order; :func:`levers`: its farthest ``CANONICAL``
+  joint, measured on the dense motion posed on the model by ``RestSkeleton.fk``), so its rotation tolerance is
+  ``min(rot_tol_deg, pos_tol_mm / lever)``: on mat4 a hip (下半身, lever about 0.8 m) gets about 0.07°, a wrist
+  (7 cm) the 0.5° cap; translations (センター, 足ＩＫ) move what they carry one for one and get ``pos_tol_mm``. The
+  errors of the bones along a chain can add up (a wrist joint has about ten keyed ancestors), so the per-frame error
+  of a joint is bounded by the sum over its chain, not by 1 mm; they rarely line up. Measured with
+  ``benchmarks/bench_keyreduce.py`` (reduced against dense motion, 27 joints after FK, every frame):
+
+  ======================  ========================================  ==================================
+  tolerance               closed-loop estimates: keys, MPJPE (max)  3-minute CMU dance: keys, MPJPE (max)
+  ======================  ========================================  ==================================
+  0.5° / 1 mm (default)   0.12–0.58×, 0.39–0.59 mm (1.9–2.2 mm)     0.64×, 0.44 mm (2.3 mm)
+  1° / 2 mm               0.09–0.47×, 0.97–1.20 mm (3.9–4.5 mm)     0.53×, 1.02 mm (5.1 mm)
+  3° / 3 mm               0.08–0.41×, 1.46–1.86 mm (6.0–7.7 mm)     0.44×, 1.63 mm (9.2 mm)
+  ======================  ========================================  ==================================
+
+  Without a model the levers come from ``RestSkeleton.standard()`` (MMD proportions); the job and the add-on's
+  Apply pass the target model's. ``strict_fk`` holds every bone's world position
   to ``pos_tol_mm`` and world rotation to ``rot_tol_deg`` instead: while a bone is off by more on some frame, the
   tolerances of that bone and its keyed ancestors are halved and those bones fitted again (a tolerance of 0, the
   last resort, keeps every key: exact). 1 mm = 0.0125 MMD units (``core.conventions``).
@@ -46,8 +57,8 @@ Method
   weight stays in 0..1 (control points 0..127): where a bone's rotation turns its axis, or a channel reverses,
   by more than the tolerance, a key is needed. Monocular estimates of fast dance keep much of their motion above
   the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the joints move 4–9 mm MPJPE above 6 Hz, so no
-  curve with a key every 5 frames comes near 2 mm there; they keep 0.25–0.41 of the keys, the slower OpenMMD dance
-  0.08–0.10 (``benchmarks/bench_keyreduce.py`` prints the figures).
+  curve with a key every 5 frames comes near 2 mm there; at the default they keep 0.38–0.58 of the keys (0.25–0.41
+  at 3° / 3 mm), the slower OpenMMD dance 0.12–0.17 (0.08–0.11).
 
 numpy and the standard library only.
 """
@@ -69,8 +80,8 @@ __all__ = ["X_CONTROL", "DEFAULT_ROT_TOL_DEG", "DEFAULT_POS_TOL_MM", "DEFAULT_MO
 
 #: x control points of every fitted curve (of 127): ``Bx(u) ≈ u``, so ``By`` is linear in (y1, y2).
 X_CONTROL = (42, 85)
-DEFAULT_ROT_TOL_DEG = 3.0
-DEFAULT_POS_TOL_MM = 3.0
+DEFAULT_ROT_TOL_DEG = 0.5
+DEFAULT_POS_TOL_MM = 1.0
 #: Morph weights (0..1) are linear between keys (docs/MMD_FACTS.md §2.4); their keys stay within this of the dense one.
 DEFAULT_MORPH_TOL = 0.01
 #: Longest segment tried, in keys of the dense motion (the fit costs grow with its square).
