@@ -31,9 +31,21 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _tolerance(text: str) -> tuple:
+    """``DEG,MM`` as a tuple; each part a float where it reads as one. Never fails here: the declaration's check
+    (``core.options.check_value``, run by ``EstimateOptions.validate``) words every mistake in one line."""
+    def number(part: str):
+        try:
+            return float(part)
+        except ValueError:
+            return part
+
+    return tuple(number(v) for v in text.replace(" ", "").split(","))
+
+
 #: Options given as positional arguments or handled by the CLI itself, not by a flag of their declaration.
 _POSITIONAL = ("video",)
-_PARSERS = {"float": float, "path": str, "str": str, "crop": _crop, "size": _size}
+_PARSERS = {"float": float, "path": str, "str": str, "crop": _crop, "size": _size, "tolerance": _tolerance}
 
 
 def add_declared_arguments(parser: argparse.ArgumentParser, cls: type, names: tuple[str, ...] | None = None) -> None:
@@ -61,6 +73,8 @@ def add_declared_arguments(parser: argparse.ArgumentParser, cls: type, names: tu
             kw["default"] = f.default
             if meta["choices"] is not None:
                 kw["choices"] = values(meta["choices"])
+            if meta["kind"] == "tolerance":
+                kw["metavar"] = "DEG,MM"
         if f.name == "output":
             kw["required"] = True
         parser.add_argument(*sorted(flags, key=len), **kw)

@@ -27,6 +27,9 @@ from .errors import PipelineError
 
 #: The camera's assumed horizontal field of view, degrees (the focal length of a video is not recorded).
 DEFAULT_HFOV_DEG = 60.0
+#: Default tolerance of the Bézier key reduction: (rotation, degrees; joint position after FK, mm), issue 11's
+#: 0.5° / 1 mm (``core.keyreduce.DEFAULT_ROT_TOL_DEG`` / ``DEFAULT_POS_TOL_MM``, which a test keeps equal).
+DEFAULT_KEY_TOLERANCE = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,9 @@ def _option(default: Any, help: str, *, kind: str, flag: str | None = None, choi
     """A dataclass field with its declaration in ``metadata`` (see the module docstring).
 
     ``kind`` is one of ``"path"``, ``"float"``, ``"bool"``, ``"str"``, ``"crop"`` (x, y, w, h ints), ``"size"``
-    (w, h ints); every option may also be None unless its default is a non-None value of that kind. A ``negatable``
-    bool gets both ``--flag`` and ``--no-flag`` on the command line.
+    (w, h ints), ``"tolerance"`` (degrees, mm: two finite numbers >= ``minimum``); every option may also be None
+    unless its default is a non-None value of that kind. A ``negatable`` bool gets both ``--flag`` and ``--no-flag``
+    on the command line.
     """
     meta = {"help": help, "kind": kind, "flag": flag, "choices": choices, "min": minimum, "max": maximum,
             "open_min": open_minimum, "negatable": negatable}
@@ -178,9 +182,14 @@ class MotionOptions:
                                   "off", kind="str", flag="--camera", choices=CAMERA_MODES)
     root: str = _option("auto", "where the root's path comes from: auto (the lifter's own, when it has one) or fit "
                                 "(reprojection onto the 2D keypoints)", kind="str", flag="--root", choices=ROOT_SOURCES)
-    dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction; each bone's keys move "
-                                 "no joint after FK by more than 3 mm, nor its own rotation by more than 3°, "
-                                 "core.keyreduce)", kind="bool", flag="--dense")
+    dense: bool = _option(False, "keep a key on every frame (default: MMD Bézier key reduction within "
+                                 "--key-tolerance, core.keyreduce)", kind="bool", flag="--dense")
+    key_tolerance: tuple[float, float] = _option(
+        DEFAULT_KEY_TOLERANCE, "tolerance of the Bézier key reduction, DEG,MM: each bone's keys move no joint of the "
+                               "model after FK by more than MM millimetres, nor the bone's own rotation by more than "
+                               "DEG degrees (default 0.5,1; larger: fewer keys, less accurate, e.g. 3,3; 0,0 keeps "
+                               "every key; not used with --dense)", kind="tolerance", flag="--key-tolerance",
+        minimum=0.0)
     twist_bones: bool = _option(True, "put the forearm / upper-arm twist on 手捩 / 腕捩 where the model has them (on by "
                                       "default, same pose; --no-twist-bones keeps it on ひじ / 腕 as before)",
                                 kind="bool", flag="--no-twist-bones")
@@ -276,12 +285,21 @@ def default(cls: type, name: str) -> Any:
     raise KeyError(f"{cls.__name__} has no option {name!r}")
 
 
+def check(cls: type, name: str, value: Any) -> Any:
+    """``value`` of option ``name`` of ``cls`` checked against its declaration (:func:`check_value`), normalised."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return check_value(f, value)
+    raise KeyError(f"{cls.__name__} has no option {name!r}")
+
+
 def _label(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or f.name
 
 
 def check_value(f: dataclasses.Field, value: Any) -> Any:
-    """Check one option value against its declaration and return it normalised (tuples for crop/size, floats).
+    """Check one option value against its declaration and return it normalised (tuples for crop/size/tolerance,
+    floats).
 
     Raises:
         PipelineError: ``bad_input`` naming the option and what it accepts.
@@ -329,6 +347,19 @@ def check_value(f: dataclasses.Field, value: Any) -> Any:
         if value[-2] <= 0 or value[-1] <= 0:
             raise PipelineError("bad_input", f"{name}: width and height must be above 0, got {value[-2]}x{value[-1]}")
         return value
+    if kind == "tolerance":
+        shown = (",".join(f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+                          for v in value) if isinstance(value, (list, tuple)) else repr(value))
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise PipelineError("bad_input", f"{name} must be two numbers DEG,MM (rotation in degrees, joint position "
+                                             f"in mm, e.g. 3,3), got {shown}")
+        if not all(math.isfinite(v) for v in value):
+            raise PipelineError("bad_input", f"{name} must be finite numbers, got {shown}")
+        lo = meta["min"]
+        if lo is not None and min(value) < lo:
+            raise PipelineError("bad_input", f"{name}: degrees and millimetres must be at least {lo:g}, got {shown}")
+        return (float(value[0]), float(value[1]))
     raise AssertionError(f"unknown option kind {kind!r}")
 
 
@@ -343,7 +374,7 @@ def from_mapping(cls: type, raw: Mapping[str, Any], *, allowed: Iterable[str] | 
 
     Args:
         cls: :class:`DetectOptions`, :class:`MotionOptions` or :class:`EstimateOptions`.
-        raw: option name -> value (lists for crop/size are accepted).
+        raw: option name -> value (lists for crop/size/tolerance are accepted).
         allowed: names the mapping may carry (default: every field of ``cls``).
     Raises:
         PipelineError: ``bad_input`` for an unknown name or a value its declaration refuses.

@@ -327,11 +327,12 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
                      "english_names": {n: e for n, e in zip(rest.names, rest.names_en) if e}}
             if opts.dense:
                 vmd_motion = motion.to_vmd(model_name, **names)
-            else:  # MMD Bézier keys within 0.5° / 1 mm (core.keyreduce); --dense keeps every frame
+            else:  # MMD Bézier keys within --key-tolerance after FK on the model (core.keyreduce); --dense: every frame
                 from ..keyreduce import reduce_motion
 
                 t2 = time.perf_counter()
-                vmd_motion = reduce_motion(motion).to_vmd(model_name, **names)
+                deg, mm = opts.key_tolerance
+                vmd_motion = reduce_motion(motion, rest, rot_tol_deg=deg, pos_tol_mm=mm).to_vmd(model_name, **names)
                 timings["reduce"] = time.perf_counter() - t2
             vmd.write(outputs.stage(vmd_path), vmd_motion, overwrite=True, notes=name_notes)
         if npz_path is not None:

@@ -130,6 +130,8 @@ def test_requests_validate():
     assert protocol.decode_request(protocol.encode(req))["options"]["crop"] == [1, 2, 3, 4]
     with pytest.raises(protocol.ProtocolError, match="unknown estimate options"):
         protocol.estimate_request({"video": "/v.mp4", "smoothing": 0.5}, "/tmp/o.npz")
+    with pytest.raises(protocol.ProtocolError, match="unknown estimate options"):   # motion options stay in Blender
+        protocol.estimate_request({"video": "/v.mp4", "key_tolerance": [3, 3]}, "/tmp/o.npz")
     with pytest.raises(protocol.ProtocolError, match="absolute"):
         protocol.estimate_request({"video": "/v.mp4"}, "relative.npz")
     with pytest.raises(protocol.ProtocolError, match="unknown request command"):
@@ -471,7 +473,7 @@ def test_cache_key_follows_detection_settings_only(tmp_path):
     base = cache.DetectionSettings.from_props(_props(video)).key()
     assert len(base) == 64 and base == cache.DetectionSettings.from_props(_props(video)).key()
     # Retargeting settings and the device do not change what detection produces.
-    for over in ({"smoothing": 0.9}, {"target_armature": "Teto"}):
+    for over in ({"smoothing": 0.9}, {"key_tolerance": (3.0, 3.0)}, {"target_armature": "Teto"}):
         assert cache.DetectionSettings.from_props(_props(video, **over)).key() == base
     assert cache.DetectionSettings.from_props(_props(video), device="CUDA").key() == base
     # Crop fields are ignored while the crop is off.
