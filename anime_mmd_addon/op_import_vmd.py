@@ -345,24 +345,25 @@ def import_vmd(obj, path, *, scene=None, name: str | None = None) -> ImportResul
 
 
 def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | None = None,
-                  pos_tol_mm: float | None = None):
-    """Put a dense ``core.motion.BoneMotion`` on ``obj`` as MMD Bézier keys: ``core.keyreduce.reduce_motion`` (default
-    tolerance 0.5° / 1 mm), written like an imported VMD (:func:`write_vmd_action`), the scene set to 30 fps and the
-    motion's frame range. The counterpart of ``action_writer.apply_motion`` (a key on every frame).
+                  pos_tol_mm: float | None = None, rest=None):
+    """Put a dense ``core.motion.BoneMotion`` on ``obj`` as MMD Bézier keys: ``core.keyreduce.reduce_motion`` within
+    ``rot_tol_deg`` / ``pos_tol_mm`` (default ``core.keyreduce``'s 0.5° / 1 mm; the panel's Key Tolerance, the option
+    ``key_tolerance``) measured at the joints of ``rest`` (the armature's rest skeleton,
+    ``armature_rest.rest_skeleton(obj)`` when not given: one pass over its bones), written like an imported VMD
+    (:func:`write_vmd_action`), the scene set to 30 fps and the motion's frame range. The counterpart of
+    ``action_writer.apply_motion`` (a key on every frame).
 
     Returns:
-        The new action; ``action["mmd_key_counts"]`` = (keys kept, dense keys); bones the armature lacks are listed in
-        ``action["mmd_skipped_bones"]``, the motion's morphs no mesh has (:func:`write_morphs`) in
-        ``action["mmd_missing_morphs"]``.
+        The new action; ``action["mmd_key_counts"]`` = (keys kept, dense keys) and ``action["mmd_key_tolerance"]``
+        = (degrees, mm) used; bones the armature lacks are listed in ``action["mmd_skipped_bones"]``, the motion's
+        morphs no mesh has (:func:`write_morphs`) in ``action["mmd_missing_morphs"]``.
     """
+    from . import armature_rest
     from ._core import keyreduce
 
-    kw = {}
-    if rot_tol_deg is not None:
-        kw["rot_tol_deg"] = rot_tol_deg
-    if pos_tol_mm is not None:
-        kw["pos_tol_mm"] = pos_tol_mm
-    red = keyreduce.reduce_motion(motion, **kw)
+    kw = {"rot_tol_deg": keyreduce.DEFAULT_ROT_TOL_DEG if rot_tol_deg is None else float(rot_tol_deg),
+          "pos_tol_mm": keyreduce.DEFAULT_POS_TOL_MM if pos_tol_mm is None else float(pos_tol_mm)}
+    red = keyreduce.reduce_motion(motion, armature_rest.rest_skeleton(obj) if rest is None else rest, **kw)
     reduced = red.to_vmd()
     action, skipped, _, _ = write_vmd_action(obj, reduced, name=name)
     _, _, missing = write_morphs(obj, reduced.morph_keys, name=name)   # onto the meshes' shape keys of those names
@@ -371,6 +372,7 @@ def apply_reduced(obj, motion, *, name: str, scene=None, rot_tol_deg: float | No
     if missing:
         action[MISSING_MORPHS_PROP] = missing
     action["mmd_key_counts"] = [red.key_count, red.dense_key_count]
+    action["mmd_key_tolerance"] = [kw["rot_tol_deg"], kw["pos_tol_mm"]]
     action["mmd_frames"] = [int(motion.frames[0]), int(motion.frames[-1])]
     scene = scene or bpy.context.scene
     scene.render.fps = conventions.MMD_FPS

@@ -112,7 +112,8 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
             else:  # MMD Bézier keys (core.keyreduce), as the command line writes them
                 from .op_import_vmd import apply_reduced
 
-                action = apply_reduced(obj, motion, name=name, scene=context.scene)
+                deg, mm = options.check(options.MotionOptions, "key_tolerance", tuple(props.key_tolerance))
+                action = apply_reduced(obj, motion, name=name, scene=context.scene, rot_tol_deg=deg, pos_tol_mm=mm)
         except _user_errors() as e:
             msg = user_message(e)
             self.report({"ERROR"}, f"Apply failed: {msg}")

@@ -1,7 +1,8 @@
 """The 3D Viewport sidebar panel (N-panel tab "Anime MMD"): the steps in order.
 
 1 Video (path, range, crop) · 2 Backend (backend, keypoints, lifter, checkpoint) · 3 Smoothing · 4 Target (armature,
-Import PMX) · 5 Estimate (progress bar with the stage while running, Cancel) · 6 Apply (key every frame, or MMD Bézier keys) · Show video · Import / Export VMD.
+Import PMX) · 5 Estimate (progress bar with the stage while running, Cancel) · 6 Apply (key every frame, or MMD Bézier
+keys within the Key Tolerance) · Show video · Import / Export VMD.
 "Check worker" is in the add-on preferences. Disabled buttons explain themselves through the operators' poll
 messages.
 """
@@ -82,6 +83,10 @@ class ANIMEMMD_PT_main(bpy.types.Panel):
         box = layout.box()
         box.label(text="6. Preview and export", icon="ACTION")
         box.prop(props, "dense_keys")
+        if not props.dense_keys:   # the Bézier key reduction's tolerance (core.options key_tolerance)
+            row = box.row(align=True)
+            row.prop(props, "key_tolerance", index=0, text="Rotation °")
+            row.prop(props, "key_tolerance", index=1, text="Position mm")
         box.operator(operators.ANIMEMMD_OT_apply.bl_idname, text="Apply", icon="ANIM")
         row = box.row(align=True)
         row.operator(operators.ANIMEMMD_OT_show_video.bl_idname, text="Show Video", icon="IMAGE_PLANE")

@@ -2,7 +2,8 @@
 
 Fixed names (the worker client and the estimate operator code against them): video_path, start_time, end_time,
 use_crop, crop_x, crop_y, crop_w, crop_h, backend, keypoints_path, lifter, checkpoint_path, smoothing,
-dense_keys, target_armature, result_npz, is_running, progress, progress_stage, status.
+dense_keys, key_tolerance (degrees, mm; used when dense_keys is off), target_armature, result_npz, is_running,
+progress, progress_stage, status.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ _BACKEND_ITEMS = tuple((c.value, c.label, c.description) for c in options.BACKEN
 _LIFTER_ITEMS = tuple((c.value, c.label, c.description) for c in options.LIFTERS)
 _SMOOTHING = options.declaration(options.MotionOptions, "smoothing")
 _DENSE = options.declaration(options.MotionOptions, "dense")
+_KEY_TOLERANCE = options.declaration(options.MotionOptions, "key_tolerance")
 
 
 def _is_armature(self, obj) -> bool:
@@ -73,6 +75,10 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
                                        default=options.default(options.MotionOptions, "smoothing"), subtype="FACTOR")
     dense_keys: bpy.props.BoolProperty(name="Key Every Frame", description=_DENSE["help"],
                                        default=options.default(options.MotionOptions, "dense"))
+    key_tolerance: bpy.props.FloatVectorProperty(
+        name="Key Tolerance", description=_KEY_TOLERANCE["help"], size=2,
+        min=_KEY_TOLERANCE["min"], soft_max=10.0, precision=2,
+        default=options.default(options.MotionOptions, "key_tolerance"))
 
     # 4. Target
     target_armature: bpy.props.PointerProperty(name="Armature", description="The MMD model's armature to animate",
