@@ -12,8 +12,9 @@ Steps:
    ``.venv`` made by ``tools/install_deps.py``). ``--from-npz`` reuses a pose file and skips this step.
 2. **Import** the PMX model (``anime_mmd_addon.pmx_import``) into an empty scene.
 3. **Apply**: retarget the poses onto the armature's rest skeleton (``core.motion_stage.motion_stage``) and key a new
-   action: MMD Bézier keys (``core.keyreduce`` through ``anime_mmd_addon.op_import_vmd.apply_reduced``), or with
-   ``--dense`` a key on every frame (``anime_mmd_addon.action_writer``); scene at 30 fps with the frame range set.
+   action: MMD Bézier keys (``core.keyreduce`` through ``anime_mmd_addon.op_import_vmd.apply_reduced``, within
+   ``--key-tolerance DEG,MM`` on the model), or with ``--dense`` a key on every frame
+   (``anime_mmd_addon.action_writer``); scene at 30 fps with the frame range set.
 4. **Export** the action as VMD (``anime_mmd_addon.vmd_export``), and save the scene as ``.blend`` (with the video on
    a plane beside the model unless ``--no-video``).
 
@@ -86,9 +87,23 @@ def _check_outputs(args) -> None:
             raise BatchError(f"{label}: folder {Path(p).resolve().parent} does not exist")
     if not args.video and not args.from_npz:
         raise BatchError("give a VIDEO (or --from-npz POSES.npz)")
+    _motion_options(args)
     for p in (args.video, args.from_npz, args.model):
         if p and not Path(p).is_file():
             raise BatchError(f"{p}: no such file")
+
+
+def _motion_options(args) -> "options.MotionOptions":
+    """The declared motion options as given on the command line, each checked against its declaration (a bad
+    ``--key-tolerance`` or ``--smoothing`` is one line before any work)."""
+    from core.errors import PipelineError
+
+    opts = options.MotionOptions(**{n: getattr(args, n) for n in options.MOTION_FIELDS})
+    try:
+        options.check_fields(opts)
+    except PipelineError as e:
+        raise BatchError(e.message) from e
+    return opts
 
 
 def _detect_options(args) -> dict:
@@ -185,18 +200,20 @@ def build_scene(args, npz: Path) -> dict:
         _log(args, f"model: {w}")
     arm = built.armature
     poses = pose_io.load(npz)
+    motion_opts = _motion_options(args)
+    rest = armature_rest.rest_skeleton(arm)
     try:
-        motion_opts = options.MotionOptions(**{n: getattr(args, n) for n in options.MOTION_FIELDS})
-        motion = motion_stage.motion_stage(poses, armature_rest.rest_skeleton(arm), motion_opts)
+        motion = motion_stage.motion_stage(poses, rest, motion_opts)
     except PipelineError as e:
         raise BatchError(e.message) from e
     name = Path(args.video or poses.source or npz).stem
     if motion_opts.dense:
         action = action_writer.apply_motion(arm, motion, name=name, scene=ctx.scene)
-    else:  # MMD Bézier keys (core.keyreduce), as the command line writes them
+    else:  # MMD Bézier keys (core.keyreduce) within --key-tolerance on this model, as the command line writes them
         from anime_mmd_addon.op_import_vmd import apply_reduced
 
-        action = apply_reduced(arm, motion, name=name, scene=ctx.scene)
+        deg, mm = motion_opts.key_tolerance
+        action = apply_reduced(arm, motion, name=name, scene=ctx.scene, rot_tol_deg=deg, pos_tol_mm=mm, rest=rest)
     from anime_mmd_addon.op_import_vmd import MISSING_MORPHS_PROP, missing_morphs_warning
 
     if action.get(MISSING_MORPHS_PROP):   # the VMD is exported from Blender: those morphs are not in it

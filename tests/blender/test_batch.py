@@ -100,3 +100,25 @@ def test_batch_with_a_worker_subprocess(kunkun, yw_pmx, tmp_path):
     bad = _run(kunkun, "--model", yw_pmx, "--out", tmp_path / "x.vmd", "--subprocess", "--worker-python",
                tmp_path / "no_python")
     assert bad.returncode != 0 and not (tmp_path / "x.vmd").exists()
+
+
+def test_batch_key_tolerance_from_the_declaration(yw_pmx, tmp_path, shared_data):
+    """``--key-tolerance`` (declared in core.options) reaches the reduced Apply: 3,3 exports fewer keys than the
+    default 0.5,1; a bad value is one line before any work."""
+    from core import pose_io
+    from core.formats import vmd
+    from core.keypoints_io import load_keypoints
+
+    npz = pose_io.save(tmp_path / "p.npz",
+                       load_keypoints(shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy"))
+    keys = {}
+    for tol in ("0.5,1", "3,3"):
+        out = tmp_path / f"{tol}.vmd"
+        proc = _run("--from-npz", npz, "--model", yw_pmx, "--out", out, "--key-tolerance", tol, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        keys[tol] = len(vmd.read(out).bone_keys)
+    assert keys["3,3"] < 0.8 * keys["0.5,1"], keys
+    bad = _run("--from-npz", npz, "--model", yw_pmx, "--out", tmp_path / "x.vmd", "--key-tolerance=2,-1",
+               timeout=60)
+    assert bad.returncode == 1 and not (tmp_path / "x.vmd").exists()
+    assert bad.stderr.strip() == "batch: error: --key-tolerance: degrees and millimetres must be at least 0, got 2,-1"
