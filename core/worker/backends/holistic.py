@@ -96,7 +96,9 @@ class HolisticBackend:
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{n} must be in [0, 1], got {v}")
         os.environ.setdefault("GLOG_minloglevel", "2")
-        import mediapipe as mp
+        from .mp_import import import_mediapipe
+
+        mp = import_mediapipe()  # without matplotlib and sounddevice (unused here)
 
         from .mediapipe_pose import _LANDMARK_MODELS
 

@@ -74,7 +74,9 @@ class MediaPipePoseBackend:
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{n} must be in [0, 1], got {v}")
         os.environ.setdefault("GLOG_minloglevel", "2")  # quieten mediapipe's C++ logging on stderr
-        import mediapipe as mp
+        from .mp_import import import_mediapipe
+
+        mp = import_mediapipe()  # without matplotlib and sounddevice (unused here)
 
         model = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_MODELS[model_complexity]
         if not model.exists():  # mediapipe would download it now: models are installed at set-up, never at run time

@@ -51,7 +51,9 @@ def landmark_model_dir() -> Path:
     Raises:
         ImportError: mediapipe is not installed.
     """
-    import mediapipe as mp
+    from .mp_import import import_mediapipe
+
+    mp = import_mediapipe()  # without matplotlib and sounddevice (unused here)
 
     return Path(mp.__file__).parent / "modules" / "pose_landmark"
 
