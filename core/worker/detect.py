@@ -292,14 +292,14 @@ def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0) 
         return None, ""
     info = frames.info
     step = max(1, int(round(span_s * (info.fps or 25.0) / max_frames)))
+    frames.every = step  # before the first frame: the frames between are decoded only, not converted to RGB
     sample, size = [], None
     try:
-        for i, f in enumerate(frames):
+        for f in frames:
             if size is None:
                 size = (f.image.shape[1], f.image.shape[0])
-            if i % step == 0:
-                s = max(1, max(size) // 256)
-                sample.append(np.ascontiguousarray(f.image[::s, ::s]))
+            s = max(1, max(size) // 256)
+            sample.append(np.ascontiguousarray(f.image[::s, ::s]))
             if len(sample) >= max_frames:
                 break
     except Exception:  # noqa: BLE001 - a decode error is reported by the main pass

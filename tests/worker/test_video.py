@@ -182,3 +182,36 @@ def test_display_rotation_is_applied(tmp_path):
     assert len(frames) == 3 and frames[0].shape == (64, 32, 3)
     # rotated clockwise, the coded top-left corner is shown at the top-right
     assert frames[0][:12, -12:].mean() > 200 and frames[0][:12, :12].mean() < 50
+
+
+@pytest.mark.parametrize("window", [(None, None), (2.0, 6.0)])
+def test_every_nth_frame_equals_the_full_decode_sliced(kunkun, window):
+    start, end = window
+    full = list(video.iter_frames(kunkun, start=start, end=end, crop=(100, 20, 400, 300)))
+    it = video.iter_frames(kunkun, start=start, end=end, crop=(100, 20, 400, 300), every=7)
+    sub = list(it)
+    assert [f.index for f in sub] == [f.index for f in full][::7]
+    assert [f.time for f in sub] == [f.time for f in full][::7]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(sub, full[::7]))
+    assert it.report.decoded == len(full) and it.report.complete  # every frame was decoded, 1 in 7 converted
+
+
+def test_every_must_be_a_positive_whole_number(kunkun):
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="every"):
+            video.iter_frames(kunkun, every=bad)
+
+
+def test_auto_crop_sample_is_that_of_the_full_decode(videos):
+    from core.crop_help import find_static_half
+    from core.worker.detect import _auto_crop
+
+    path = videos / "anime_dance_sidebyside_1536x768_25fps.mp4"
+    frames = list(video.iter_frames(path, end=10.0))
+    step = max(1, int(round(10.0 * video.probe(path).fps / 24)))
+    s = max(1, 1536 // 256)
+    sample = np.stack([np.ascontiguousarray(f.image[::s, ::s]) for f in frames[::step][:24]])
+    expect = find_static_half(sample, frame_size=(1536, 768))
+    crop, note = _auto_crop(path, None, None)
+    assert crop == expect.crop == (768, 0, 768, 768)
+    assert note.startswith(expect.note)
