@@ -77,6 +77,7 @@ def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
 
 
 def _one_euro_pass(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: float, d_cutoff: float) -> np.ndarray:
+    """One causal pass over ``x (T, ..., C)`` (the reference loop; :func:`one_euro` runs :func:`_one_euro_passes`)."""
     out = np.empty_like(x)
     out[0] = x[0]
     dx = np.zeros(x.shape[1:-1] + (1,))
@@ -89,6 +90,38 @@ def _one_euro_pass(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: float,
         a = _alpha(min_cutoff + beta * dx, dt)
         out[i] = out[i - 1] + a * (x[i] - out[i - 1])
     return out
+
+
+def _one_euro_passes(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: float,
+                     d_cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """The forward and the backward pass of :func:`_one_euro_pass` in one time loop: ``(forward, backward)``.
+
+    The filter is recursive in time, so the loop over frames stays; each step works on both directions and every
+    track at once (``(2, ..., C)``), and what does not depend on the state (time steps, the speed filter's
+    coefficient) is computed for all steps before the loop. The arithmetic is the reference loop's, operation for
+    operation, so the result is the same to the bit (``tests/core/test_smoothing.py``).
+    """
+    T = x.shape[0]
+    both = np.stack([x, x[::-1]], axis=1)                       # (T, 2, ..., C): forward and time-reversed
+    tt = np.stack([t, t[::-1]], axis=1)                         # (T, 2)
+    dts = np.abs(tt[1:] - tt[:-1])                              # (T - 1, 2) |t[i] - t[i - 1]| of each direction
+    shape = (T - 1, 2) + (1,) * (x.ndim - 1)
+    a_ds = _alpha(np.asarray(d_cutoff), dts).reshape(shape)
+    dts = dts.reshape(shape)
+    out = np.empty_like(both)
+    out[0] = both[0]
+    dx = np.zeros((2,) + x.shape[1:-1] + (1,))
+    prev = out[0]
+    for i in range(1, T):
+        dt = dts[i - 1]
+        diff = both[i] - prev
+        raw = diff / dt
+        speed = np.sqrt(np.add.reduce(raw * raw, axis=-1, keepdims=True))  # np.linalg.norm's own arithmetic
+        dx = dx + a_ds[i - 1] * (speed - dx)
+        a = _alpha(min_cutoff + beta * dx, dt)
+        prev = out[i]
+        np.add(out[i - 1], a * diff, out=prev)
+    return out[:, 0], out[::-1, 1]
 
 
 def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0) -> np.ndarray:
@@ -116,8 +149,7 @@ def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: floa
         raise ValueError("one_euro: fill gaps before smoothing (NaN in input)")
     if x.shape[0] < 3:
         return x.copy()
-    fwd = _one_euro_pass(x, t, min_cutoff, beta, d_cutoff)
-    bwd = _one_euro_pass(x[::-1], t[::-1], min_cutoff, beta, d_cutoff)[::-1]
+    fwd, bwd = _one_euro_passes(x, t, min_cutoff, beta, d_cutoff)
     return 0.5 * (fwd + bwd)
 
 
