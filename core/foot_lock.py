@@ -156,7 +156,9 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             raise ValueError(f"lock_feet: model {rest.model_name!r} has no {s}足ＩＫ; cannot lock the feet")
     q, tr = ik.motion_arrays(rest, motion)
     solvers = ik.ik_solvers(rest)
-    fk = ik.evaluate(rest, q, tr, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers)
+    # FK of what is read below only (the legs: 足, 足首 and what they hang from), not of the whole body
+    fk = ik.evaluate(rest, q, tr, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers,
+                     bones=[side + b for side in "左右" for b in ("足", "足首")])
     rp = rest.positions
     vj = virtual_joints(rest)
     report = LockReport()

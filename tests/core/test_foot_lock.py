@@ -149,3 +149,20 @@ def test_motion_stage_default_is_the_cleanup_and_none_is_the_former_stage(shared
     assert "cleanup" not in former.meta and "ground_shift" in former.meta
     with pytest.raises(Exception):
         options.check_fields(options.MotionOptions(cleanup="sideways"))
+
+
+def test_legs_only_fk_equals_the_whole_body_fk_on_the_legs(run, mat4):
+    """lock_feet reads the FK legs only (ik.evaluate(bones=...)): the same bits as the whole body's FK there."""
+    _, _, unlocked, _, _, _ = run
+    q, tr = ik.motion_arrays(mat4, unlocked)
+    solvers = ik.ik_solvers(mat4)
+    off = {mat4.names[s.bone]: False for s in solvers}
+    full = ik.evaluate(mat4, q, tr, ik_enabled=off, solvers=solvers)
+    legs = ik.evaluate(mat4, q, tr, ik_enabled=off, solvers=solvers,
+                       bones=[side + b for side in "左右" for b in ("足", "足首")])
+    for side in "左右":
+        for b in ("足", "足首"):
+            i = mat4.find(side + b)
+            assert np.array_equal(legs.positions[:, i], full.positions[:, i])
+            assert np.array_equal(legs.rotations[:, i], full.rotations[:, i])
+    assert np.isnan(legs.positions[:, mat4.find("頭")]).all()  # the rest of the body was not evaluated
