@@ -339,6 +339,8 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
         events += 1
         return True
 
+    # The tracks are independent (fill() changes one track), so each stage runs on every track before the next
+    # stage starts, and the frame-to-frame angles that seed a stage are computed for all tracks at once.
     for n in range(N):
         # 1. invalid runs
         idx = np.flatnonzero(inv[:, n])
@@ -348,8 +350,10 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
             for a, b in zip(starts, ends):
                 if b - a <= 4 * max_len and not (a == 0 and b >= T):
                     fill(n, a, b)
-        # 2. out-and-back steps
-        cand = np.flatnonzero(_angles(qq[1:, n], qq[:-1, n]) > max_step_deg) + 1
+    # 2. out-and-back steps
+    steps = _angles(qq[1:], qq[:-1]) > max_step_deg if T > 1 else np.zeros((0, N), dtype=bool)
+    for n in range(N):
+        cand = np.flatnonzero(steps[:, n]) + 1
         for i in cand:
             if _angles(qq[i, n], qq[i - 1, n]) <= max_step_deg:
                 continue  # already repaired as part of an earlier excursion
@@ -360,9 +364,11 @@ def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, in
                 if _angles(qq[i + L, n], ref) <= max_step_deg:
                     fill(n, i, i + L)
                     break
-        # 3. steps that stay: spread over the fewest frames around them that keep every step under the limit
-        if spread:
-            cand = np.flatnonzero(_angles(qq[1:, n], qq[:-1, n]) > max_step_deg) + 1
+    # 3. steps that stay: spread over the fewest frames around them that keep every step under the limit
+    if spread:
+        steps = _angles(qq[1:], qq[:-1]) > max_step_deg if T > 1 else np.zeros((0, N), dtype=bool)
+        for n in range(N):
+            cand = np.flatnonzero(steps[:, n]) + 1
             for i in cand:
                 if _angles(qq[i, n], qq[i - 1, n]) <= max_step_deg:
                     continue

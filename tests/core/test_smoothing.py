@@ -167,6 +167,36 @@ def test_flip_repair_fixes_out_and_back_and_spreads_a_persistent_step():
     assert rep3.count == 0 and np.allclose(np.abs(np.sum(out3 * q3, -1)), 1.0)
 
 
+def test_flip_repair_of_many_tracks_equals_each_track_on_its_own(tr):
+    """repair_rotation_flips works stage by stage over all tracks at once: the same bits as one track at a time."""
+    rng = np.random.default_rng(7)
+    T, N = len(tr.t), 6
+    # real-motion-like tracks: the mocap's bone directions turned into rotations, then flips, steps and bad runs
+    d = tr.joints[:, 1:N + 1] - tr.joints[:, :1]
+    q = Q.from_two_vectors(np.broadcast_to([0.0, -1.0, 0.0], d.shape), d)
+    for n in range(N):
+        for i in rng.choice(np.arange(5, T - 10), size=4, replace=False):
+            q[i:i + rng.integers(1, 4), n] = Q.from_axis_angle(rng.normal(size=3), np.pi * rng.uniform(0.5, 0.95))
+        i = rng.integers(20, T - 20)
+        q[i:, n] = Q.multiply(Q.from_axis_angle([0.0, 0.0, 1.0], np.radians(100.0)), q[i:, n])  # a step that stays
+    invalid = np.zeros((T, N), dtype=bool)
+    invalid[30:33, 1] = invalid[60:75, 4] = True
+    keep = np.zeros(T, dtype=bool)
+    keep[100:110] = True
+    for kwargs in ({}, {"invalid": invalid, "keep": keep}, {"spread": False, "max_len": 8}):
+        out, rep = S.repair_rotation_flips(q, **kwargs)
+        assert rep.count > 0
+        events, spread = 0, 0
+        for n in range(N):
+            k = dict(kwargs)
+            if "invalid" in k:
+                k["invalid"] = k["invalid"][:, n]
+            one, r1 = S.repair_rotation_flips(q[:, n], **k)
+            assert np.array_equal(Q.make_continuous(out[:, n]), Q.make_continuous(one))
+            events, spread = events + r1.count, spread + r1.details["spread"]
+        assert (rep.count, rep.details["spread"]) == (events, spread)
+
+
 def test_hinge_violations_and_angle_clamp():
     knee = Q.from_axis_angle(np.tile([1.0, 0.0, 0.0], (3, 1)), np.radians([-60.0, 20.0, -1.0]))
     assert S.hinge_violations(knee, (1, 0, 0), -180, -0.5).tolist() == [False, True, False]
