@@ -16,10 +16,18 @@ Input normalisation (:func:`normalise_keypoints`, shared with training so both s
 3. features per frame ``(84,)``: for each of the 27 ``CANONICAL`` joints ``((u - c_u) / s, (v - c_v) / s, conf)``
    (0, 0, 0 when missing: NaN, or confidence 0), then ``c_u, c_v, log s``.
 
+4. (weights with :data:`N_FEATURES_WORLD` inputs) MediaPipe's 3D world landmarks, the second input
+   (:func:`world_features`): per frame the 27 ``CANONICAL`` joints ``(x, y, z)``, ``camera`` axes, metres, relative
+   to the Hip, then a presence flag (1, or 0 with all zeros when the frame has none: another detector, an
+   undetected frame). The network was trained with this input both present (simulated from the measured error
+   model, ``tools/lifter_training/world3d.py``) and absent, so it lifts 2D-only input too.
+
 Output per frame: 27 joints ``(x, y, z)`` in the ``camera`` frame (``core.conventions``), metres, relative to the
 ``Hip``; ``d = log(z_root · s)`` (the root depth times the 2D scale, about the dancer's size in metres) so that the
 root depth is ``z_root = exp(d) / s`` and the root is ``z_root · (c_u, c_v, 1)`` (through the 2D hip); and four
-contact logits. Sequence edges are padded by repeating the first / last frame (as in training). :meth:`Lifter.lift`
+contact logits; weights with :data:`N_OUTPUTS_UP` outputs add the world's up direction in the camera frame (a
+vector, normalised here: gravity's opposite as the camera sees it, from which the motion stage levels the camera's
+tilt; trained on the random cameras' true up). Sequence edges are padded by repeating the first / last frame (as in training). :meth:`Lifter.lift`
 then smooths the outputs over time with a small Gaussian (:data:`DEFAULT_SMOOTH_SIGMA`).
 """
 from __future__ import annotations
@@ -30,13 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..skeletons import CANONICAL
+from ..skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["Lifter", "LiftOutput", "load_lifter", "normalise_keypoints", "gaussian_smooth", "DEFAULT_WEIGHTS",
-           "DEFAULT_HFOV_DEG", "DEFAULT_SMOOTH_SIGMA", "CONTACT_ORDER", "N_FEATURES", "N_OUTPUTS", "MIN_JOINTS"]
+           "WEIGHTS_WORLD", "WEIGHTS_2D",
+           "DEFAULT_HFOV_DEG", "DEFAULT_SMOOTH_SIGMA", "CONTACT_ORDER", "N_FEATURES", "N_FEATURES_WORLD", "N_OUTPUTS",
+           "N_OUTPUTS_UP", "CONTACTS",
+           "MIN_JOINTS", "world_features"]
 
-#: Shipped weights (CC BY-NC 4.0, see weights/LICENSE.md).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mocap_tcn.npz"
+#: Shipped weights (CC BY-NC 4.0, see weights/LICENSE.md). For MediaPipe input: 2D keypoints + its world landmarks
+#: in, and the world's up direction out; fine-tuned from the 2D-only weights (docs/lifter.md §4).
+WEIGHTS_WORLD = Path(__file__).resolve().parent / "weights" / "mocap_tcn_world.npz"
+#: For 2D-only input (COCO-17 / OpenPose keypoints of other detectors): 2D keypoints in.
+WEIGHTS_2D = Path(__file__).resolve().parent / "weights" / "mocap_tcn.npz"
+DEFAULT_WEIGHTS = WEIGHTS_WORLD
 
 #: Horizontal field of view assumed when the caller does not know it (a typical phone / webcam video).
 DEFAULT_HFOV_DEG = 60.0
@@ -46,7 +61,13 @@ CONTACT_ORDER = ("left_heel", "left_toe", "right_heel", "right_toe")
 
 N_JOINTS = len(CANONICAL)
 N_FEATURES = N_JOINTS * 3 + 3
+#: Inputs of weights that also take the 3D world landmarks (step 4 of the module docstring).
+N_FEATURES_WORLD = N_FEATURES + N_JOINTS * 3 + 1
 N_OUTPUTS = N_JOINTS * 3 + 1 + 4
+#: Outputs of weights that also estimate the world's up direction in the camera frame (module docstring).
+N_OUTPUTS_UP = N_OUTPUTS + 3
+#: Slice of the contact logits in the output vector.
+CONTACTS = slice(N_JOINTS * 3 + 1, N_JOINTS * 3 + 5)
 
 #: A frame needs this many present joints to define its own centre and scale.
 MIN_JOINTS = 4
@@ -145,6 +166,49 @@ def normalise_keypoints(keypoints: np.ndarray, image_size, hfov_deg: float | Non
     return np.concatenate([feats, glob], axis=-1).astype(np.float32), centre, scale, valid
 
 
+_MIRROR = np.array(CANONICAL_MIRROR)
+#: Contact order under mirroring (left heel, left toe, right heel, right toe -> right ..., left ...).
+_CONTACT_MIRROR = np.array([2, 3, 0, 1])
+
+
+def _unmirror(out: np.ndarray, has_up: bool) -> np.ndarray:
+    """Raw outputs ``(T, 86|89)`` of a mirrored input, mapped back to the direct view: joints and their left/right
+    labels mirrored (camera x -> -x), the depth term unchanged, contacts exchanged, the up vector's x negated."""
+    o = out.copy()
+    j = out[:, :N_JOINTS * 3].reshape(-1, N_JOINTS, 3)[:, _MIRROR] * np.array([-1.0, 1.0, 1.0])
+    o[:, :N_JOINTS * 3] = j.reshape(-1, N_JOINTS * 3)
+    o[:, CONTACTS] = out[:, CONTACTS][:, _CONTACT_MIRROR]
+    if has_up:
+        o[:, N_OUTPUTS] = -out[:, N_OUTPUTS]
+    return o
+
+
+def world_features(joints_3d: np.ndarray | None, frames: int, present: np.ndarray | None = None) -> np.ndarray:
+    """The world-landmark features (module docstring, step 4): ``(T, 82)`` float32.
+
+    Args:
+        joints_3d: ``(T, 27, 3)`` ``CANONICAL`` joints, ``camera`` axes, metres (any origin: made Hip-relative here),
+            or None (no 3D input: all zeros, flag 0).
+        frames: T.
+        present: ``(T,)`` bool, frames whose 3D is a real detection (default: those with every joint finite).
+    Raises:
+        ValueError: ``joints_3d`` not of shape ``(frames, 27, 3)``.
+    """
+    out = np.zeros((frames, N_JOINTS * 3 + 1), dtype=np.float32)
+    if joints_3d is None:
+        return out
+    j = np.asarray(joints_3d, dtype=np.float64)
+    if j.shape != (frames, N_JOINTS, 3):
+        raise ValueError(f"world landmarks must be ({frames}, {N_JOINTS}, 3) CANONICAL metres, got {j.shape}")
+    ok = np.isfinite(j).all(axis=(1, 2))
+    if present is not None:
+        ok &= np.asarray(present, dtype=bool)
+    rel = j - j[:, :1]
+    out[ok, :N_JOINTS * 3] = rel[ok].reshape(-1, N_JOINTS * 3)
+    out[ok, -1] = 1.0
+    return out
+
+
 @dataclass
 class LiftOutput:
     """Result of :meth:`Lifter.lift`.
@@ -157,6 +221,7 @@ class LiftOutput:
         root_depth: ``(T,)`` float64, ``root[:, 2]``.
         contacts: ``(T, 4)`` float64 contact probabilities in [0, 1], order :data:`CONTACT_ORDER`.
         valid: ``(T,)`` bool, frames with enough 2D joints of their own (others are inferred from neighbours).
+        up: ``(T, 3)`` float64 unit vectors, the world's up in the camera frame, or None (weights without it).
     """
 
     joints_3d: np.ndarray
@@ -164,6 +229,7 @@ class LiftOutput:
     root_depth: np.ndarray
     contacts: np.ndarray
     valid: np.ndarray
+    up: np.ndarray | None = None
 
 
 class Lifter:
@@ -179,9 +245,14 @@ class Lifter:
         self._dil = dilations
         self.meta = meta
         self.receptive_field = 1 + 2 * sum(dilations)
+        #: True when the weights take MediaPipe's world landmarks too (:data:`N_FEATURES_WORLD` inputs).
+        self.uses_world = layers[0][0].shape[1] == N_FEATURES_WORLD
+        #: True when the weights also estimate the world's up direction (:data:`N_OUTPUTS_UP` outputs).
+        self.has_up = layers[-1][0].shape[2] == N_OUTPUTS_UP
 
     def forward(self, feats: np.ndarray) -> np.ndarray:
-        """Raw network: ``(T, 84)`` float32 features -> ``(T, 86)`` float32 outputs (edges padded by repetition)."""
+        """Raw network: ``(T, 84)`` (or ``(T, 166)`` with world landmarks) float32 features -> ``(T, 86)`` (or
+        ``(T, 89)`` with the up direction) float32 outputs (edges padded by repetition)."""
         x = np.asarray(feats, dtype=np.float32)
         pad = self.receptive_field // 2
         x = np.concatenate([np.repeat(x[:1], pad, axis=0), x, np.repeat(x[-1:], pad, axis=0)], axis=0)
@@ -204,7 +275,8 @@ class Lifter:
         return x @ w[0] + b
 
     def lift(self, keypoints_2d: np.ndarray, image_size, hfov_deg: float | None = None,
-             smooth_sigma: float = DEFAULT_SMOOTH_SIGMA) -> LiftOutput:
+             smooth_sigma: float = DEFAULT_SMOOTH_SIGMA, world_3d: np.ndarray | None = None,
+             world_present: np.ndarray | None = None, flip: bool = False) -> LiftOutput:
         """Lift a 2D keypoint sequence of one person.
 
         Args:
@@ -218,6 +290,13 @@ class Lifter:
             smooth_sigma: Gaussian smoothing of the outputs over time, frames (:data:`DEFAULT_SMOOTH_SIGMA`;
                 0: the raw network output). The model was trained on 30 fps sequences time-stretched 0.8-1.25x:
                 feed 24-37 fps, resample other rates.
+            world_3d: ``(T, 27, 3)`` MediaPipe's world landmarks (``CANONICAL``, camera axes, metres) for weights
+                that take them (:attr:`uses_world`; ignored by 2D-only weights); None: lift from the 2D alone.
+            world_present: ``(T,)`` bool, frames whose world landmarks are real detections (not gap-filled).
+            flip: also lift the mirrored input and average (test-time flip augmentation, as in VideoPose3D; twice the
+                time; the job uses it with the world-landmark weights, where it lowers the closed-loop error,
+                docs/lifter.md §5). Averaging two directions shortens a bone where they disagree, so with the 2D-only
+                weights on COCO-17 input (uneven hips) the thighs come out shorter: the job does not flip there.
         Returns:
             :class:`LiftOutput`.
         Raises:
@@ -235,13 +314,32 @@ class Lifter:
         if not np.any(valid):
             raise ValueError(f"Lifter.lift: no frame has {MIN_JOINTS} or more joints with confidence > 0; "
                              f"nothing to lift (check the detector output)")
-        out = gaussian_smooth(self.forward(feats).astype(np.float64), float(smooth_sigma))
+        if self.uses_world:
+            feats = np.concatenate([feats, world_features(world_3d, len(feats), world_present)], axis=1)
+        out = self.forward(feats).astype(np.float64)
+        if flip:
+            # test-time flip augmentation (VideoPose3D, docs/lifter.md §1): the mirrored view (image x -> w - x,
+            # left <-> right), lifted and mirrored back, averaged with the direct one
+            mk = kp[:, _MIRROR].copy()
+            mk[..., 0] = size[0] - mk[..., 0]
+            mf, *_ = normalise_keypoints(mk, size, hfov_deg)
+            if self.uses_world:
+                mw = None
+                if world_3d is not None:
+                    mw = np.asarray(world_3d, dtype=np.float64)[:, _MIRROR] * np.array([-1.0, 1.0, 1.0])
+                mf = np.concatenate([mf, world_features(mw, len(mf), world_present)], axis=1)
+            out = 0.5 * (out + _unmirror(self.forward(mf).astype(np.float64), self.has_up))
+        out = gaussian_smooth(out, float(smooth_sigma))
         j = out[:, :N_JOINTS * 3].reshape(-1, N_JOINTS, 3)
         j = j - j[:, :1]
         z = np.exp(out[:, N_JOINTS * 3]) / scale
         root = np.concatenate([centre, np.ones((len(z), 1))], axis=1) * z[:, None]
-        contacts = 1.0 / (1.0 + np.exp(-out[:, N_JOINTS * 3 + 1:]))
-        return LiftOutput(joints_3d=j, root=root, root_depth=z, contacts=contacts, valid=valid)
+        contacts = 1.0 / (1.0 + np.exp(-out[:, CONTACTS]))
+        up = None
+        if self.has_up:
+            up = out[:, N_OUTPUTS:N_OUTPUTS_UP]
+            up = up / np.maximum(np.linalg.norm(up, axis=1, keepdims=True), 1e-9)
+        return LiftOutput(joints_3d=j, root=root, root_depth=z, contacts=contacts, valid=valid, up=up)
 
 
 def load_lifter(path=None) -> Lifter:
@@ -267,8 +365,9 @@ def load_lifter(path=None) -> Lifter:
             meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")}
         except KeyError as e:
             raise ValueError(f"{path}: not a lifter weights file (missing {e})") from None
-    if n != 2 + 2 * (len(dil) - 1) or layers[0][0].shape[1] != N_FEATURES or layers[-1][0].shape[2] != N_OUTPUTS:
+    if n != 2 + 2 * (len(dil) - 1) or layers[0][0].shape[1] not in (N_FEATURES, N_FEATURES_WORLD) \
+            or layers[-1][0].shape[2] not in (N_OUTPUTS, N_OUTPUTS_UP):
         raise ValueError(f"{path}: unexpected layout ({n} layers, dilations {dil}, input "
-                         f"{layers[0][0].shape[1]}, output {layers[-1][0].shape[2]}; expected input {N_FEATURES}, "
-                         f"output {N_OUTPUTS})")
+                         f"{layers[0][0].shape[1]}, output {layers[-1][0].shape[2]}; expected input {N_FEATURES} or "
+                         f"{N_FEATURES_WORLD}, output {N_OUTPUTS} or {N_OUTPUTS_UP})")
     return Lifter(layers, dil, meta)

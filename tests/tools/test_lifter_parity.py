@@ -8,13 +8,16 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is a training-only dependency (tools/install_deps.py installs it)")
 
 from core.lifting import trained  # noqa: E402
-from tools.lifter_training.model import TemporalLifter, export_npz, from_npz  # noqa: E402
+from tools.lifter_training.model import TemporalLifter, export_npz, freeze_batch_norm, from_npz, widen_input  # noqa: E402,E501
 
 
-@pytest.mark.parametrize("channels, blocks, frames", [(64, 2, 1), (256, 3, 200), (256, 3, 7)])
-def test_numpy_equals_torch(tmp_path, channels, blocks, frames):
+@pytest.mark.parametrize("channels, blocks, frames, n_features", [(64, 2, 1, trained.N_FEATURES),
+                                                                  (256, 3, 200, trained.N_FEATURES),
+                                                                  (256, 3, 7, trained.N_FEATURES),
+                                                                  (64, 2, 50, trained.N_FEATURES_WORLD)])
+def test_numpy_equals_torch(tmp_path, channels, blocks, frames, n_features):
     torch.manual_seed(channels + frames)
-    model = TemporalLifter(channels, blocks)
+    model = TemporalLifter(channels, blocks, n_features=n_features)
     with torch.no_grad():                     # non-trivial batch-norm statistics, as after training
         for bn in [model.expand_bn, *model.bns]:
             bn.running_mean.uniform_(-0.5, 0.5)
@@ -25,7 +28,8 @@ def test_numpy_equals_torch(tmp_path, channels, blocks, frames):
     path = export_npz(model, tmp_path / "w.npz", {"license": "test"})
     lifter = trained.load_lifter(path)
     assert lifter.receptive_field == model.receptive_field
-    x = np.random.default_rng(frames).standard_normal((frames, trained.N_FEATURES)).astype(np.float32)
+    assert lifter.uses_world == (n_features == trained.N_FEATURES_WORLD)
+    x = np.random.default_rng(frames).standard_normal((frames, n_features)).astype(np.float32)
     pad = model.receptive_field // 2
     xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], pad, 0)])
     with torch.no_grad():
@@ -41,10 +45,44 @@ def test_shipped_weights_numpy_equals_torch():
     lifter = trained.load_lifter()
     assert lifter.receptive_field == model.receptive_field == 81
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((300, trained.N_FEATURES)).astype(np.float32) * 0.3
+    x = rng.standard_normal((300, model.expand.in_channels)).astype(np.float32) * 0.3
     x[:, 2:81:3] = rng.uniform(0.3, 1.0, (300, 27))                    # confidences
     pad = model.receptive_field // 2
     xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], pad, 0)])
     with torch.no_grad():
         ref = model(torch.from_numpy(xp)[None])[0].numpy()
     np.testing.assert_allclose(lifter.forward(x), ref, atol=1e-5, rtol=0)
+
+
+def test_widened_model_computes_the_old_function_until_trained(tmp_path):
+    """Warm start (tools/train_lifter.py --world --init): exported 2D-only weights, reloaded, widened to take the
+    world landmarks and with batch norm frozen, give the old outputs whatever the new inputs hold; after one
+    training step on the new inputs they no longer do, and the export still matches numpy."""
+    torch.manual_seed(0)
+    model = TemporalLifter(64, 2)
+    model.eval()
+    path = export_npz(model, tmp_path / "old.npz", {})
+    wide = widen_input(from_npz(path), trained.N_FEATURES_WORLD)
+    wide.train()
+    freeze_batch_norm(wide)
+    wide.drop.p = 0.0
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 60, trained.N_FEATURES_WORLD)).astype(np.float32)
+    with torch.no_grad():
+        old = model(torch.from_numpy(x[..., :trained.N_FEATURES]))
+        new = wide(torch.from_numpy(x))
+    np.testing.assert_allclose(new.numpy(), old.numpy(), atol=1e-5)
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    loss = wide(torch.from_numpy(x)).square().mean()
+    loss.backward()
+    opt.step()
+    assert float(wide.expand.weight[:, trained.N_FEATURES:].abs().sum()) > 0
+    wide.eval()
+    out = export_npz(wide, tmp_path / "new.npz", {})
+    lifter = trained.load_lifter(out)
+    assert lifter.uses_world
+    pad = wide.receptive_field // 2
+    xp = np.concatenate([np.repeat(x[0, :1], pad, 0), x[0], np.repeat(x[0, -1:], pad, 0)])
+    with torch.no_grad():
+        ref = wide(torch.from_numpy(xp)[None])[0].numpy()
+    np.testing.assert_allclose(lifter.forward(x[0]), ref, atol=1e-5)

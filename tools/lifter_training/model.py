@@ -18,17 +18,18 @@ from torch import nn
 
 from core.lifting.trained import N_FEATURES, N_OUTPUTS
 
-__all__ = ["TemporalLifter", "export_npz", "from_npz"]
+__all__ = ["TemporalLifter", "export_npz", "from_npz", "widen_input", "widen_output", "freeze_batch_norm"]
 
 
 class TemporalLifter(nn.Module):
     """Dilated temporal convolutions over ``(B, T_in, 84)`` features -> ``(B, T_in - RF + 1, 86)`` outputs."""
 
-    def __init__(self, channels: int = 256, blocks: int = 3, dropout: float = 0.15):
+    def __init__(self, channels: int = 256, blocks: int = 3, dropout: float = 0.15, n_features: int = N_FEATURES,
+                 n_outputs: int = N_OUTPUTS):
         super().__init__()
         self.dilations = [1] + [3 ** (i + 1) for i in range(blocks)]
         self.receptive_field = 1 + 2 * sum(self.dilations)
-        self.expand = nn.Conv1d(N_FEATURES, channels, 3, bias=False)
+        self.expand = nn.Conv1d(n_features, channels, 3, bias=False)
         self.expand_bn = nn.BatchNorm1d(channels, momentum=0.1)
         self.convs = nn.ModuleList()
         self.bns = nn.ModuleList()
@@ -37,7 +38,7 @@ class TemporalLifter(nn.Module):
             self.bns.append(nn.BatchNorm1d(channels, momentum=0.1))
             self.convs.append(nn.Conv1d(channels, channels, 1, bias=False))
             self.bns.append(nn.BatchNorm1d(channels, momentum=0.1))
-        self.shrink = nn.Conv1d(channels, N_OUTPUTS, 1)
+        self.shrink = nn.Conv1d(channels, n_outputs, 1)
         self.drop = nn.Dropout(dropout)
         self.act = nn.ReLU()
 
@@ -89,7 +90,8 @@ def from_npz(path: Path) -> TemporalLifter:
         n = int(z["n_layers"])
         dil = [int(d) for d in z["dilations"]]
         layers = [(z[f"w{i}"], z[f"b{i}"]) for i in range(n)]
-    model = TemporalLifter(layers[0][0].shape[2], len(dil) - 1)
+    model = TemporalLifter(layers[0][0].shape[2], len(dil) - 1, n_features=layers[0][0].shape[1],
+                           n_outputs=layers[-1][0].shape[2])
     convs = [model.expand] + list(model.convs) + [model.shrink]
     bns = [model.expand_bn] + list(model.bns) + [None]
     with torch.no_grad():
@@ -103,3 +105,42 @@ def from_npz(path: Path) -> TemporalLifter:
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0 - bn.eps)
     return model.eval()
+
+
+def widen_input(model: TemporalLifter, n_features: int) -> TemporalLifter:
+    """The same network taking ``n_features >= `` its inputs: the new input columns start with zero weights, so the
+    widened model computes exactly what the old one did until training gives them weight (warm start)."""
+    old = model.expand
+    if n_features < old.in_channels:
+        raise ValueError(f"widen_input: {n_features} < {old.in_channels} inputs")
+    new = nn.Conv1d(n_features, old.out_channels, old.kernel_size[0], bias=False)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :old.in_channels] = old.weight
+    model.expand = new
+    return model
+
+
+def widen_output(model: TemporalLifter, n_outputs: int) -> TemporalLifter:
+    """The same network with ``n_outputs >=`` its outputs: the old ones unchanged, the new ones 0 until trained."""
+    old = model.shrink
+    if n_outputs < old.out_channels:
+        raise ValueError(f"widen_output: {n_outputs} < {old.out_channels} outputs")
+    new = nn.Conv1d(old.in_channels, n_outputs, 1)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.bias.zero_()
+        new.weight[:old.out_channels] = old.weight
+        new.bias[:old.out_channels] = old.bias
+    model.shrink = new
+    return model
+
+
+def freeze_batch_norm(model: TemporalLifter) -> TemporalLifter:
+    """Batch norm layers held in eval mode (their running statistics fixed, scale and bias still trained) for
+    fine-tuning a model loaded by :func:`from_npz`, whose folded batch norm is the identity plus a bias: with batch
+    statistics it would compute another function. Call after every ``model.train()``."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.eval()
+    return model

@@ -18,7 +18,8 @@ J = {n: i for i, n in enumerate(CANONICAL)}
 
 @pytest.fixture(scope="module")
 def lifter():
-    return trained.load_lifter()
+    """The 2D-only weights: what the job lifts other detectors' keypoints (here detectron2's) with."""
+    return trained.load_lifter(trained.WEIGHTS_2D)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,17 @@ def test_imports_and_runs_without_torch(repo_root):
     assert "(5, 27, 3)" in r.stdout
 
 
-def test_weights_are_small_and_have_a_licence(repo_root):
-    w = trained.DEFAULT_WEIGHTS
+@pytest.mark.parametrize("w", [trained.WEIGHTS_WORLD, trained.WEIGHTS_2D], ids=["world", "2d"])
+def test_weights_are_small_and_have_a_licence(repo_root, w):
     assert w.stat().st_size < 20 * 2 ** 20
     with np.load(w, allow_pickle=False) as z:           # no pickles
         assert "meta_license" in z.files
         assert "CC BY-NC 4.0" in str(z["meta_license"])
     assert (w.parent / "LICENSE.md").is_file()
     assert "CC BY-NC 4.0" in (w.parent / "LICENSE.md").read_text()
+    assert w.name in (w.parent / "README.md").read_text()
+    lifter = trained.load_lifter(w)
+    assert lifter.uses_world == lifter.has_up == (w == trained.WEIGHTS_WORLD)
 
 
 def test_real_dance_gives_a_plausible_body(lifter, dance):
