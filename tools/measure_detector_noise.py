@@ -182,6 +182,7 @@ def load_case(d: Path) -> dict:
     det = poses.keypoints_canonical_2d().astype(np.float64)
     t = min(len(det), len(gt["joints_px"]))
     return {"gt": gt, "det": det[:t], "detected": poses.detected[:t], "T": t, "name": d.name,
+            "world": poses.joints_3d[:t] if poses.joints_3d is not None else np.full((t, len(CANONICAL), 3), np.nan),
             "case": json.loads((d / "case.json").read_text())}
 
 
@@ -429,8 +430,14 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
     loaded = [load_case(d) for d in dirs]
     stats = statistics(loaded)
+    from tools.lifter_training import world3d
+    stats["world_3d"] = world3d.measure(loaded)
+    # per model too: MediaPipe's 3D is far better on the textured mat4 than on the faceless yw mannequin, and the
+    # lifter trains on a mixture of the two (tools/lifter_training/train.py)
+    stats["world_3d_by_model"] = {m: world3d.measure([c for c in loaded if c["case"].get("model") == m])
+                                  for m in sorted({c["case"].get("model") for c in loaded})}
     out = {
-        "schema": SCHEMA,
+        "schema": {**SCHEMA, **world3d.SCHEMA},
         "description": "MediaPipe BlazePose (mediapipe 0.10.21, model complexity 1, video mode with its landmark "
                        "smoothing: the main job's CLI defaults) 2D "
                        "keypoint errors, measured on headless Workbench renders of the shared PMX models in known "

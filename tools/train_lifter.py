@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Train the project's temporal lifter from the shared motion capture and write its numpy weights (issue 8).
 
+    # the shipped weights, in two stages (docs/lifter.md §4):
     OMP_NUM_THREADS=1 .venv/bin/python tools/train_lifter.py              # -> core/lifting/weights/mocap_tcn.npz
-    OMP_NUM_THREADS=1 .venv/bin/python tools/train_lifter.py --cmu-only   # -> core/lifting/weights/mocap_tcn_cmu.npz
+    OMP_NUM_THREADS=1 .venv/bin/python tools/train_lifter.py --world --up --init core/lifting/weights/mocap_tcn.npz \
+        --steps 8000 --lr 5e-4 --eval-every 400                         # -> core/lifting/weights/mocap_tcn_world.npz
+    # commercially usable (CMU clips only): the same two commands with --cmu-only (-> mocap_tcn_cmu.npz, then
+    # --init core/lifting/weights/mocap_tcn_cmu.npz -> mocap_tcn_world_cmu.npz)
 
 Reads ``../shared/data/mocap`` (BVH), retargets every clip onto the shared PMX models and the built-in standard
 skeleton with random proportions (cached in ``--cache``, built once), trains ``tools.lifter_training.model`` on
@@ -25,7 +29,8 @@ sys.path.insert(0, str(REPO))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None,
-                    help="output .npz (default core/lifting/weights/mocap_tcn.npz, mocap_tcn_cmu.npz with --cmu-only)")
+                    help="output .npz (default core/lifting/weights/mocap_tcn[_world][_cmu].npz after --world / "
+                         "--cmu-only)")
     ap.add_argument("--cmu-only", action="store_true", help="train on the CMU clips only (commercially usable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6000)
@@ -43,16 +48,24 @@ def main(argv=None) -> int:
                     help="folder for the retargeted training data (outside the repository)")
     ap.add_argument("--noise", type=Path, default=REPO / "tools" / "lifter_training" / "mediapipe_noise.json")
     ap.add_argument("--history", type=Path, default=None, help="write the per-evaluation figures here (JSON)")
+    ap.add_argument("--world", action="store_true",
+                    help="also take MediaPipe's 3D world landmarks as input (simulated in training with the measured "
+                         "'world_3d' error model); the shipped default")
+    ap.add_argument("--up", action="store_true",
+                    help="also estimate the world's up direction in the camera frame (levels the camera's tilt)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from these exported weights (warm start; with --world their input is widened)")
     args = ap.parse_args(argv)
     from tools.lifter_training.train import train
-    name = "mocap_tcn_cmu.npz" if args.cmu_only else "mocap_tcn.npz"
+    name = "mocap_tcn" + ("_world" if args.world else "") + ("_cmu" if args.cmu_only else "") + ".npz"
     out = args.out or REPO / "core" / "lifting" / "weights" / name
     cmd = "tools/train_lifter.py " + " ".join(argv if argv is not None else sys.argv[1:])
     res = train(seed=args.seed, steps=args.steps, channels=args.channels, blocks=args.blocks, batch=args.batch,
                 out_frames=args.out_frames, lr=args.lr, dropout=args.dropout, eval_every=args.eval_every, out=out,
                 cache=args.cache,
                 cmu_only=args.cmu_only, threads=args.threads, time_budget_s=args.time_budget,
-                noise_file=args.noise, command=cmd.strip(), history=args.history,
+                noise_file=args.noise, command=cmd.strip(), history=args.history, world=args.world, init=args.init,
+                up=args.up,
                 log=lambda s: print(s, flush=True))
     print(f"done: {res['steps']} steps in {res['seconds']:.0f} s; best held-out: {res['best']}", flush=True)
     return 0

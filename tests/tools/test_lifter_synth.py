@@ -125,3 +125,24 @@ def test_contacts_follow_a_real_walk(walk):
     assert np.all((c.mean(axis=0) > 0.2) & (c.mean(axis=0) < 0.8))
     air = ~c.any(axis=1)
     assert air.mean() < 0.2
+
+
+def test_tighter_framing_drops_the_legs_below_a_fixed_line(walk):
+    """truncate_legs: on the picked sequences every joint below one image line is absent, the upper body is kept,
+    and the dancer moving up and down crosses the line (some frames lose more joints than others); p = 0 keeps all."""
+    rng = np.random.default_rng(5)
+    world = synth.mmd_world(walk)[None].repeat(8, axis=0)
+    R, C, focal, size, _ = synth.random_cameras(rng, world)
+    _, px = synth.project(world, R, C, focal, size)
+    kp = np.concatenate([px, np.ones(px.shape[:-1] + (1,))], axis=-1)
+    out = synth.truncate_legs(rng, kp, px, 1.0)
+    gone = np.isnan(out[..., 0])
+    assert gone[..., [J["LFoot"], J["RFoot"]]].mean() > 0.5         # the feet go first
+    assert gone[..., [J["Head"], J["Thorax"]]].mean() < 0.05          # the upper body stays (a walk towards the
+    #                                                                  camera can grow into the line, rarely)
+    for b in range(len(out)):                                         # one line: in every frame, everything that
+        for t in range(out.shape[1]):                                 # went is lower in the image than what stayed
+            if gone[b, t].any() and (~gone[b, t]).any():
+                assert kp[b, t][gone[b, t], 1].min() > kp[b, t][~gone[b, t], 1].max()
+    assert len({int(n) for n in gone.sum(axis=2).ravel()}) > 2         # the dancer crosses the line
+    np.testing.assert_array_equal(synth.truncate_legs(rng, kp, px, 0.0), kp)

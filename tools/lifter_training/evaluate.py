@@ -8,6 +8,10 @@ all clips, CMU subject 5 (dance) and Bandai: MPJPE, PA-MPJPE and scale-aligned N
 in the camera frame; MPJPE also over the 17 H36M joints),
 root-depth error (median %, true field of view), jitter (mean joint acceleration, m/s², predicted vs the truth's),
 contact accuracy; and the same MPJPE when the field of view is unknown (60° assumed) and with COCO-17 input only.
+Weights that take MediaPipe's world landmarks (``Lifter.uses_world``) get them simulated with the measured error
+model (``world3d.py``, same seed) for the main figures; ``mpjpe_2d_only_mm`` / ``pa_mpjpe_2d_only_mm`` are the
+same weights without them (another detector), and ``world_input_mpjpe_mm`` / ``_pa_`` score the simulated input
+itself (what ``--lifter native`` would give).
 """
 from __future__ import annotations
 
@@ -48,6 +52,10 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
     lifter = trained.load_lifter(weights)
     variants = [v for v in dataset.load_cache(Path(cache) / "seed0") if v.split == split][::stride]
     noise = synth.load_noise()
+    wnoise = None
+    if lifter.uses_world:
+        from .world3d import World3DNoise, simulate
+        wnoise = World3DNoise.from_dict(json.loads(synth.NOISE_FILE.read_text())["world_3d"])
     rng = np.random.default_rng(seed)
     rows = []
     for v in variants:
@@ -55,8 +63,14 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
         kp, size, focal = r["keypoints"][0], r["size"][0], r["focal"][0]
         truth = r["target"][0]
         hfov = float(np.degrees(2 * np.arctan(0.5 * size[0] / focal)))
-        out = lifter.lift(kp, size, hfov_deg=hfov, smooth_sigma=smooth_sigma)
-        out60 = lifter.lift(kp, size, hfov_deg=None, smooth_sigma=smooth_sigma)
+        w = {}
+        if wnoise is not None:
+            up = r["R"][0] @ np.array([0.0, -1.0, 0.0])
+            sim = simulate(rng, truth[None], up[None], wnoise)[0]
+            w = {"world_3d": sim, "world_present": ~np.all(np.isnan(kp[..., 0]), axis=-1)}
+        out = lifter.lift(kp, size, hfov_deg=hfov, smooth_sigma=smooth_sigma, flip=bool(w), **w)
+        out2d = lifter.lift(kp, size, hfov_deg=hfov, smooth_sigma=smooth_sigma) if w else out
+        out60 = lifter.lift(kp, size, hfov_deg=None, smooth_sigma=smooth_sigma, **w)
         kp17 = kp.copy()
         kp17[:, 17:] = np.nan
         out17 = lifter.lift(kp17, size, hfov_deg=hfov, smooth_sigma=smooth_sigma)
@@ -70,6 +84,10 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
             "h36m": np.linalg.norm(out.joints_3d[:, :17] - truth[:, :17], axis=-1).mean(1),
             "err60": np.linalg.norm(out60.joints_3d - truth, axis=-1).mean(1),
             "err17": np.linalg.norm(out17.joints_3d[:, :17] - truth[:, :17], axis=-1).mean(1),
+            "err2d": np.linalg.norm(out2d.joints_3d - truth, axis=-1).mean(1),
+            "pa2d": pa_mpjpe(out2d.joints_3d, truth),
+            "errw": np.linalg.norm(w["world_3d"] - truth, axis=-1).mean(1) if w else np.full(len(truth), np.nan),
+            "paw": pa_mpjpe(w["world_3d"], truth) if w else np.full(len(truth), np.nan),
             "depth": np.abs(out.root_depth / z - 1.0),
             "acc_pred": _accel(out.joints_3d), "acc_true": _accel(truth),
             "contact": ((out.contacts > 0.5) == contacts).mean(1),
@@ -80,7 +98,7 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
         if not r:
             return None
         cat = {k: np.concatenate([x[k] for x in r]) for k in ("err", "pa", "n", "h36m", "err60", "err17", "depth",
-                                                              "contact")}
+                                                              "contact", "err2d", "pa2d", "errw", "paw")}
         w = np.array([len(x["err"]) for x in r], dtype=float)
         return {"clips": len(r), "frames": int(w.sum()),
                 "mpjpe_mm": round(1000 * float(cat["err"].mean()), 1),
@@ -92,7 +110,11 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
                 "root_depth_err_median_pct": round(100 * float(np.median(cat["depth"])), 1),
                 "jitter_pred_mps2": round(float(np.average([x["acc_pred"] for x in r], weights=w)), 2),
                 "jitter_truth_mps2": round(float(np.average([x["acc_true"] for x in r], weights=w)), 2),
-                "contact_accuracy": round(float(cat["contact"].mean()), 3)}
+                "contact_accuracy": round(float(cat["contact"].mean()), 3),
+                "mpjpe_2d_only_mm": round(1000 * float(cat["err2d"].mean()), 1),
+                "pa_mpjpe_2d_only_mm": round(1000 * float(cat["pa2d"].mean()), 1),
+                "world_input_mpjpe_mm": round(1000 * float(cat["errw"].mean()), 1),
+                "world_input_pa_mpjpe_mm": round(1000 * float(cat["paw"].mean()), 1)}
     return {"weights": str(weights or trained.DEFAULT_WEIGHTS), "noise_model": noise.source, "split": split,
             "smooth_sigma": smooth_sigma,
             "all": agg(lambda c: True), "cmu_subject5_dance": agg(lambda c: c.startswith("cmu_iclone/005_")),

@@ -34,7 +34,7 @@ from core.lifting.trained import normalise_keypoints
 from core.skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["NoiseModel", "PROVISIONAL_NOISE", "NOISE_FILE", "load_noise", "random_cameras", "project",
-           "detector_noise", "body_offsets", "IMAGE_SIZES"]
+           "detector_noise", "body_offsets", "truncate_legs", "IMAGE_SIZES"]
 
 J = {n: i for i, n in enumerate(CANONICAL)}
 NJ = len(CANONICAL)
@@ -285,6 +285,28 @@ def detector_noise(rng: np.random.Generator, px: np.ndarray, size: np.ndarray, n
     return res
 
 
+def truncate_legs(rng: np.random.Generator, kp: np.ndarray, px: np.ndarray, p: float) -> np.ndarray:
+    """Tighter framing: for a fraction ``p`` of the sequences, every joint below a fixed image line is absent (NaN),
+    as the job gives them when the legs leave the picture (a half-body shot, a crop); the line lies at 55-95 % of the
+    dancer's median 2D height from the top, so the dancer moving up and down crosses it.
+
+    Args:
+        kp: ``(B, T, 27, 3)`` detections (:func:`detector_noise`).  px: ``(B, T, 27, 2)`` true pixels.
+    Returns:
+        ``kp`` with those joints NaN (a copy).
+    """
+    out = kp.copy()
+    pick = rng.random(len(kp)) < p
+    if not pick.any():
+        return out
+    top = np.median(px[..., 1].min(axis=2), axis=1)                    # (B,)
+    bottom = np.median(px[..., 1].max(axis=2), axis=1)
+    line = top + rng.uniform(0.55, 0.95, len(kp)) * (bottom - top)
+    below = pick[:, None, None] & (kp[..., 1] > line[:, None, None])
+    out[below] = np.nan
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Batches
 
@@ -295,7 +317,7 @@ def mmd_world(joints_mmd: np.ndarray) -> np.ndarray:
 
 
 def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: float = 0.3,
-                assumed_hfov: float = 60.0):
+                assumed_hfov: float = 60.0, world_noise=None, p_world: float = 0.75, p_trunc: float = 0.15):
     """Synthetic detections and targets for a batch of joint windows.
 
     Args:
@@ -305,6 +327,10 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
         ``d (B, T)`` = log(root depth x true 2D scale), ``valid (B, T)``, and the camera (``R, C, focal, size``).
         With probability ``p_assumed_fov`` per sequence the features are normalised with an assumed field of view
         (as at inference when the true one is unknown); ``d`` does not depend on that choice.
+        A fraction ``p_trunc`` of the sequences is framed tighter (:func:`truncate_legs`).
+        With ``world_noise`` (a ``world3d.World3DNoise``) the features also hold simulated MediaPipe world
+        landmarks (``core.lifting.trained.world_features``: ``(B, T, 166)``) for a fraction ``p_world`` of the
+        sequences, absent (zeros, flag 0) for the others and on frames the 2D detector missed.
     """
     world = mmd_world(joints_mmd)
     R, C, focal, size, hfov = random_cameras(rng, world)
@@ -312,6 +338,7 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
     biased = mmd_world(body_offsets(joints_mmd, noise))
     _, px = project(biased, R, C, focal, size)
     kp = detector_noise(rng, px, size, noise)
+    kp = truncate_legs(rng, kp, px, p_trunc)
     f_in = focal.copy()
     use = rng.random(len(focal)) < p_assumed_fov
     f_in[use] = 0.5 * size[use, 0] / math.tan(math.radians(assumed_hfov) / 2)
@@ -319,5 +346,16 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
     scale_true = scale * f_in[:, None] / focal[:, None]
     root = cam[:, :, J["Hip"]]
     d = np.log(np.maximum(root[..., 2], 0.05) * scale_true)
-    return {"features": feats, "target": cam - root[:, :, None], "d": d, "valid": valid, "R": R, "C": C,
+    target = cam - root[:, :, None]
+    if world_noise is not None:
+        from core.lifting.trained import world_features
+        from .world3d import simulate
+        up = np.einsum("bij,j->bi", R, np.array([0.0, -1.0, 0.0]))        # world up (y down here) in camera axes
+        sim = simulate(rng, target, up, world_noise)
+        with_world = rng.random(len(sim)) < p_world
+        frame_ok = ~np.all(np.isnan(kp[..., 0]), axis=-1)                  # the detector found the person
+        wf = np.stack([world_features(sim[i] if with_world[i] else None, sim.shape[1], frame_ok[i])
+                       for i in range(len(sim))])
+        feats = np.concatenate([feats, wf], axis=-1)
+    return {"features": feats, "target": target, "d": d, "valid": valid, "R": R, "C": C,
             "focal": focal, "size": size, "keypoints": kp, "root": root}

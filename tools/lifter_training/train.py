@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.lifting.trained import N_JOINTS, load_lifter
+from core.lifting.trained import CONTACTS, N_JOINTS, N_OUTPUTS, N_OUTPUTS_UP, load_lifter
 from core.skeletons import CANONICAL_EDGES
 
 from . import dataset, synth
@@ -32,6 +32,12 @@ from .model import TemporalLifter, export_npz
 __all__ = ["train", "pa_mpjpe", "make_eval_set", "evaluate"]
 
 EDGES = np.array(CANONICAL_EDGES)
+
+
+#: Mixture weights of the per-model world-landmark error models (``world_3d_by_model``) in training, and the
+#: range of the noise-level factor drawn per batch.
+WORLD_MIX = {"mat4": 0.6, "yw": 0.4}
+WORLD_SCALE = (0.6, 1.3)
 
 
 def _weight(clip: str) -> float:
@@ -71,8 +77,10 @@ def _bone_len(j):
     return torch.linalg.norm(j[..., EDGES[:, 0], :] - j[..., EDGES[:, 1], :], dim=-1)
 
 
-def losses(out: torch.Tensor, target: torch.Tensor, d: torch.Tensor, contacts: torch.Tensor, mask: torch.Tensor):
-    """Loss terms (dict of scalars) for outputs ``(B, T, 86)`` against targets (module docstring)."""
+def losses(out: torch.Tensor, target: torch.Tensor, d: torch.Tensor, contacts: torch.Tensor, mask: torch.Tensor,
+           up: torch.Tensor | None = None):
+    """Loss terms (dict of scalars) for outputs ``(B, T, 86)`` (``(B, T, 89)`` with ``up``: the true up direction
+    per sequence ``(B, 3)``) against targets (module docstring)."""
     b, t = out.shape[:2]
     pj = out[..., :N_JOINTS * 3].reshape(b, t, N_JOINTS, 3)
     pj = pj - pj[:, :, :1]
@@ -84,10 +92,15 @@ def losses(out: torch.Tensor, target: torch.Tensor, d: torch.Tensor, contacts: t
            * mv).sum() / mv.sum().clamp(min=1.0)
     bone = ((_bone_len(pj) - _bone_len(target)).abs().mean(-1) * m).sum() / msum
     dl = (torch.nn.functional.smooth_l1_loss(out[..., N_JOINTS * 3], d, reduction="none", beta=0.05) * m).sum() / msum
-    bce = (torch.nn.functional.binary_cross_entropy_with_logits(out[..., N_JOINTS * 3 + 1:], contacts,
+    bce = (torch.nn.functional.binary_cross_entropy_with_logits(out[..., CONTACTS], contacts,
                                                                 reduction="none").mean(-1) * m).sum() / msum
     total = mpjpe + 0.5 * vel + 0.5 * bone + 0.1 * dl + 0.02 * bce
-    return {"total": total, "mpjpe": mpjpe, "vel": vel, "bone": bone, "depth": dl, "bce": bce}
+    upl = torch.zeros(())
+    if up is not None:
+        pu = out[..., N_OUTPUTS:N_OUTPUTS_UP]
+        upl = (torch.linalg.norm(pu - up[:, None, :], dim=-1) * m).sum() / msum
+        total = total + 0.05 * upl
+    return {"total": total, "mpjpe": mpjpe, "vel": vel, "bone": bone, "depth": dl, "bce": bce, "up": upl}
 
 
 def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -105,14 +118,17 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(aligned - gt, axis=-1).mean(1)
 
 
-def make_eval_set(variants, noise, seed: int = 12345):
-    """Fixed synthetic 2D for every held-out variant: list of dicts (features, target, d, contacts, clip)."""
+def make_eval_set(variants, noise, seed: int = 12345, world_noise=None):
+    """Fixed synthetic 2D (and, with ``world_noise``, world landmarks on every variant) for every held-out variant:
+    list of dicts (features, target, d, contacts, clip)."""
     rng = np.random.default_rng(seed)
     out = []
     for v in variants:
-        r = synth.make_inputs(rng, v.joints[None].astype(np.float64), noise, p_assumed_fov=0.0)
+        r = synth.make_inputs(rng, v.joints[None].astype(np.float64), noise, p_assumed_fov=0.0,
+                              world_noise=world_noise, p_world=1.0)
+        up = r["R"][0] @ np.array([0.0, -1.0, 0.0])                     # the world's up in camera axes
         out.append({"features": r["features"][0], "target": r["target"][0], "d": r["d"][0],
-                    "contacts": v.contacts, "clip": v.clip, "valid": r["valid"][0]})
+                    "contacts": v.contacts, "clip": v.clip, "valid": r["valid"][0], "up": up})
     return out
 
 
@@ -130,16 +146,23 @@ def evaluate(lifter, eval_set) -> dict:
         err = np.linalg.norm(pj - e["target"], axis=-1).mean(1)
         pa = pa_mpjpe(pj, e["target"])
         dz = np.abs(np.exp(o[:, N_JOINTS * 3] - e["d"]) - 1.0)
-        acc = ((o[:, N_JOINTS * 3 + 1:] > 0) == (e["contacts"] > 0.5)).mean(1)
-        rows.append((e["clip"], err, pa, dz, acc))
+        acc = ((o[:, CONTACTS] > 0) == (e["contacts"] > 0.5)).mean(1)
+        if o.shape[1] >= N_OUTPUTS_UP:
+            u = o[:, N_OUTPUTS:N_OUTPUTS_UP]
+            u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+            upe = np.degrees(np.arccos(np.clip(u @ e["up"], -1, 1)))
+        else:
+            upe = np.full(len(o), np.nan)
+        rows.append((e["clip"], err, pa, dz, acc, upe))
 
     def agg(sel):
         r = [x for x in rows if sel(x[0])]
         if not r:
             return None
-        cat = [np.concatenate([x[k] for x in r]) for k in (1, 2, 3, 4)]
+        cat = [np.concatenate([x[k] for x in r]) for k in (1, 2, 3, 4, 5)]
         return {"mpjpe_mm": 1000 * float(cat[0].mean()), "pa_mpjpe_mm": 1000 * float(cat[1].mean()),
                 "root_depth_err_pct": 100 * float(np.median(cat[2])), "contact_acc": float(cat[3].mean()),
+                "up_err_deg": float(np.mean(cat[4])),
                 "frames": int(cat[0].size), "clips": len(r)}
     return {"all": agg(lambda c: True), "cmu_dance": agg(lambda c: c.startswith("cmu_iclone/005_")),
             "cmu": agg(lambda c: c.startswith("cmu_iclone")), "bandai": agg(lambda c: c.startswith("bandai"))}
@@ -149,8 +172,16 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
           out_frames: int = 64, lr: float = 1e-3, lr_final: float = 0.03, eval_every: int = 150, dropout: float = 0.05,
           out: Path, cache: Path = dataset.DEFAULT_CACHE, cmu_only: bool = False, threads: int = 2,
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
-          command: str = "", history: Path | None = None) -> dict:
-    """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures."""
+          command: str = "", history: Path | None = None, world: bool = False, init: Path | None = None,
+          up: bool = False) -> dict:
+    """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures.
+
+    ``world``: the model also takes MediaPipe's world landmarks (``core.lifting.trained.N_FEATURES_WORLD`` inputs),
+    simulated with the ``world_3d`` error model of ``noise_file`` (``world3d.py``). ``init``: start from these
+    exported weights (their input widened with zero weights, batch norm frozen: :func:`model.widen_input`,
+    :func:`model.freeze_batch_norm`) instead of a random initialisation. ``up``: the model also estimates the
+    world's up direction in the camera frame (``N_OUTPUTS_UP`` outputs; loss 0.05 x its L2 error).
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -164,23 +195,50 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     w = np.array([len(v.joints) * _weight(v.clip) for v in train_v])
     probs = w / w.sum()
     noise = synth.load_noise(noise_file)
+    world_noise = None
+    if world:
+        from .world3d import World3DNoise
+        nd = json.loads(Path(noise_file).read_text()) if noise_file is not None else {}
+        if "world_3d" not in nd:
+            raise ValueError(f"{noise_file}: no 'world_3d' statistics; run tools/measure_detector_noise.py --from-cache")
+        world_noise = World3DNoise.from_dict(nd["world_3d"])            # pooled: the fixed evaluation set
+        # training: a mixture of the per-model measurements (MediaPipe's 3D is good on the textured model, poor on
+        # the faceless mannequin; real videos vary the same way), so the network learns to judge it from its
+        # agreement with the 2D rather than trust it by one average amount
+        by_model = nd.get("world_3d_by_model") or {"all": nd["world_3d"]}
+        mixture = [(WORLD_MIX.get(k, 1.0), World3DNoise.from_dict(v)) for k, v in sorted(by_model.items())]
+        mix_p = np.array([w for w, _ in mixture]) / sum(w for w, _ in mixture)
     log(f"data: {len(train_v)} train variants ({sum(len(v.joints) for v in train_v)} frames), {len(test_v)} test "
         f"variants ({sum(len(v.joints) for v in test_v)} frames); noise model: {noise.source}")
-    full_eval = make_eval_set(test_v, noise)
+    full_eval = make_eval_set(test_v, noise, world_noise=world_noise)
     # During training: every CMU held-out variant and every third Bandai one (the full set at the end).
     eval_set = [e for i, e in enumerate(full_eval) if e["clip"].startswith("cmu") or i % 3 == 0]
     tmp_out = Path(cache) / "last_checkpoint.npz"
-    model = TemporalLifter(channels, blocks, dropout)
+    from core.lifting.trained import N_FEATURES, N_FEATURES_WORLD
+    n_feat = N_FEATURES_WORLD if world else N_FEATURES
+    n_out = N_OUTPUTS_UP if up else N_OUTPUTS
+    if init is not None:
+        from .model import from_npz, widen_input, widen_output, freeze_batch_norm
+        model = widen_output(widen_input(from_npz(Path(init)), n_feat), n_out)
+        model.drop.p = dropout
+        model.train()
+        freeze_batch_norm(model)
+    else:
+        model = TemporalLifter(channels, blocks, dropout, n_features=n_feat, n_outputs=n_out)
     rf = model.receptive_field
     opt = torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True)
     gamma = lr_final ** (1.0 / max(steps, 1))
     best, best_fig, hist = math.inf, None, []
-    run = {"mpjpe": 0.0, "vel": 0.0, "bone": 0.0, "depth": 0.0, "bce": 0.0}
+    run = {"mpjpe": 0.0, "vel": 0.0, "bone": 0.0, "depth": 0.0, "bce": 0.0, "up": 0.0}
     t0 = time.time()
     def make_batch():
         j, c, m = sample_windows(rng, train_v, probs, batch, out_frames, rf)
         noise.scale = float(rng.uniform(0.7, 1.5))           # noise-level augmentation around the measurement
-        return synth.make_inputs(rng, j, noise), c, m
+        wn = None
+        if world_noise is not None:
+            wn = mixture[int(rng.choice(len(mixture), p=mix_p))][1]
+            wn.scale = float(rng.uniform(*WORLD_SCALE))
+        return synth.make_inputs(rng, j, noise, world_noise=wn), c, m
 
     # The next batch is made (numpy, one generator, in order: deterministic) while torch trains on this one.
     pool = ThreadPoolExecutor(1)
@@ -194,7 +252,10 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
         d = torch.from_numpy(r["d"][:, half:half + out_frames].astype(np.float32))
         mask = torch.from_numpy(m)
         o = model(torch.from_numpy(r["features"]))
-        ls = losses(o, tgt, d, torch.from_numpy(c), mask)
+        up_t = None
+        if up:
+            up_t = torch.from_numpy(np.einsum("bij,j->bi", r["R"], np.array([0.0, -1.0, 0.0])).astype(np.float32))
+        ls = losses(o, tgt, d, torch.from_numpy(c), mask, up_t)
         opt.zero_grad()
         ls["total"].backward()
         opt.step()
@@ -208,6 +269,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
             model.eval()
             export_npz(model, tmp_out, {})
             model.train()
+            if init is not None:
+                freeze_batch_norm(model)
             fig = evaluate(load_lifter(tmp_out), eval_set)
             el = time.time() - t0
             hist.append({"step": step, "elapsed_s": round(el), **{k: v / n for k, v in run.items()},
@@ -217,20 +280,26 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
                      if fig["cmu_dance"] else "")
             log(f"step {step}/{steps} {el:.0f}s lr {opt.param_groups[0]['lr']:.2e} train mpjpe "
                 f"{1000 * run['mpjpe'] / n:.1f}mm vel {1000 * run['vel'] / n:.2f} bone {1000 * run['bone'] / n:.1f} "
-                f"depth {run['depth'] / n:.4f} bce {run['bce'] / n:.3f} | held-out MPJPE {a['mpjpe_mm']:.1f} "
+                f"depth {run['depth'] / n:.4f} bce {run['bce'] / n:.3f} up {run['up'] / n:.3f} | held-out MPJPE "
+                f"{a['mpjpe_mm']:.1f} up {a['up_err_deg']:.1f}° "
                 f"PA {a['pa_mpjpe_mm']:.1f} mm depth {a['root_depth_err_pct']:.1f}% contacts "
                 f"{a['contact_acc']:.3f}{dance}")
             run = {k: 0.0 for k in run}
             if a["mpjpe_mm"] < best:
                 best, best_fig = a["mpjpe_mm"], fig
                 meta = {"trained_steps": step, "seed": seed, "channels": channels, "blocks": blocks, "dropout": dropout,
-                        "receptive_field": rf, "noise_model": noise.source, "data": "CMU only" if cmu_only else
+                        "receptive_field": rf, "noise_model": noise.source,
+                        "inputs": "2D keypoints + MediaPipe world landmarks" if world else "2D keypoints",
+                        "outputs": "joints, root depth, contacts, up" if up else "joints, root depth, contacts",
+                        "init": str(init) if init is not None else "random", "data": "CMU only" if cmu_only else
                         "Bandai Namco Research Motiondataset 1+2 (CC BY-NC 4.0) + CMU (iClone BVH)",
                         "license": "CMU data terms (commercial use allowed)" if cmu_only else "CC BY-NC 4.0",
                         "heldout": json.dumps(fig), "command": command, "train_seconds": round(el)}
                 model.eval()
                 export_npz(model, out, meta)
                 model.train()
+                if init is not None:
+                    freeze_batch_norm(model)
                 log(f"  saved best (held-out MPJPE {best:.1f} mm) to {out}")
             if last:
                 break
