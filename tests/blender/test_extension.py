@@ -24,7 +24,8 @@ def test_zip_has_addon_and_engine_but_no_dev_files(built_zip):
               or (n.endswith(".npz") and not n.startswith("core/lifting/weights/"))]
     assert banned == []
     # the trained lifter's weights and their licence ship, so --lifter trained works from the zip alone
-    assert {"core/lifting/weights/mocap_tcn.npz", "core/lifting/weights/LICENSE.md"} <= names
+    assert {"core/lifting/weights/mocap_tcn.npz", "core/lifting/weights/mocap_tcn_world.npz",
+            "core/lifting/weights/LICENSE.md"} <= names
 
 
 def test_validate_rejects_a_broken_manifest(tmp_path):

@@ -39,7 +39,7 @@ def case(shared_data):
     y /= np.linalg.norm(y)
     R = np.stack([np.cross(y, z), y, z])[None]
     cam, px = synth.project(world, R, c[None], focal, size)
-    return {"cam": cam[0], "px": px[0], "size": size[0], "hfov": 50.0, "joints": joints}
+    return {"cam": cam[0], "px": px[0], "size": size[0], "hfov": 50.0, "joints": joints, "R": R[0]}
 
 
 def _mpjpe(a, b):
@@ -47,7 +47,7 @@ def _mpjpe(a, b):
 
 
 def test_heldout_dance_is_lifted_close_to_the_truth(case):
-    lifter = trained.load_lifter()
+    lifter = trained.load_lifter(trained.WEIGHTS_2D)
     kp = np.concatenate([case["px"], np.full(case["px"].shape[:2] + (1,), 0.95)], axis=-1)
     out = lifter.lift(kp, case["size"], hfov_deg=case["hfov"])
     truth = case["cam"] - case["cam"][:, :1]
@@ -67,8 +67,9 @@ def test_heldout_dance_is_lifted_close_to_the_truth(case):
     assert _mpjpe(out17.joints_3d[:, :17], truth[:, :17]) < 1.3 * _mpjpe(out.joints_3d[:, :17], truth[:, :17]) + 20
 
 
-def test_contacts_agree_with_the_feet(case):
-    lifter = trained.load_lifter()
+@pytest.mark.parametrize("weights", ["WEIGHTS_2D", "WEIGHTS_WORLD"])
+def test_contacts_agree_with_the_feet(case, weights):
+    lifter = trained.load_lifter(getattr(trained, weights))
     kp = np.concatenate([case["px"], np.full(case["px"].shape[:2] + (1,), 0.95)], axis=-1)
     out = lifter.lift(kp, case["size"], hfov_deg=case["hfov"])
     truth = dataset.contact_labels(case["joints"]).astype(bool)
@@ -76,3 +77,28 @@ def test_contacts_agree_with_the_feet(case):
     acc = (pred == truth).mean()
     base = max(truth.mean(), 1 - truth.mean())                 # always answering the majority class
     assert acc > base, (acc, base)
+
+
+def test_world_landmarks_and_the_up_direction(case):
+    """The shipped weights take MediaPipe's world landmarks too: given a simulated noisy copy of the truth (the
+    measured error model, tools/lifter_training/world3d.py), the held-out dance comes out closer to the truth than
+    from the 2D alone and than the world landmarks themselves; and the world's up is estimated within a few degrees
+    (the camera of this case looks down on the dancer)."""
+    import json
+
+    world3d = pytest.importorskip("tools.lifter_training.world3d")
+    lifter = trained.load_lifter(trained.WEIGHTS_WORLD)
+    assert lifter.uses_world and lifter.has_up
+    wn = world3d.World3DNoise.from_dict(json.loads(synth.NOISE_FILE.read_text())["world_3d"])
+    kp = np.concatenate([case["px"], np.full(case["px"].shape[:2] + (1,), 0.95)], axis=-1)
+    truth = case["cam"] - case["cam"][:, :1]
+    R = case["R"]
+    up_true = R @ np.array([0.0, -1.0, 0.0])
+    sim = world3d.simulate(np.random.default_rng(7), truth[None], up_true[None], wn)[0]
+    both = lifter.lift(kp, case["size"], hfov_deg=case["hfov"], world_3d=sim)
+    only2d = lifter.lift(kp, case["size"], hfov_deg=case["hfov"])
+    e_both, e_2d, e_world = _mpjpe(both.joints_3d, truth), _mpjpe(only2d.joints_3d, truth), _mpjpe(sim, truth)
+    assert e_both < e_2d and e_both < e_world, (e_both, e_2d, e_world)
+    ang = np.degrees(np.arccos(np.clip(np.median(both.up, axis=0) @ up_true / np.linalg.norm(np.median(both.up, axis=0)),
+                                       -1, 1)))
+    assert ang < 8.0, ang
