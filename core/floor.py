@@ -192,7 +192,7 @@ def _shots(shots, T):
 def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None,
            params: C.ContactParams = C.ContactParams(), percentile: float = 5.0,
            snap: tuple[float, float] = (0.05, 0.12), smooth_hz: float = 2.0,
-           contact_tol: float = 0.01) -> GroundResult:
+           contact_tol: float = 0.01, max_tilt_deg: float = 25.0) -> GroundResult:
     """Detect contacts, fit a floor per shot, level it and put the feet on it (see the module docstring).
 
     Args:
@@ -208,6 +208,8 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
         smooth_hz: cutoff (Hz) of the zero-phase low-pass on the per-frame vertical shift (0 = exact per frame):
             the shift otherwise adds the feet's noise to every joint. On contact frames the smoothed shift stays
             within ``contact_tol`` metres of the exact one, so planted feet touch the floor within 1 cm.
+        max_tilt_deg: planes tilted more than this from ``up`` are not trusted (the floor stays level): 25° when
+            ``up`` comes from the torso, less when a better estimate of the world's up levelled the joints.
     Returns:
         :class:`GroundResult`.
     Raises:
@@ -241,7 +243,7 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
         lowest = fp[np.arange(len(fp)), np.nanargmin(np.where(np.isfinite(h0), h0, np.inf), axis=1)]
         lowest = lowest[low <= np.nanpercentile(low, 60)]
         if lowest.shape[0] >= 12:
-            first = fit_plane(lowest, up, tol=0.04)
+            first = fit_plane(lowest, up, tol=0.04, max_tilt_deg=max_tilt_deg)
             if first.method == "ransac":
                 plane = first
         con = sc = None
@@ -252,7 +254,7 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
                                         probs=None if probs is None else np.asarray(probs)[a:b], params=params)
             pts = fp[con]
             if pts.shape[0] >= 3:
-                plane = fit_plane(pts, up)
+                plane = fit_plane(pts, up, max_tilt_deg=max_tilt_deg)
         planes.append(plane)
         # Level: rotate about the first contact point (or the mean foot point) so the normal becomes up.
         R = _rotation_between(plane.normal, up)

@@ -9,7 +9,8 @@
 2. root trajectory from the repaired 2D/3D pairs (``core.trajectory.root_translation``), implausible root jumps
    held or interpolated (``core.smoothing.repair_root_jumps``);
 3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root; camera tilt levelled
-   (``core.trajectory.up_rotation``);
+   with the lifter's estimate of the world's up (``poses.camera_up``, ``core.trajectory.level_rotation``) or, without
+   one, from the torso (``core.trajectory.up_rotation``);
 4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
 5. camera motion (``core.camera_motion.compensate``): zoom and pan not turned into travel, or the dancer kept in
    place;
@@ -28,6 +29,10 @@ import numpy as np
 
 from . import camera_motion, contact, conventions, filters, floor, pose_io, smoothing, trajectory
 from .errors import PipelineError
+
+#: Largest floor tilt (degrees) the floor fit may add after levelling with the lifter's estimate of the world's up
+#: (``poses.camera_up``); chosen on the closed-loop benchmark (docs/benchmark.md).
+FLOOR_TILT_WITH_LIFTER_UP_DEG = 5.0
 
 __all__ = ["CleanupReport", "clean_motion", "prepare_world", "key_contacts", "KNEE_LIMIT_DEG", "ANKLE_LIMIT_DEG"]
 
@@ -138,7 +143,11 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
         root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
     absolute = j3 + root[:, None, :]
     if level:
-        absolute = absolute @ trajectory.up_rotation(j3).T
+        # the lifter's own estimate of the world's up where it gives one (learnt from random cameras), else the
+        # dancer's median torso direction
+        cam_up = getattr(poses, "camera_up", None)
+        lev = trajectory.level_rotation(cam_up) if cam_up is not None else trajectory.up_rotation(j3)
+        absolute = absolute @ lev.T
     return absolute, kp, t, repairs
 
 
@@ -176,7 +185,11 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         contact_probs = getattr(poses, "contact_probs", None)   # a lifter's (T, 4), core.contact.CONTACT_POINTS order
     if shots is None:
         shots = getattr(poses, "shots", None)                   # [(start, stop), ...] from a shot-cut detector
-    g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs)
+    # levelled by the lifter's up: the floor plane may correct only a little more tilt (a plane fitted to feet whose
+    # depth is uncertain tilts easily); levelled from the torso: up to floor.ground's default
+    tilt = (FLOOR_TILT_WITH_LIFTER_UP_DEG if getattr(poses, "camera_up", None) is not None and _opt(opts, "level", True)
+            else 25.0)
+    g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs, max_tilt_deg=tilt)
     report.contacts, report.planes = g.contacts, g.planes
     report.notes += g.notes
 

@@ -53,7 +53,11 @@ def world_joints(poses: pose_io.PoseSequence, opts: MotionOptions) -> np.ndarray
     root = filters.smooth(root, t, max(opts.smoothing, 0.6))
     absolute = j3 + root[:, None, :]
     if opts.level:
-        absolute = absolute @ trajectory.up_rotation(j3).T
+        # the lifter's own estimate of the world's up where it gives one (learnt from random cameras), else the
+        # dancer's median torso direction
+        lev = (trajectory.level_rotation(poses.camera_up) if poses.camera_up is not None
+               else trajectory.up_rotation(j3))
+        absolute = absolute @ lev.T
     return absolute
 
 

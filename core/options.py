@@ -51,7 +51,8 @@ BACKENDS: tuple[Choice, ...] = (
 )
 LIFTERS: tuple[Choice, ...] = (
     Choice("trained", "Anime MMD (trained)", "The project's temporal lifter, trained on motion capture: 3D joints, root "
-                                             "depth and foot contacts from the 2D keypoints (numpy, no torch; weights "
+                                             "depth, foot contacts and the camera's tilt from MediaPipe's 2D keypoints "
+                                             "and 3D together (other detectors: from the 2D; numpy, no torch; weights "
                                              "CC BY-NC 4.0, core/lifting/weights)"),
     Choice("native", "Native", "The backend's own 3D joints (MediaPipe world landmarks)"),
     Choice("videopose3d", "VideoPose3D", "VideoPose3D temporal convolution network (needs a checkpoint)",
@@ -118,8 +119,9 @@ class DetectOptions:
     crop: tuple[int, int, int, int] | None = _option(
         None, "analyse only this box of the frame: x,y,w,h in pixels", kind="crop", flag="--crop")
     backend: str = _option("mediapipe", "2D/3D detector", kind="str", flag="--backend", choices=BACKENDS)
-    lifter: str = _option("native", "what turns 2D joints into 3D: the project's trained temporal lifter (trained), "
-                                    "the backend's own 3D (native) or VideoPose3D's model", kind="str", flag="--lifter",
+    lifter: str = _option("trained", "what turns 2D joints into 3D: the project's trained temporal lifter (trained, "
+                                     "the default: MediaPipe's 2D and 3D together), the backend's own 3D (native) or "
+                                     "VideoPose3D's model", kind="str", flag="--lifter",
                           choices=LIFTERS)
     checkpoint: str | None = _option(None, "VideoPose3D checkpoint (.bin) for --lifter videopose3d", kind="path",
                                      flag="--checkpoint")

@@ -58,6 +58,12 @@ class PoseSequence:
             right heel, right toe (``core.lifting.trained.CONTACT_ORDER``); None = the lifter gives none.
         foot_contacts: ``(T, 4)`` bool, the foot contacts the motion stage decided (same order; ``core.contact``),
             written by a whole run; None = not computed.
+        world_landmarks: ``(T, 27, 3)`` float32, the backend's own 3D (MediaPipe's world landmarks: ``camera`` axes,
+            metres, root-relative), kept when a lifter replaced ``joints_3d``, so a re-run from this file
+            (``--from-npz``) can lift again or go back to ``--lifter native``; None = not kept.
+        camera_up: ``(T, 3)`` float32 unit vectors, the world's up direction in the ``camera`` frame as the lifter
+            estimates it (``core.lifting.trained``; the motion stage levels the camera's tilt with it); None = the
+            lifter gives none (the motion stage then levels from the torso, ``core.trajectory.up_rotation``).
     """
 
     keypoints_2d: np.ndarray
@@ -82,6 +88,8 @@ class PoseSequence:
     face: np.ndarray | None = None
     contact_probs: np.ndarray | None = None
     foot_contacts: np.ndarray | None = None
+    camera_up: np.ndarray | None = None
+    world_landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
@@ -130,6 +138,16 @@ class PoseSequence:
                 if a.shape != (t, 4):
                     raise ValueError(f"{name} must be ({t}, 4), got {a.shape}")
                 setattr(self, name, a)
+        if self.world_landmarks is not None:
+            a = np.asarray(self.world_landmarks, dtype=np.float32)
+            if a.shape != (t, len(skeletons.CANONICAL), 3):
+                raise ValueError(f"world_landmarks must be ({t}, {len(skeletons.CANONICAL)}, 3), got {a.shape}")
+            self.world_landmarks = a
+        if self.camera_up is not None:
+            a = np.asarray(self.camera_up, dtype=np.float32)
+            if a.shape != (t, 3) or not np.all(np.isfinite(a)):
+                raise ValueError(f"camera_up must be ({t}, 3) finite, got {a.shape}")
+            self.camera_up = a
         if t > 1 and np.any(np.diff(self.timestamps) <= 0):
             raise ValueError("timestamps must increase strictly")
         self.fps = float(self.fps)
@@ -179,7 +197,8 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
         arrays["crop"] = np.array(poses.crop, dtype=np.int64)
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
-    for name in ("shots", "rejected", "upper_body", "hands", "face", "contact_probs", "foot_contacts"):
+    for name in ("shots", "rejected", "upper_body", "hands", "face", "contact_probs", "foot_contacts", "camera_up",
+                 "world_landmarks"):
         if getattr(poses, name) is not None:
             arrays[name] = getattr(poses, name)
     if poses.quality:
@@ -191,7 +210,8 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
 
 
 #: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, shots, rejected,
-#: upper_body, quality, hands, face, contact_probs and foot_contacts, are optional: files without them still load).
+#: upper_body, quality, hands, face, contact_probs, foot_contacts, camera_up and world_landmarks, are optional: files
+#: without them still load).
 REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
                    "joint_names_2d", "backend")
 
@@ -255,7 +275,8 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
             notes=[str(n) for n in d.get("notes", [])], shots=d.get("shots"), rejected=d.get("rejected"),
             upper_body=d.get("upper_body"), quality=str(d["quality"]) if "quality" in d else "",
             hands=d.get("hands"), face=d.get("face"), contact_probs=d.get("contact_probs"),
-            foot_contacts=d.get("foot_contacts"),
+            foot_contacts=d.get("foot_contacts"), camera_up=d.get("camera_up"),
+            world_landmarks=d.get("world_landmarks"),
         )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e

@@ -71,6 +71,42 @@ def root_translation(joints_3d: np.ndarray, keypoints_2d: np.ndarray, image_size
     return out
 
 
+def level_rotation(up: np.ndarray, max_tilt_deg: float = 45.0) -> np.ndarray:
+    """Rotation that levels a camera whose view has the world's up along ``up``: maps it onto the camera's up (-y).
+
+    Only the tilt is removed (the smallest rotation between the two vectors; the heading is kept).
+
+    Args:
+        up: ``(3,)`` the world's up direction in the ``camera`` frame (any length > 0), or ``(T, 3)`` per frame (their
+            normalised median direction is used).
+        max_tilt_deg: beyond this tilt the estimate is not trusted: identity.
+    Returns:
+        ``(3, 3)`` rotation matrix ``R`` to apply as ``p' = R @ p``.
+    """
+    u = np.asarray(up, dtype=np.float64)
+    if u.ndim == 2:
+        n = np.linalg.norm(u, axis=1)
+        good = np.isfinite(n) & (n > 1e-9)
+        if not good.any():
+            return np.eye(3)
+        u = np.median(u[good] / n[good, None], axis=0)
+    n = float(np.linalg.norm(u))
+    if not np.isfinite(n) or n < 1e-9:
+        return np.eye(3)
+    u = u / n
+    target = np.array([0.0, -1.0, 0.0])
+    c = float(np.dot(u, target))
+    if c < np.cos(np.radians(max_tilt_deg)):
+        return np.eye(3)
+    axis = np.cross(u, target)
+    s = float(np.linalg.norm(axis))
+    if s < 1e-9:
+        return np.eye(3)
+    axis /= s
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + s * K + (1.0 - c) * (K @ K)  # Rodrigues' rotation formula
+
+
 def up_rotation(joints_3d: np.ndarray) -> np.ndarray:
     """Rotation that levels a tilted camera: maps the dancer's median "up" onto the camera's up (-y).
 
@@ -93,16 +129,4 @@ def up_rotation(joints_3d: np.ndarray) -> np.ndarray:
     good = np.isfinite(n) & (n > 1e-6)
     if good.sum() < 1:
         return np.eye(3)
-    u = np.median(v[good] / n[good, None], axis=0)
-    u /= np.linalg.norm(u)
-    target = np.array([0.0, -1.0, 0.0])
-    c = float(np.dot(u, target))
-    if c < np.cos(np.radians(45.0)):
-        return np.eye(3)
-    axis = np.cross(u, target)
-    s = float(np.linalg.norm(axis))
-    if s < 1e-9:
-        return np.eye(3)
-    axis /= s
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + s * K + (1.0 - c) * (K @ K)  # Rodrigues' rotation formula
+    return level_rotation(np.median(v[good] / n[good, None], axis=0))

@@ -308,8 +308,9 @@ def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
     (metres) against the ground truth seen from the render camera, MPJPE / PA-MPJPE (mm, 17 H36M joints).
 
     Rows: each finished job's pose file (``joints_3d``: for ``native`` MediaPipe's world landmarks, for ``trained``
-    the lifter on MediaPipe's 2D), and ``trained on true 2D`` = ``core.lifting.trained`` on the ground-truth
-    pixels (confidence 0.95, the true field of view): what the lifter does with a perfect detector.
+    the lifter on MediaPipe's 2D keypoints and world landmarks), and ``trained 2D-only on true 2D`` = the 2D-only
+    weights (``core.lifting.trained.WEIGHTS_2D``) on the ground-truth pixels (confidence 0.95, the true field of
+    view): what a 2D lifter does with a perfect detector.
 
     Args:
         runs: lifter name -> :class:`JobResult` of this render.
@@ -331,13 +332,13 @@ def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
         if job.ok and job.npz is not None and job.npz.is_file():
             poses = pose_io.load(job.npz)
             if poses.joints_3d is not None:
-                out[f"{name} (MediaPipe 2D)" if name != "native" else "native (world landmarks)"] = score(poses.joints_3d)
+                out[f"{name} (MediaPipe 2D + 3D)" if name != "native" else "native (world landmarks)"] = score(poses.joints_3d)
     try:
-        from core.lifting.trained import load_lifter
+        from core.lifting.trained import WEIGHTS_2D, load_lifter
     except ImportError:
         return out
     info = json.loads((render_dir / "case.json").read_text())
     kp = np.concatenate([gt["joints_px"], np.full(gt["joints_px"].shape[:2] + (1,), 0.95)], axis=-1)
-    res = load_lifter().lift(kp, tuple(int(v) for v in gt["image_size"]), hfov_deg=info["camera"]["hfov_deg"])
-    out["trained on true 2D"] = score(res.joints_3d)
+    res = load_lifter(WEIGHTS_2D).lift(kp, tuple(int(v) for v in gt["image_size"]), hfov_deg=info["camera"]["hfov_deg"])
+    out["trained 2D-only on true 2D"] = score(res.joints_3d)
     return out

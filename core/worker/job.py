@@ -159,14 +159,21 @@ def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
         PipelineError: ``bad_input`` when the sequence has no 2D keypoints or no frame with enough joints;
             ``missing_dependency`` when the weights are not installed.
     """
-    from ..lifting.trained import load_lifter
+    from ..lifting import trained
 
     if poses.keypoints_2d.shape[1] == 0:
         raise PipelineError("bad_input", "these keypoints are already 3D: use --lifter native to take them as they are")
     progress = progress or _no_progress
     progress("lift", 0, len(poses))
+    # MediaPipe's own 3D (world landmarks) is the second input of the default weights; other detectors' 2D-only
+    # keypoints go to the 2D-only weights
+    world = None
+    if poses.backend in ("mediapipe", "holistic"):
+        # MediaPipe's own 3D: as detected, or as kept by an earlier trained run (a re-run from its pose file)
+        world = poses.world_landmarks if poses.world_landmarks is not None else (
+            poses.joints_3d if poses.lifter in ("native", "", "mediapipe", "holistic") else None)
     try:
-        lifter = load_lifter()
+        lifter = trained.load_lifter(trained.WEIGHTS_WORLD if world is not None else trained.WEIGHTS_2D)
     except FileNotFoundError as e:
         raise PipelineError("missing_dependency", f"{e}; reinstall the extension or choose --lifter native") from e
     kp = poses.keypoints_canonical_2d().astype(np.float64)
@@ -175,14 +182,18 @@ def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
         # scores mean something else (detectron2's median is 0.16 on a clean dance), so a kept point counts as seen
         kp[..., 2] = np.where(np.nan_to_num(kp[..., 2]) > 0, 0.9, 0.0)
     kp[~poses.detected, :, 2] = 0.0  # interpolated frames are guesses: the lifter treats them as missing
+    # frames the detector missed (gap-filled) count as absent in the world landmarks too, as in the 2D
     try:
-        out = lifter.lift(kp, poses.image_size, hfov)
+        out = lifter.lift(kp, poses.image_size, hfov, world_3d=world, world_present=poses.detected,
+                          flip=world is not None)
     except ValueError as e:
         raise PipelineError("bad_input", str(e)) from e
     progress("lift", len(poses), len(poses))
-    notes = list(poses.notes) + [f"3D by the trained lifter ({lifter.receptive_field}-frame window)"]
-    return replace(poses, joints_3d=out.joints_3d, trajectory=out.root, contact_probs=out.contacts,
-                   lifter="trained", notes=notes)
+    used = " from the 2D keypoints and MediaPipe's world landmarks" if lifter.uses_world and world is not None else ""
+    notes = list(poses.notes) + [f"3D by the trained lifter ({lifter.receptive_field}-frame window){used}"]
+    return replace(poses, joints_3d=out.joints_3d, trajectory=out.root, contact_probs=out.contacts, camera_up=out.up,
+                   world_landmarks=None if world is None else np.asarray(world, dtype=np.float32), lifter="trained",
+                   notes=notes)
 
 
 def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence:
@@ -241,10 +252,20 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
     if report is not None and not opts.from_npz:
         report.check(getattr(opts, "min_usable", quality.DEFAULT_MIN_USABLE), getattr(opts, "force", False),
                      source=str(poses.source or ""))
+    if opts.lifter == "native" and poses.lifter == "trained" and poses.world_landmarks is not None:
+        # a re-run from a trained run's pose file with --lifter native: MediaPipe's own 3D, kept in the file
+        poses = replace(poses, joints_3d=poses.world_landmarks, trajectory=None, contact_probs=None, camera_up=None,
+                        world_landmarks=None, lifter="native")
     if opts.lifter == "videopose3d":
         poses = _lift_videopose3d(poses, opts, progress)
     elif opts.lifter == "trained":
-        poses = lift_trained(poses, getattr(opts, "hfov", None), progress)
+        if poses.keypoints_2d.shape[1] == 0 and poses.joints_3d is not None:
+            # 3D keypoints from another tool (a VideoPose3D export): there is nothing to lift; they go straight to
+            # retargeting, as with --lifter native, and the run says so
+            poses = replace(poses, notes=list(poses.notes) + [
+                "these keypoints are already 3D: taken as they are (no lifting; the same as --lifter native)"])
+        else:
+            poses = lift_trained(poses, getattr(opts, "hfov", None), progress)
     if poses.joints_3d is None:
         raise PipelineError("bad_input", f"{poses.backend} gives 2D keypoints only; lift them to 3D with "
                                          "--lifter videopose3d --checkpoint PATH")
@@ -252,6 +273,25 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
 
 
 # --------------------------------------------------------------------------------------------------- the job
+
+def _plausible_root(poses: pose_io.PoseSequence, motion, rest, opts):
+    """``--root auto`` takes a lifter's own root path; where that path makes the centre move faster than any dancer
+    (``core.quality.MAX_CENTRE_SPEED`` at the 99th percentile, the plausibility check of :func:`_check_motion`) and
+    the root fitted to the 2D keypoints (``--root fit``) does not, the fitted one is used and the run says so.
+    Returns ``(motion, poses)``."""
+    if poses.trajectory is None or getattr(opts, "root", "auto") != "auto" or poses.keypoints_2d.shape[1] == 0:
+        return motion, poses
+    fast = quality.motion_figures(motion)["centre_speed_p99"]
+    if fast is None or fast <= quality.MAX_CENTRE_SPEED:
+        return motion, poses
+    fitted = motion_stage(poses, rest, replace(opts, root="fit"))
+    slow = quality.motion_figures(fitted)["centre_speed_p99"]
+    if slow is None or slow > quality.MAX_CENTRE_SPEED:
+        return motion, poses
+    note = (f"root: the {poses.lifter} lifter's own path moves the centre {fast:.1f} m/s at the 99th percentile, "
+            f"faster than a dancer; the root fitted to the 2D keypoints ({slow:.1f} m/s) is used instead (--root fit)")
+    return fitted, replace(poses, notes=list(poses.notes) + [note])
+
 
 def _check_motion(poses: pose_io.PoseSequence, motion, opts) -> pose_io.PoseSequence:
     """Add the motion's plausibility figures (``core.quality.motion_figures``) to the quality report and refuse an
@@ -308,6 +348,7 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         t1 = time.perf_counter()
         progress("retarget", 0, 1)
         motion = motion_stage(poses, rest, opts)
+        motion, poses = _plausible_root(poses, motion, rest, opts)
         progress("retarget", 1, 1)
         timings["motion"] = time.perf_counter() - t1
         poses = _check_motion(poses, motion, opts)

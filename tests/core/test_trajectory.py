@@ -66,3 +66,26 @@ def test_up_rotation_removes_a_camera_tilt():
     np.testing.assert_allclose(trajectory.up_rotation(poses), np.eye(3), atol=0.02)
     upside_down = poses * np.array([1, -1, 1])
     np.testing.assert_array_equal(trajectory.up_rotation(upside_down), np.eye(3))
+
+
+def test_level_rotation_takes_the_lifters_up_direction():
+    """A camera pitched down 15° and rolled 5° sees the world's up at R @ (0, -1, 0): levelling with that estimate
+    (per frame, noisy) removes the tilt and keeps the heading; a leaning dancer does not fool it, the torso does."""
+    a, b = np.radians(15), np.radians(5)
+    pitch = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    roll = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    cam = roll @ pitch                                     # world (levelled camera axes) -> tilted camera
+    rng = np.random.default_rng(0)
+    up = cam @ np.array([0.0, -1.0, 0.0]) + rng.normal(0, 0.03, (60, 3))
+    R = trajectory.level_rotation(up)
+    np.testing.assert_allclose(R @ cam, np.eye(3), atol=0.02)
+    # a dancer leaning 20° forward for the whole clip: the torso-based levelling tilts the world by that much
+    lean = np.array([[1, 0, 0], [0, np.cos(np.radians(20)), -np.sin(np.radians(20))],
+                     [0, np.sin(np.radians(20)), np.cos(np.radians(20))]])
+    poses = np.stack([_pose(rng) for _ in range(30)]) @ lean.T @ pitch.T
+    err_torso = np.degrees(np.arccos(np.clip((trajectory.up_rotation(poses) @ pitch)[1, 1], -1, 1)))
+    err_lifter = np.degrees(np.arccos(np.clip((trajectory.level_rotation(pitch @ [0, -1.0, 0]) @ pitch)[1, 1], -1, 1)))
+    assert err_torso > 15 and err_lifter < 0.5, (err_torso, err_lifter)
+    # no usable estimate, or an implausible one: identity
+    np.testing.assert_array_equal(trajectory.level_rotation(np.zeros(3)), np.eye(3))
+    np.testing.assert_array_equal(trajectory.level_rotation(np.array([0.0, 1.0, 0.0])), np.eye(3))

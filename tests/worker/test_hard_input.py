@@ -118,8 +118,10 @@ def test_too_few_usable_frames_stop_the_run_with_the_report_unless_forced(shared
     msg = e.value.message
     assert e.value.code == "no_detection" and "% of the frames hold a usable skeleton" in msg
     assert "quality:" in msg and "--start/--end" in msg and "--force" in msg
-    with pytest.raises(PipelineError, match="2D keypoints only"):   # past the check: the next step's error
-        detect_stage(replace(opts, force=True))
+    poses = detect_stage(replace(opts, force=True))                # past the check: lifted (the default lifter)
+    assert poses.lifter == "trained" and poses.joints_3d is not None
+    with pytest.raises(PipelineError, match="2D keypoints only"):   # --lifter native has no 3D to take here
+        detect_stage(replace(opts, force=True, lifter="native"))
     r = subprocess.run([sys.executable, "-m", "core", "estimate", "--from-keypoints", str(kp), "-o",
                         str(tmp_path / "b.vmd"), "--min-usable", "0.9", "-q"], capture_output=True, text=True,
                        timeout=300)

@@ -1,6 +1,8 @@
 """The trained lifter inside the job: real 2D keypoints in, a plausible 3D body, a root path and foot contacts out."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -33,9 +35,43 @@ def test_real_detectron2_keypoints_lift_to_a_plausible_body(tmp_path, shared_dat
     assert ((poses.contact_probs >= 0) & (poses.contact_probs <= 1)).all()
 
 
-def test_already_3d_keypoints_are_refused_with_what_to_do(tmp_path, shared_data):
+def test_already_3d_keypoints_go_straight_to_retargeting_and_the_run_says_so(tmp_path, shared_data):
+    """A VideoPose3D export holds 3D joints already: with the default lifter (trained) they are taken as they are,
+    exactly as --lifter native takes them, with a note saying so; calling the lifter on them directly is refused
+    with what to do."""
     src = shared_data / "keypoints" / "lia_kim_dance" / "videopose3d_export.npy"
+    a = job.run_job(options.EstimateOptions(from_keypoints=str(src), output=str(tmp_path / "t.vmd")))
+    b = job.run_job(options.EstimateOptions(from_keypoints=str(src), output=str(tmp_path / "n.vmd"), lifter="native"))
+    assert (tmp_path / "t.vmd").read_bytes() == (tmp_path / "n.vmd").read_bytes()
+    assert any("already 3D: taken as they are" in n for n in pose_io.load(a.npz_path).notes)
+    from core import keypoints_io
     with pytest.raises(PipelineError, match="--lifter native"):
-        job.run_job(options.EstimateOptions(from_keypoints=str(src), output=str(tmp_path / "l.vmd"),
-                                            lifter="trained"))
-    assert list(tmp_path.iterdir()) == []
+        job.lift_trained(keypoints_io.load_keypoints(src))
+    assert b.npz_path is not None
+
+
+def test_an_implausibly_fast_lifter_root_gives_way_to_the_fitted_one(tmp_path, shared_data):
+    """--root auto takes the lifter's own root path, but where that path moves the centre faster than any dancer and
+    the root fitted to the 2D does not, the job uses the fitted one and says so. Real case: the lia_kim detectron2
+    keypoints (COCO-17, 2D-only weights, the dancer absent for the first 84 frames) give a lifter root at 4.6 m/s
+    at the 99th percentile, the fitted root 2.8 m/s. A plausible path (the same with its depth held at the median)
+    is kept as it is, and --root fit is left alone."""
+    from core import keypoints_io, motion_stage, quality
+
+    src = shared_data / "keypoints" / "lia_kim_dance" / "detectron2_raw.npz"
+    poses = job.lift_trained(keypoints_io.load_keypoints(src))
+    rest, _ = motion_stage.load_rest(None)
+    opts = options.EstimateOptions(output=str(tmp_path / "x.vmd"))
+    fast = motion_stage.motion_stage(poses, rest, opts)
+    assert quality.motion_figures(fast)["centre_speed_p99"] > quality.MAX_CENTRE_SPEED
+    motion, out = job._plausible_root(poses, fast, rest, opts)
+    assert quality.motion_figures(motion)["centre_speed_p99"] <= quality.MAX_CENTRE_SPEED
+    assert any("root fitted to the 2D keypoints" in n for n in out.notes)
+    _, untouched = job._plausible_root(poses, fast, rest, replace(opts, root="fit"))   # asked for: nothing to do
+    assert untouched.notes == poses.notes
+    steady = poses.trajectory * (np.median(poses.trajectory[:, 2]) / poses.trajectory[:, 2])[:, None]
+    calm = replace(poses, trajectory=steady)
+    plain = motion_stage.motion_stage(calm, rest, opts)
+    assert quality.motion_figures(plain)["centre_speed_p99"] <= quality.MAX_CENTRE_SPEED
+    kept, same = job._plausible_root(calm, plain, rest, opts)
+    assert kept is plain and same.notes == calm.notes
