@@ -190,7 +190,8 @@ def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
         raise PipelineError("bad_input", str(e)) from e
     progress("lift", len(poses), len(poses))
     used = " from the 2D keypoints and MediaPipe's world landmarks" if lifter.uses_world and world is not None else ""
-    notes = list(poses.notes) + [f"3D by the trained lifter ({lifter.receptive_field}-frame window){used}"]
+    notes = [n for n in poses.notes if not n.startswith("3D by the trained lifter")]     # a re-run lifts again
+    notes.append(f"3D by the trained lifter ({lifter.receptive_field}-frame window){used}")
     return replace(poses, joints_3d=out.joints_3d, trajectory=out.root, contact_probs=out.contacts, camera_up=out.up,
                    world_landmarks=None if world is None else np.asarray(world, dtype=np.float32), lifter="trained",
                    notes=notes)

@@ -174,7 +174,14 @@ except BaseException as e:
     out = {"type": type(e).__name__, "mro": [c.__name__ for c in type(e).__mro__], "message": str(e),
            "code": getattr(e, "code", None)}
 out["peak"] = tracemalloc.get_traced_memory()[1]
-out["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# peak RSS of this process since exec: /proc's VmHWM where there is one (ru_maxrss keeps the peak of the forked
+# parent across exec, so a test run whose pytest process has grown, e.g. by the in-process Blender tests, would
+# be charged for it), else ru_maxrss
+try:
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+    out["rss_kb"] = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+except OSError:
+    out["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(out))
 """
 
