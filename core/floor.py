@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import contact as C
+from . import quat
 
 __all__ = ["FloorPlane", "fit_plane", "GroundResult", "ground", "lowest_foot_height", "CAMERA_UP"]
 
@@ -165,18 +166,6 @@ class GroundResult:
     notes: list = field(default_factory=list)
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation matrix taking unit ``a`` to unit ``b`` (Rodrigues' formula)."""
-    v = np.cross(a, b)
-    c = float(a @ b)
-    s = float(np.linalg.norm(v))
-    if s < 1e-12:
-        return np.eye(3)
-    k = v / s
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
-
-
 def _shots(shots, T):
     if shots is None:
         return [(0, T)]
@@ -257,7 +246,7 @@ def ground(joints, t, *, shots=None, up=CAMERA_UP, keypoints_2d=None, probs=None
                 plane = fit_plane(pts, up, max_tilt_deg=max_tilt_deg)
         planes.append(plane)
         # Level: rotate about the first contact point (or the mean foot point) so the normal becomes up.
-        R = _rotation_between(plane.normal, up)
+        R = quat.to_matrix(quat.from_two_vectors(plane.normal, up))
         piv = np.nanmean(fp[con], axis=0) if con.any() else np.nanmean(fp.reshape(-1, 3), axis=0)
         lev = (js - piv) @ R.T + piv
         off = plane.height(piv) - piv @ up                      # height(p) = up·p' + off after levelling

@@ -9,8 +9,8 @@
 2. root trajectory from the repaired 2D/3D pairs (``core.trajectory.root_translation``), implausible root jumps
    held or interpolated (``core.smoothing.repair_root_jumps``);
 3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root; camera tilt levelled
-   with the lifter's estimate of the world's up (``poses.camera_up``, ``core.trajectory.level_rotation``) or, without
-   one, from the torso (``core.trajectory.up_rotation``);
+   with the lifter's estimate of the world's up (``poses.camera_up``) or, without one, from the torso
+   (``core.trajectory.levelling``);
 4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
 5. camera motion (``core.camera_motion.compensate``): zoom and pan not turned into travel, or the dancer kept in
    place;
@@ -143,11 +143,7 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
         root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
     absolute = j3 + root[:, None, :]
     if level:
-        # the lifter's own estimate of the world's up where it gives one (learnt from random cameras), else the
-        # dancer's median torso direction
-        cam_up = getattr(poses, "camera_up", None)
-        lev = trajectory.level_rotation(cam_up) if cam_up is not None else trajectory.up_rotation(j3)
-        absolute = absolute @ lev.T
+        absolute = absolute @ trajectory.levelling(j3, getattr(poses, "camera_up", None)).T
     return absolute, kp, t, repairs
 
 

@@ -53,11 +53,7 @@ def world_joints(poses: pose_io.PoseSequence, opts: MotionOptions) -> np.ndarray
     root = filters.smooth(root, t, max(opts.smoothing, 0.6))
     absolute = j3 + root[:, None, :]
     if opts.level:
-        # the lifter's own estimate of the world's up where it gives one (learnt from random cameras), else the
-        # dancer's median torso direction
-        lev = (trajectory.level_rotation(poses.camera_up) if poses.camera_up is not None
-               else trajectory.up_rotation(j3))
-        absolute = absolute @ lev.T
+        absolute = absolute @ trajectory.levelling(j3, poses.camera_up).T
     return absolute
 
 

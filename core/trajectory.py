@@ -98,13 +98,22 @@ def level_rotation(up: np.ndarray, max_tilt_deg: float = 45.0) -> np.ndarray:
     c = float(np.dot(u, target))
     if c < np.cos(np.radians(max_tilt_deg)):
         return np.eye(3)
+    # Rodrigues' formula written out rather than quat.to_matrix(quat.from_two_vectors(u, target)), which is the same
+    # rotation: its last-bit differences change the pinned output of tests/worker/test_layout_regressions.py
     axis = np.cross(u, target)
     s = float(np.linalg.norm(axis))
     if s < 1e-9:
         return np.eye(3)
     axis /= s
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + s * K + (1.0 - c) * (K @ K)  # Rodrigues' rotation formula
+    return np.eye(3) + s * K + (1.0 - c) * (K @ K)
+
+
+def levelling(joints_3d: np.ndarray, camera_up: np.ndarray | None = None) -> np.ndarray:
+    """The levelling rotation of the motion stage: from the lifter's estimate of the world's up where it gives one
+    (``camera_up``, ``(T, 3)``, learnt from random cameras: :func:`level_rotation`), else from the dancer's median
+    torso direction (:func:`up_rotation`). ``(3, 3)``, applied as ``p' = R @ p``."""
+    return level_rotation(camera_up) if camera_up is not None else up_rotation(joints_3d)
 
 
 def up_rotation(joints_3d: np.ndarray) -> np.ndarray:
