@@ -65,8 +65,7 @@ def evaluate_weights(weights: Path | None = None, cache: Path = dataset.DEFAULT_
         hfov = float(np.degrees(2 * np.arctan(0.5 * size[0] / focal)))
         w = {}
         if wnoise is not None:
-            up = r["R"][0] @ np.array([0.0, -1.0, 0.0])
-            sim = simulate(rng, truth[None], up[None], wnoise)[0]
+            sim = simulate(rng, truth[None], r["up"][:1], wnoise)[0]
             w = {"world_3d": sim, "world_present": ~np.all(np.isnan(kp[..., 0]), axis=-1)}
         out = lifter.lift(kp, size, hfov_deg=hfov, smooth_sigma=smooth_sigma, flip=bool(w), **w)
         out2d = lifter.lift(kp, size, hfov_deg=hfov, smooth_sigma=smooth_sigma) if w else out

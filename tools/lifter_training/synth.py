@@ -34,7 +34,7 @@ from core.lifting.trained import normalise_keypoints
 from core.skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["NoiseModel", "PROVISIONAL_NOISE", "NOISE_FILE", "load_noise", "random_cameras", "project",
-           "detector_noise", "body_offsets", "truncate_legs", "IMAGE_SIZES"]
+           "detector_noise", "body_offsets", "truncate_legs", "ar1", "IMAGE_SIZES"]
 
 J = {n: i for i, n in enumerate(CANONICAL)}
 NJ = len(CANONICAL)
@@ -212,6 +212,17 @@ def body_offsets(joints_mmd: np.ndarray, noise: NoiseModel) -> np.ndarray:
     return j + disp * leg[..., None, None]
 
 
+def ar1(rng: np.random.Generator, shape: tuple, rho: float) -> np.ndarray:
+    """Unit-variance AR(1) noise ``shape = (B, T, ...)`` along axis 1 with lag-1 autocorrelation ``rho``
+    (``e_t = rho e_(t-1) + sqrt(1 - rho²) n_t``); one normal draw of ``(B, ...)`` per frame, in order."""
+    e = np.empty(shape)
+    e[:, 0] = rng.standard_normal((shape[0],) + tuple(shape[2:]))
+    k = math.sqrt(1 - rho * rho)
+    for i in range(1, shape[1]):
+        e[:, i] = rho * e[:, i - 1] + k * rng.standard_normal((shape[0],) + tuple(shape[2:]))
+    return e
+
+
 def _runs(rng, shape, rate, mean_len):
     """Boolean (B, T) runs: starts with probability rate/mean_len, lengths geometric(mean_len)."""
     b, t = shape
@@ -239,13 +250,7 @@ def detector_noise(rng: np.random.Generator, px: np.ndarray, size: np.ndarray, n
     bbox = np.maximum(hi[..., 1] - lo[..., 1], 1.0)                  # (B, T) px
     s = noise.scale
     # AR(1) core noise, unit variance, with the measured lag-1 autocorrelation.
-    rho = noise.rho
-    e = np.empty((b, t, NJ, 2))
-    e[:, 0] = rng.standard_normal((b, NJ, 2))
-    k = math.sqrt(1 - rho * rho)
-    for i in range(1, t):
-        e[:, i] = rho * e[:, i - 1] + k * rng.standard_normal((b, NJ, 2))
-    out = px + e * noise.sigma * s * bbox[..., None, None]
+    out = px + ar1(rng, (b, t, NJ, 2), noise.rho) * noise.sigma * s * bbox[..., None, None]
     # Heavy tails: outliers of the measured size (log-normal around the median) in a random direction.
     tail = rng.random((b, t, NJ)) < noise.tail_fraction
     mag = noise.tail_median * s * np.exp(0.5 * rng.standard_normal((b, t, NJ)))
@@ -323,7 +328,8 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
     Args:
         joints_mmd: ``(B, T, 27, 3)`` MMD-unit ground-truth joints (as the MMD skeleton defines them).
     Returns:
-        dict with ``features (B, T, 84) float32``, ``target (B, T, 27, 3)`` root-relative camera metres,
+        dict with ``features (B, T, 84) float32``, ``target (B, T, 27, 3)`` root-relative camera metres, ``up (B, 3)``
+        the world's up direction in the camera axes,
         ``d (B, T)`` = log(root depth x true 2D scale), ``valid (B, T)``, and the camera (``R, C, focal, size``).
         With probability ``p_assumed_fov`` per sequence the features are normalised with an assumed field of view
         (as at inference when the true one is unknown); ``d`` does not depend on that choice.
@@ -347,15 +353,15 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
     root = cam[:, :, J["Hip"]]
     d = np.log(np.maximum(root[..., 2], 0.05) * scale_true)
     target = cam - root[:, :, None]
+    up = np.einsum("bij,j->bi", R, np.array([0.0, -1.0, 0.0]))            # world up (y down here) in camera axes
     if world_noise is not None:
         from core.lifting.trained import world_features
         from .world3d import simulate
-        up = np.einsum("bij,j->bi", R, np.array([0.0, -1.0, 0.0]))        # world up (y down here) in camera axes
         sim = simulate(rng, target, up, world_noise)
         with_world = rng.random(len(sim)) < p_world
         frame_ok = ~np.all(np.isnan(kp[..., 0]), axis=-1)                  # the detector found the person
         wf = np.stack([world_features(sim[i] if with_world[i] else None, sim.shape[1], frame_ok[i])
                        for i in range(len(sim))])
         feats = np.concatenate([feats, wf], axis=-1)
-    return {"features": feats, "target": target, "d": d, "valid": valid, "R": R, "C": C,
+    return {"features": feats, "target": target, "d": d, "valid": valid, "R": R, "C": C, "up": up,
             "focal": focal, "size": size, "keypoints": kp, "root": root}

@@ -126,9 +126,8 @@ def make_eval_set(variants, noise, seed: int = 12345, world_noise=None):
     for v in variants:
         r = synth.make_inputs(rng, v.joints[None].astype(np.float64), noise, p_assumed_fov=0.0,
                               world_noise=world_noise, p_world=1.0)
-        up = r["R"][0] @ np.array([0.0, -1.0, 0.0])                     # the world's up in camera axes
         out.append({"features": r["features"][0], "target": r["target"][0], "d": r["d"][0],
-                    "contacts": v.contacts, "clip": v.clip, "valid": r["valid"][0], "up": up})
+                    "contacts": v.contacts, "clip": v.clip, "valid": r["valid"][0], "up": r["up"][0]})
     return out
 
 
@@ -254,7 +253,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
         o = model(torch.from_numpy(r["features"]))
         up_t = None
         if up:
-            up_t = torch.from_numpy(np.einsum("bij,j->bi", r["R"], np.array([0.0, -1.0, 0.0])).astype(np.float32))
+            up_t = torch.from_numpy(r["up"].astype(np.float32))
         ls = losses(o, tgt, d, torch.from_numpy(c), mask, up_t)
         opt.zero_grad()
         ls["total"].backward()

@@ -25,12 +25,14 @@ pair's figures (the offset's left component mirrored), as for the 2D noise.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from core import quat as Q
 from core.skeletons import CANONICAL, CANONICAL_MIRROR
+
+from .synth import ar1
 
 __all__ = ["measure", "World3DNoise", "simulate", "SCHEMA"]
 
@@ -59,22 +61,23 @@ SCHEMA = {
 
 
 def _leg_len(g):
-    """(T,) leg length (hip -> knee -> ankle, mean of both legs) of (T, 27, 3) joints."""
+    """(...,) leg length (hip -> knee -> ankle, mean of both legs) of (..., 27, 3) joints."""
     L = 0.0
     for s in "LR":
-        L = L + np.linalg.norm(g[:, J[s + "Knee"]] - g[:, J[s + "Hip"]], axis=-1) \
-              + np.linalg.norm(g[:, J[s + "Foot"]] - g[:, J[s + "Knee"]], axis=-1)
+        L = L + np.linalg.norm(g[..., J[s + "Knee"], :] - g[..., J[s + "Hip"], :], axis=-1) \
+              + np.linalg.norm(g[..., J[s + "Foot"], :] - g[..., J[s + "Knee"], :], axis=-1)
     return L / 2.0
 
 
 def _body_frames(g, up):
-    """(T, 3, 3) rows [left, up, forward] in camera axes from joints (T, 27, 3) and the world's up (3,)."""
-    left = g[:, J["LHip"]] - g[:, J["RHip"]]
-    left = left - (left @ up)[:, None] * up
-    left /= np.maximum(np.linalg.norm(left, axis=-1, keepdims=True), 1e-9)
+    """(..., 3, 3) rows [left, up, forward] in camera axes from joints (..., 27, 3) and the world's unit up
+    (3,) or (..., 3) (one per leading index of ``g`` but the last)."""
+    left = g[..., J["LHip"], :] - g[..., J["RHip"], :]
     upb = np.broadcast_to(up, left.shape)
+    left = left - np.sum(left * upb, axis=-1, keepdims=True) * upb
+    left /= np.maximum(np.linalg.norm(left, axis=-1, keepdims=True), 1e-9)
     fwd = np.cross(upb, left)
-    return np.stack([left, upb, fwd], axis=1)
+    return np.stack([left, upb, fwd], axis=-2)
 
 
 def _similarity(m, g):
@@ -91,22 +94,14 @@ def _similarity(m, g):
 
 
 def _rotvec(R):
-    """(T, 3) rotation vectors of (T, 3, 3) rotations."""
-    ang = np.arccos(np.clip((np.trace(R, axis1=1, axis2=2) - 1) / 2, -1, 1))
-    ax = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], axis=1)
-    n = np.linalg.norm(ax, axis=1, keepdims=True)
-    return np.where(n > 1e-9, ax / np.maximum(n, 1e-12), 0.0) * ang[:, None]
+    """(T, 3) rotation vectors of (T, 3, 3) rotations (core.quat)."""
+    axis, ang = Q.to_axis_angle(Q.from_matrix(R))
+    return axis * ang[..., None]
 
 
 def _from_rotvec(v):
-    """(..., 3, 3) rotations from rotation vectors (..., 3) (Rodrigues)."""
-    ang = np.linalg.norm(v, axis=-1)
-    k = v / np.maximum(ang, 1e-12)[..., None]
-    K = np.zeros(v.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    K[..., 1, 0], K[..., 2, 0], K[..., 2, 1] = k[..., 2], -k[..., 1], k[..., 0]
-    s, c = np.sin(ang)[..., None, None], np.cos(ang)[..., None, None]
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
+    """(..., 3, 3) rotations from rotation vectors (..., 3) (core.quat)."""
+    return Q.to_matrix(Q.from_axis_angle(v, np.linalg.norm(v, axis=-1)))
 
 
 def _robust_std(x):
@@ -281,16 +276,6 @@ class World3DNoise:
                    resid_scale=float(d.get("calibration", {}).get("resid_scale", 1.0)))
 
 
-def _ar1(rng, shape, rho):
-    """Unit-variance AR(1) noise along axis 1 of ``shape`` (B, T, ...)."""
-    e = np.empty(shape)
-    e[:, 0] = rng.standard_normal((shape[0],) + shape[2:])
-    k = math.sqrt(1 - rho * rho)
-    for i in range(1, shape[1]):
-        e[:, i] = rho * e[:, i - 1] + k * rng.standard_normal((shape[0],) + shape[2:])
-    return e
-
-
 def simulate(rng: np.random.Generator, target: np.ndarray, up: np.ndarray, noise: World3DNoise) -> np.ndarray:
     """Simulated world landmarks for true joints.
 
@@ -302,20 +287,21 @@ def simulate(rng: np.random.Generator, target: np.ndarray, up: np.ndarray, noise
     """
     b, t = target.shape[:2]
     sc = noise.scale
-    leg = np.stack([_leg_len(target[i]) for i in range(b)])                 # (B, T)
-    body = np.stack([_body_frames(target[i], up[i] / np.linalg.norm(up[i])) for i in range(b)])   # (B, T, 3, 3)
+    leg = _leg_len(target)                                                   # (B, T)
+    up = up / np.linalg.norm(up, axis=-1, keepdims=True)
+    body = _body_frames(target, up[:, None, :])                              # (B, T, 3, 3)
     off = np.einsum("btij,ni->btnj", body, noise.offset_body)               # (B, T, 27, 3)
     sc_r = sc * noise.resid_scale
-    r = _ar1(rng, (b, t, NJ, 3), noise.rho) * noise.sigma * sc_r
+    r = ar1(rng, (b, t, NJ, 3), noise.rho) * noise.sigma * sc_r
     tail = rng.random((b, t, NJ)) < noise.tail_fraction
     d = rng.standard_normal((b, t, NJ, 3))
     d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
     r += (tail * noise.tail_median * sc_r * np.exp(0.5 * rng.standard_normal((b, t, NJ))))[..., None] * d
     p = target + (off + r) * leg[..., None, None]
     rv = (noise.rv_mean + noise.rv_between * sc * rng.standard_normal((b, 3)))[:, None, :] \
-        + _ar1(rng, (b, t, 3), noise.rv_rho) * noise.rv_within * sc
+        + ar1(rng, (b, t, 3), noise.rv_rho) * noise.rv_within * sc
     ls = (noise.ls_mean + noise.ls_between * sc * rng.standard_normal(b))[:, None] \
-        + _ar1(rng, (b, t), noise.ls_rho) * noise.ls_within * sc
+        + ar1(rng, (b, t), noise.ls_rho) * noise.ls_within * sc
     R = _from_rotvec(rv)                                                     # (B, T, 3, 3)
     out = np.exp(ls)[..., None, None] * np.einsum("btij,btnj->btni", R, p)
     return out - out[:, :, :1]
