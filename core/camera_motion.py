@@ -6,8 +6,9 @@ camera that zooms in reads as the dancer walking towards it, and a pan as a side
 * ``"static"`` -- keep the dancer in place: the root's travel along the floor is removed (the height is kept, so
   jumps and crouches survive).
 * ``"auto"`` (default) -- with a ``background`` track (the image motion of the static background relative to the
-  first frame: a similarity ``(dx, dy, log_scale)`` per frame, measured by the worker, e.g. from feature matches),
-  the root is corrected for it. Without one, the feet are the reference: a foot in contact with the floor does not
+  first frame: ``(dx, dy, log_scale)`` per frame, measured by the worker, ``core.worker.background``), a zoom is
+  undone on the root's depth and a pan turns the whole body back into the first frame's axes (a pan is the camera
+  turning about the vertical); a still background keeps the estimated travel. Without one, the feet are the reference: a foot in contact with the floor does not
   move, so the travel of the contact points while they are in contact (what a zoom or pan produces, and what a
   foot-skating estimate produces too) is removed from the root, and the dancer travels only by stepping. The body's
   2D scale against its (constant) 3D size is reported, to say whether a zoom was seen.
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import contact as C
+from . import quat
 from .skeletons import CANONICAL
 
-__all__ = ["MODES", "CameraReport", "compensate", "body_scale_change"]
+__all__ = ["MODES", "MIN_MEASURED", "CameraReport", "compensate", "body_scale_change", "background_usable",
+           "background_rotation", "undo_background_2d"]
 
 #: The values of the camera-motion option.
 MODES: tuple[str, ...] = ("auto", "static", "off")
@@ -43,6 +46,7 @@ class CameraReport:
         zoom: a zoom (or a walk towards the camera) was seen: ``scale_change`` above 1.25.
         removed_travel_m: length of the floor-plane root path removed, metres.
         note: one line for the run report.
+        pan_deg: the range of the camera's pan measured on the background, degrees (0 without a background).
     """
 
     mode: str
@@ -51,6 +55,7 @@ class CameraReport:
     zoom: bool
     removed_travel_m: float
     note: str
+    pan_deg: float = 0.0
 
 
 def body_scale_change(keypoints_2d, t, window_s: float = 1.0) -> float:
@@ -71,6 +76,74 @@ def body_scale_change(keypoints_2d, t, window_s: float = 1.0) -> float:
     pad = np.pad(s, half, mode="edge")
     med = np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=-1)
     return float(med.max() / med.min())
+
+
+#: Fewest frames (fraction) whose background step was measured for the track to be used (``background_usable``).
+MIN_MEASURED = 0.5
+
+
+def background_usable(measured) -> bool:
+    """Whether a background track (``core.worker.background``) was measured on enough frames to be used: at least
+    :data:`MIN_MEASURED` of its steps. ``measured``: ``(T,)`` bool."""
+    m = np.asarray(measured, dtype=bool)
+    return bool(m.size >= 2 and m[1:].mean() >= MIN_MEASURED)
+
+
+def background_rotation(background, focal: float, up=(0.0, -1.0, 0.0)) -> np.ndarray:
+    """The camera's pan as rotations ``(T, 3, 3)`` that take each frame's (levelled) camera frame to the first's.
+
+    The background's horizontal image shift ``dx`` (px, chained from small steps) is the camera's turn about the
+    vertical times the focal length: a turn to the right by ``psi`` moves the background left by ``f * psi``; the
+    rotation about ``-up`` by ``psi = -dx / f`` undoes it (a point seen straight ahead after the turn lies at
+    ``(sin psi, 0, cos psi)`` in the first frame's axes, x right, z forward).
+    """
+    bg = np.asarray(background, dtype=np.float64)
+    psi = -bg[:, 0] / float(focal)
+    axis = -np.asarray(up, dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    return quat.to_matrix(quat.from_axis_angle(np.broadcast_to(axis, (len(psi), 3)), psi))
+
+
+def undo_background_2d(points, background, image_size) -> np.ndarray:
+    """Image points ``(T, K, 2+)`` px moved back to where a static point would be seen in the first frame: the
+    background's similarity (shift ``dx, dy`` and scale about the centre) undone, so a planted foot's 2D track
+    stands still under a pan or zoom. Extra channels (confidence) are kept."""
+    p = np.array(points, dtype=np.float64, copy=True)
+    bg = np.asarray(background, dtype=np.float64)
+    c = 0.5 * (np.asarray(image_size[:2], dtype=np.float64) - 1.0)
+    k = np.exp(bg[:, 2])[:, None, None]
+    p[..., :2] = c + (p[..., :2] - c - bg[:, None, :2]) / k
+    return p
+
+
+def _from_background(j, background, focal, u, path_len):
+    """The ``background`` branch of :func:`compensate`: ``(joints, note, removed travel m)``."""
+    if focal is None:
+        raise ValueError("compensate: a background track needs the focal length in px")
+    T = j.shape[0]
+    bg = np.asarray(background, dtype=np.float64)
+    if bg.shape != (T, 3):
+        raise ValueError(f"compensate: background must be ({T}, 3), got {bg.shape}")
+    k = np.exp(bg[:, 2])
+    root = j[:, _HIP]
+    # Zoom by k: the body looks k times nearer, so the root's depth (along the optical axis, the levelled frame's
+    # z to within the camera's tilt) is k times the estimate's; its image position, hence x and y, are right.
+    fixed = j.copy()
+    fixed[..., 2] += ((k - 1.0) * root[:, 2])[:, None]
+    # Pan: the whole body turns back about the vertical through the camera, into the first frame's axes.
+    R = background_rotation(bg, focal, u)
+    out = np.einsum("tij,tkj->tki", R, fixed)
+    removed = max(path_len(root) - path_len(out[:, _HIP]), 0.0)
+    pan = float(np.degrees(np.ptp(-bg[:, 0] / float(focal))))
+    ratio = float(k.max() / k.min())
+    if pan < 1.0 and ratio < 1.02:
+        note = (f"camera motion: the background does not move (a still camera: pan {pan:.1f}°, zoom ×{ratio:.2f}); "
+                f"the dancer's travel is kept ({path_len(out[:, _HIP]):.2f} m)")
+    else:
+        note = (f"camera motion: measured on the background (pan {pan:.0f}°, zoom ×{ratio:.2f}) and undone: the "
+                f"root's path is {path_len(out[:, _HIP]):.2f} m on the floor ({path_len(root):.2f} m as the camera "
+                "saw it)")
+    return out, note, removed
 
 
 def _floor_axes(up: np.ndarray) -> np.ndarray:
@@ -122,25 +195,9 @@ def compensate(joints, t, contacts=None, *, mode: str = "auto", keypoints_2d=Non
                 "removed")
         return j - d[:, None, :], CameraReport(mode, "static", scale, zoom, path_len(root), note)
     if background is not None:
-        if focal is None:
-            raise ValueError("compensate: a background track needs the focal length in px")
-        bg = np.asarray(background, dtype=np.float64)
-        if bg.shape != (T, 3):
-            raise ValueError(f"compensate: background must be ({T}, 3), got {bg.shape}")
-        k = np.exp(bg[:, 2])
-        # A zoom by k about the image centre scales the apparent depth by 1/k; a pan by (dx, dy) px shifts the
-        # image by that much: undo both on the root (camera axes x right, y down), then move the body with it.
-        z = root[:, 2]
-        new = root.copy()
-        new[:, 2] = z * k
-        new[:, 0] = root[:, 0] * k - bg[:, 0] * new[:, 2] / focal
-        new[:, 1] = root[:, 1] * k - bg[:, 1] * new[:, 2] / focal
-        d = ((new - root) @ P.T)
-        out = j + d[:, None, :]
-        removed = path_len(root) - path_len(new)
-        note = (f"camera motion: background track used (zoom ×{float(k.max() / k.min()):.2f}, pan "
-                f"{float(np.ptp(bg[:, 0])):.0f} px); {max(removed, 0.0):.2f} m of travel removed")
-        return out, CameraReport(mode, "background", scale, zoom, max(removed, 0.0), note)
+        out, note, removed = _from_background(j, background, focal, u, path_len)
+        pan = float(np.degrees(np.ptp(np.asarray(background, dtype=np.float64)[:, 0] / float(focal))))
+        return out, CameraReport(mode, "background", scale, zoom, removed, note, pan)
     if contacts is None:
         raise ValueError("compensate: mode 'auto' without a background needs the foot contacts")
     con = np.asarray(contacts, dtype=bool)

@@ -13,7 +13,9 @@
    (``core.trajectory.levelling``);
 4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
 5. camera motion (``core.camera_motion.compensate``): zoom and pan not turned into travel, or the dancer kept in
-   place;
+   place; a background track measured by the worker (``poses.background_motion``, used where
+   ``core.camera_motion.background_usable``) is undone first, before step 4, so the floor and the contacts see the
+   world's motion; without one the planted feet are the reference, after step 4;
 6. resampled to the key times, converted to MMD axes (floor at y = 0), retargeted (``core.retarget``, without its
    percentile ground shift), single-frame rotation flips and knee-limit violations repaired
    (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the sphere
@@ -175,6 +177,24 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     cam_mode = str(_opt(opts, "camera", "auto"))
     do_lock = bool(_opt(opts, "foot_lock", True))
     report = CleanupReport(repairs=repairs)
+    focal = trajectory.focal_from_fov(poses.image_size[0], hfov) if poses.image_size[0] > 0 else None
+    bg_note = ""
+    if background is None and getattr(poses, "background_motion", None) is not None:
+        measured = poses.background_measured
+        if camera_motion.background_usable(measured):
+            background = poses.background_motion
+        else:
+            bg_note = (f"; the background could be followed on only {100 * float(np.mean(measured[1:])):.0f}% of "
+                       "the frames (too plain or too hidden), so it was not used")
+
+    # 5a. camera motion measured on the background: undone before the floor and the contacts, which then see the
+    # world's motion (a planted foot stands still in 3D and, with the background undone, in its 2D track too)
+    cam = None
+    if background is not None and cam_mode == "auto" and focal is not None:
+        absolute, cam = camera_motion.compensate(absolute, t, mode="auto", keypoints_2d=kp, background=background,
+                                                 focal=focal)
+        if kp is not None:
+            kp = camera_motion.undo_background_2d(kp, background, poses.image_size)
 
     # 4. floor and contacts
     if contact_probs is None:
@@ -189,10 +209,12 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     report.contacts, report.planes = g.contacts, g.planes
     report.notes += g.notes
 
-    # 5. camera motion
-    focal = trajectory.focal_from_fov(poses.image_size[0], hfov) if poses.image_size[0] > 0 else None
-    placed, cam = camera_motion.compensate(g.joints, t, g.contacts, mode=cam_mode, keypoints_2d=kp,
-                                           background=background, focal=focal)
+    # 5. camera motion without a background track: the feet as the reference (or static / off)
+    if cam is None:
+        placed, cam = camera_motion.compensate(g.joints, t, g.contacts, mode=cam_mode, keypoints_2d=kp, focal=focal)
+        cam.note += bg_note
+    else:
+        placed = g.joints
     report.camera = cam
     report.notes.append(cam.note)
 
@@ -257,5 +279,6 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
                                                    late))
     report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
     motion.meta["cleanup"] = report.notes
+    motion.meta["camera_pan_deg"] = float(getattr(report.camera, "pan_deg", 0.0))
     motion.meta[contact.NPZ_KEY] = report.contacts
     return motion, report

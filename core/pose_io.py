@@ -64,6 +64,11 @@ class PoseSequence:
         camera_up: ``(T, 3)`` float32 unit vectors, the world's up direction in the ``camera`` frame as the lifter
             estimates it (``core.lifting.trained``; the motion stage levels the camera's tilt with it); None = the
             lifter gives none (the motion stage then levels from the torso, ``core.trajectory.up_rotation``).
+        background_motion: ``(T, 3)`` float32, the image motion of the static background relative to the first
+            frame, ``dx``, ``dy`` px of the (cropped) frame and the log of its scale, about the frame's centre (the
+            camera's pan and zoom, ``core.worker.background``; read by ``core.camera_motion``); None = not measured.
+        background_measured: ``(T,)`` bool, the frames whose step from the previous one was measured (the others
+            take their neighbours' motion); given with ``background_motion``.
     """
 
     keypoints_2d: np.ndarray
@@ -90,6 +95,8 @@ class PoseSequence:
     foot_contacts: np.ndarray | None = None
     camera_up: np.ndarray | None = None
     world_landmarks: np.ndarray | None = None
+    background_motion: np.ndarray | None = None
+    background_measured: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
@@ -148,6 +155,15 @@ class PoseSequence:
             if a.shape != (t, 3) or not np.all(np.isfinite(a)):
                 raise ValueError(f"camera_up must be ({t}, 3) finite, got {a.shape}")
             self.camera_up = a
+        if (self.background_motion is None) != (self.background_measured is None):
+            raise ValueError("background_motion and background_measured come together")
+        if self.background_motion is not None:
+            a = np.asarray(self.background_motion, dtype=np.float32)
+            m = np.asarray(self.background_measured, dtype=bool)
+            if a.shape != (t, 3) or not np.all(np.isfinite(a)) or m.shape != (t,):
+                raise ValueError(f"background_motion must be ({t}, 3) finite and background_measured ({t},), got "
+                                 f"{a.shape}, {m.shape}")
+            self.background_motion, self.background_measured = a, m
         if t > 1 and np.any(np.diff(self.timestamps) <= 0):
             raise ValueError("timestamps must increase strictly")
         self.fps = float(self.fps)
@@ -198,7 +214,7 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
     for name in ("shots", "rejected", "upper_body", "hands", "face", "contact_probs", "foot_contacts", "camera_up",
-                 "world_landmarks"):
+                 "world_landmarks", "background_motion", "background_measured"):
         if getattr(poses, name) is not None:
             arrays[name] = getattr(poses, name)
     if poses.quality:
@@ -210,8 +226,8 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
 
 
 #: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, shots, rejected,
-#: upper_body, quality, hands, face, contact_probs, foot_contacts, camera_up and world_landmarks, are optional: files
-#: without them still load).
+#: upper_body, quality, hands, face, contact_probs, foot_contacts, camera_up, world_landmarks, background_motion and
+#: background_measured, are optional: files without them still load).
 REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
                    "joint_names_2d", "backend")
 
@@ -276,7 +292,8 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
             upper_body=d.get("upper_body"), quality=str(d["quality"]) if "quality" in d else "",
             hands=d.get("hands"), face=d.get("face"), contact_probs=d.get("contact_probs"),
             foot_contacts=d.get("foot_contacts"), camera_up=d.get("camera_up"),
-            world_landmarks=d.get("world_landmarks"),
+            world_landmarks=d.get("world_landmarks"), background_motion=d.get("background_motion"),
+            background_measured=d.get("background_measured"),
         )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e

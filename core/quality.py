@@ -20,7 +20,7 @@ import numpy as np
 from .errors import PipelineError
 
 __all__ = ["QualityReport", "assess", "longest_run", "motion_figures", "NPZ_KEY", "DEFAULT_MIN_USABLE",
-           "MAX_CENTRE_SPEED", "MAX_POPS_PER_MIN"]
+           "MAX_CENTRE_SPEED", "MAX_CENTRE_SPEED_FOLLOWED", "FOLLOWING_PAN_DEG", "MAX_POPS_PER_MIN"]
 
 #: Key of the report (a JSON string) in the pose ``.npz`` (``core.pose_io``).
 NPZ_KEY = "quality"
@@ -29,6 +29,12 @@ NPZ_KEY = "quality"
 DEFAULT_MIN_USABLE = 0.7
 #: m/s: a centre (センター + グルーブ) faster than this at the 99th percentile is not a dancer (issue 10's target).
 MAX_CENTRE_SPEED = 4.0
+
+#: The same limit where the camera follows the performer (a pan of more than :data:`FOLLOWING_PAN_DEG` measured on
+#: the background and undone): a skater or a runner filmed that way really moves this fast; a detection error still
+#: flies faster.
+MAX_CENTRE_SPEED_FOLLOWED = 10.0
+FOLLOWING_PAN_DEG = 90.0
 #: Rotation pops (a bone turning more than 45° between two keys) per minute above which a motion is refused.
 MAX_POPS_PER_MIN = 30.0
 

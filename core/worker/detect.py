@@ -53,7 +53,7 @@ def _expected_frames(info, start: float | None, end: float | None) -> int | None
 def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "mediapipe", start: float | None = None,
                  end: float | None = None, crop=None, device: str = "cpu", progress: Progress | None = None,
                  backend_options: dict | None = None, batch_size: int = 8, auto_crop: bool = True,
-                 retry: bool = True) -> PoseSequence:
+                 retry: bool = True, background: bool = True) -> PoseSequence:
     """Detect the dancer's 2D keypoints (and the backend's 3D joints) on every frame of a video.
 
     Args:
@@ -71,6 +71,8 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         retry: re-detect frames where the pose is missing or implausible (``core.gating``) on crops around the
             track's box, padded, upscaled and mirrored, keeping the candidate most consistent with the track
             (:func:`_retry`; MediaPipe backend by name only).
+        background: measure the camera's pan and zoom on the background around the people found
+            (``core.worker.background``; ``background_motion`` / ``background_measured`` of the result).
 
     Returns:
         :class:`~core.pose_io.PoseSequence` with ``T`` = decoded frames in the window:
@@ -122,6 +124,11 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     indices: list[int] = []
     times: list[float] = []
     dets: list[FrameDetections] = []
+    tracker = None
+    if background:
+        from .background import BackgroundTracker
+
+        tracker = BackgroundTracker()
     image_size: tuple[int, int] | None = None
     signatures: list = []
     try:
@@ -131,13 +138,13 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             signatures.append(frame_signature(frame.image))
             batch.append(frame)
             if len(batch) >= batch_size:
-                _run(model, batch, indices, times, dets)
+                _run(model, batch, indices, times, dets, tracker)
                 progress("detect", len(dets), total)
                 batch = []
             if image_size is None:
                 image_size = (frame.image.shape[1], frame.image.shape[0])
         if batch:
-            _run(model, batch, indices, times, dets)
+            _run(model, batch, indices, times, dets, tracker)
         progress("detect", len(dets), len(dets))
     finally:
         stream.close()
@@ -209,11 +216,15 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         notes.append(f"several people in {several} frames; followed the largest, most persistent one")
     if len(shots) > 1:
         notes.append(f"{len(shots)} shots: cuts at " + ", ".join(f"{t[a] - t[0]:.2f} s" for a, _ in shots[1:]))
+    bg = {}
+    if tracker is not None:
+        track = tracker.result()
+        bg = {"background_motion": track.motion, "background_measured": track.measured}
     return PoseSequence(
         keypoints_2d=kp, timestamps=t - t[0], frame_indices=np.asarray(indices, dtype=np.int64),
         detected=detected, fps=info.fps, image_size=image_size, joint_names_2d=names, backend=model.name,
         joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, notes=notes,
-        shots=shots,
+        shots=shots, **bg,
         # a backend with more than the body (core.worker.backends.holistic: hands, face) gives those arrays here
         **(model.sequence_extras(dets, choice) if hasattr(model, "sequence_extras") else {}),
     )
@@ -271,10 +282,13 @@ class _Prefetch:
         self._thread.join(timeout=10)
 
 
-def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list) -> None:
+def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list, tracker=None) -> None:
     out = model.process_batch([f.image for f in batch])
     if len(out) != len(batch):
         raise PipelineError("internal", f"backend {model.name!r} returned {len(out)} results for {len(batch)} frames")
+    if tracker is not None:   # the people just found are masked out of the background
+        for f, d in zip(batch, out):
+            tracker.add(f.image, d.boxes)
     indices.extend(f.index for f in batch)
     times.extend(f.time for f in batch)
     dets.extend(out)

@@ -306,7 +306,9 @@ def _check_motion(poses: pose_io.PoseSequence, motion, opts) -> pose_io.PoseSequ
     report = replace(report, **quality.motion_figures(motion))
     notes = [n for n in poses.notes if not n.startswith("quality:")] + report.lines()
     poses = replace(poses, quality=report.to_json(), notes=notes)
-    report.check_motion(getattr(opts, "force", False), source=str(poses.source or ""))
+    followed = float(getattr(motion, "meta", {}).get("camera_pan_deg", 0.0)) > quality.FOLLOWING_PAN_DEG
+    report.check_motion(getattr(opts, "force", False), source=str(poses.source or ""),
+                        max_centre_speed=quality.MAX_CENTRE_SPEED_FOLLOWED if followed else quality.MAX_CENTRE_SPEED)
     return poses
 
 

@@ -66,13 +66,49 @@ def test_background_track_undoes_a_known_zoom(shared_data):
     j = tr.joints.copy()
     k = np.linspace(1.0, 1.5, len(tr.t))
     seen = j.copy()
-    seen[..., 2] /= k[:, None]                                 # how a zoom shows up in the estimated root depth
-    seen[..., 0] /= k[:, None]
-    seen[..., 1] /= k[:, None]
+    # a zoom by k about the centre: the body looks k times larger, so its depth reads k times nearer; its image
+    # position (hence x and y at that depth) is unchanged: u' = k f x / z read at depth z / k gives x again
+    seen[..., 2] -= ((1.0 - 1.0 / k) * j[:, HIP, 2])[:, None]
     bg = np.stack([np.zeros_like(k), np.zeros_like(k), np.log(k)], axis=1)
     out, rep = CM.compensate(seen, tr.t, mode="auto", background=bg, focal=M.FOCAL)
     assert rep.used == "background"
-    np.testing.assert_allclose(out[:, HIP, [0, 2]], j[:, HIP, [0, 2]], atol=1e-6)
+    np.testing.assert_allclose(out[:, HIP], j[:, HIP], atol=1e-6)
+    np.testing.assert_allclose(out - out[:, HIP:HIP + 1], j - j[:, HIP:HIP + 1], atol=1e-6)   # the pose is kept
+
+
+def test_background_pan_turns_the_body_back_into_the_first_frame():
+    """A still dancer 3 m ahead, the camera turning right by up to 40°: in each frame's camera axes she drifts left
+    and turns; the background moved left by f * psi. Undone, she stands still with one heading."""
+    T, f = 60, 800.0
+    psi = np.radians(np.linspace(0.0, 40.0, T))
+    rng = np.random.default_rng(0)
+    body = rng.normal(0.0, 0.3, (27, 3))
+    body -= body[HIP]
+    world = body + np.array([0.0, 0.0, 3.0])
+    c, s_ = np.cos(psi), np.sin(psi)
+    # camera axes after a turn by psi about the vertical (y down): x' = x cos - z sin, z' = x sin + z cos
+    seen = np.empty((T, 27, 3))
+    seen[..., 0] = world[None, :, 0] * c[:, None] - world[None, :, 2] * s_[:, None]
+    seen[..., 1] = world[None, :, 1]
+    seen[..., 2] = world[None, :, 0] * s_[:, None] + world[None, :, 2] * c[:, None]
+    bg = np.stack([-f * psi, np.zeros(T), np.zeros(T)], axis=1)
+    out, rep = CM.compensate(seen, np.arange(T) / 30.0, mode="auto", background=bg, focal=f)
+    np.testing.assert_allclose(out, np.broadcast_to(world, out.shape), atol=1e-9)
+    assert "pan 40°" in rep.note
+
+
+def test_background_usable_and_2d_undo():
+    assert CM.background_usable(np.array([True] + [True, False] * 10))
+    assert not CM.background_usable(np.array([True] + [False, False, True] * 10))
+    assert not CM.background_usable(np.array([True]))
+    # a static point seen through a zoom x2 about the centre and a 10 px shift comes back to its first position
+    size = (101, 51)
+    c = np.array([50.0, 25.0])
+    p0 = np.array([[[70.0, 30.0, 0.9]]])
+    bg = np.array([[10.0, -4.0, np.log(2.0)]])
+    seen = p0.copy()
+    seen[..., :2] = c + 2.0 * (p0[..., :2] - c) + bg[:, None, :2]
+    np.testing.assert_allclose(CM.undo_background_2d(seen, bg, size), p0)
 
 
 def test_bad_arguments():
