@@ -48,6 +48,7 @@ class LockReport:
         root_drop_max: largest downward root correction, MMD units (グルーブ, or センター y).
         root_shift_max: largest horizontal root correction, MMD units (センター x/z).
         residual_max: side -> largest distance (units) between the pinned ankle and where IK got it.
+        released: side -> contact frames released because their pin was out of the leg's reach.
         notes: lines for the run report.
     """
 
@@ -56,6 +57,7 @@ class LockReport:
     root_drop_max: float = 0.0
     root_shift_max: float = 0.0
     residual_max: dict = field(default_factory=dict)
+    released: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
 
@@ -128,7 +130,8 @@ def _floor_filter(x: np.ndarray, half: int, fn) -> np.ndarray:
 
 
 def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: float = 0.0, blend_frames: int = 4,
-              reach: float = 0.99, root_window: int = 4, max_turn_deg: float = 30.0) -> tuple[BoneMotion, LockReport]:
+              reach: float = 0.99, root_window: int = 4, max_turn_deg: float = 30.0, max_drop: float = 0.2,
+              release_unreachable: bool = True) -> tuple[BoneMotion, LockReport]:
     """Pin planted feet, level them, release smoothly, and move the root where a knee would pass its limit.
 
     Args:
@@ -142,6 +145,9 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         root_window: half-width in frames of the smoothing of the root correction (it never under-corrects).
         max_turn_deg: the wanted foot rotation never turns more than this between frames where it can be spread
             over up to 8 frames on each side (``core.smoothing.repair_rotation_flips``).
+        max_drop: with ``release_unreachable``, a contact frame whose pin would need the root lowered by more than
+            this fraction of the leg's reach (or a pin beyond the reach along the floor) is released instead.
+        release_unreachable: release such frames (see ``max_drop``) and pin the rest again.
     Returns:
         ``(new BoneMotion, LockReport)``; ``meta`` is copied and gets ``foot_lock`` (the report's figures).
     Raises:
@@ -162,88 +168,114 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     rp = rest.positions
     vj = virtual_joints(rest)
     report = LockReport()
-    ankles, toes, feet_rot = {}, {}, {}
-    need = np.zeros((T, 3))      # root correction wanted (x, z horizontal; y vertical, <= 0)
-    drop = np.zeros(T)
-    for side, tag, ch, ct in _SIDES:
-        ai = rest.find(side + "足首")
-        A = fk.positions[:, ai]
-        G = fk.rotations[:, ai]
-        heel_off, toe_off = vj[tag + "Heel"][1], vj[tag + "FootIndex"][1]
-        sole = min(rp[ai, 1] + heel_off[1], rp[ai, 1] + toe_off[1])
-        heel_h = rp[ai, 1] + heel_off[1] - sole      # rest height of each point above the sole
-        toe_h = rp[ai, 1] + toe_off[1] - sole
-        heel, toe = con[:, ch], con[:, ct]
-        anyc = heel | toe
-        A2 = A.copy()
-        G2 = G.copy()
-        runs = _runs(anyc)
-        for a, b in runs:
-            flat = heel[a:b] & toe[a:b]
-            # how level the foot is: 1 on flat frames, easing to 0 over blend_frames into toe- or heel-only phases
-            w = flat.astype(np.float64)
-            if blend_frames > 0 and 0 < flat.sum() < flat.size:
-                idx = np.flatnonzero(flat)
-                dist = np.min(np.abs(np.arange(flat.size)[:, None] - idx[None, :]), axis=1)
-                w = _smoothstep(1.0 - dist / (blend_frames + 1.0))
-            if flat.any():
-                # one level rotation for the whole flat phase (the mean heading), so the planted foot cannot swivel
-                gf = Q.make_continuous(G[a:b][flat])
-                g_const = _level(Q.normalize(gf.mean(axis=0))[None], heel_off, toe_off)[0]
-                G2[a:b] = Q.slerp(G[a:b], np.broadcast_to(g_const, (b - a, 4)), w)
-            if flat.any():
-                anchor = np.median(A[a:b][flat], axis=0)
-                anchor[1] = floor_y + (rp[ai, 1] - sole)
-                A2[a:b][flat] = anchor
-            # toe-only / heel-only phases: pin that point (continuous with an adjacent flat phase)
-            for pin_col, off, h in ((toe, toe_off, toe_h), (heel, heel_off, heel_h)):
-                other = heel if pin_col is toe else toe
-                phase = pin_col[a:b] & ~other[a:b]
-                for pa, pb in _runs(phase):
-                    pa, pb = a + pa, a + pb
-                    if pa > a and (heel[pa - 1] and toe[pa - 1]):
-                        P = A2[pa - 1] + Q.rotate(G2[pa - 1], off)
-                    elif pb < b and (heel[pb] and toe[pb]):
-                        P = A2[pb] + Q.rotate(G2[pb], off)
-                    else:
-                        P = np.median(A[pa:pb] + Q.rotate(G[pa:pb], np.broadcast_to(off, (pb - pa, 3))), axis=0)
-                    P = P.copy()
-                    P[1] = floor_y + h
-                    A2[pa:pb] = P - Q.rotate(G2[pa:pb], np.broadcast_to(off, (pb - pa, 3)))
-        delta = _blend(A2 - A, anyc, blend_frames, np.zeros(3), slerp=False)
-        turn = _blend(Q.multiply(G2, Q.conjugate(G)), anyc, blend_frames, Q.identity(()), slerp=True)
-        At = A + delta
-        # a long planted phase can end far from the estimated heading: spread such turns so none pops
-        Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8)
-        planted = heel & toe
-        Gt[planted] = Q.multiply(turn, G)[planted]      # a flat planted foot keeps its pinned rotation exactly
-        # never below the floor
-        pts_y = np.stack([(At + Q.rotate(Gt, np.broadcast_to(o, At.shape)))[:, 1] for o in (heel_off, toe_off)], 1)
-        At[:, 1] += np.maximum(0.0, floor_y - pts_y.min(axis=1))
-        ankles[side] = At
-        feet_rot[side] = Gt
-        toe_ik = rest.index_of(side + "つま先ＩＫ")
-        ik_i = rest.find(side + "足ＩＫ")
-        if toe_ik is not None:
-            toes[side] = At + Q.rotate(Gt, np.broadcast_to(rp[toe_ik] - rp[ik_i], At.shape))
-        report.locked_frames[side] = int(anyc.sum())
-        report.runs[side] = len(runs)
-        # reach: where must the hip be?
-        hi = rest.find(side + "足")
-        r = reach * ik.leg_reach(rest, side)[1]      # the farthest the knee limits let the ankle be from 足
-        hip = fk.positions[:, hi]
-        d = At - hip
-        dh_vec = d.copy()
-        dh_vec[:, 1] = 0.0
-        dh = np.linalg.norm(dh_vec, axis=1)
-        too_far = np.linalg.norm(d, axis=1) > r
-        lim = 0.97 * r
-        move = np.where((dh > lim)[:, None], dh_vec * ((dh - lim) / np.maximum(dh, 1e-9))[:, None], 0.0)
-        dh2 = np.minimum(dh, lim)
-        dy = (At[:, 1] + np.sqrt(np.maximum(r * r - dh2 * dh2, 0.0))) - hip[:, 1]
-        dy = np.where(too_far, np.minimum(dy, 0.0), 0.0)
-        need[:, [0, 2]] += np.where(too_far[:, None], move[:, [0, 2]], 0.0)
-        drop = np.minimum(drop, dy)
+
+    def pin(con):
+        """Pinned ankles, toes and foot rotations per side for contacts ``con``, the root correction they need,
+        and per side the frames whose pin lies farther from the hip, along the floor, than the leg reaches."""
+        beyond = {}
+        ankles, toes, feet_rot = {}, {}, {}
+        need = np.zeros((T, 3))      # root correction wanted (x, z horizontal; y vertical, <= 0)
+        drop = np.zeros(T)
+        for side, tag, ch, ct in _SIDES:
+            ai = rest.find(side + "足首")
+            A = fk.positions[:, ai]
+            G = fk.rotations[:, ai]
+            heel_off, toe_off = vj[tag + "Heel"][1], vj[tag + "FootIndex"][1]
+            sole = min(rp[ai, 1] + heel_off[1], rp[ai, 1] + toe_off[1])
+            heel_h = rp[ai, 1] + heel_off[1] - sole      # rest height of each point above the sole
+            toe_h = rp[ai, 1] + toe_off[1] - sole
+            heel, toe = con[:, ch], con[:, ct]
+            anyc = heel | toe
+            A2 = A.copy()
+            G2 = G.copy()
+            runs = _runs(anyc)
+            for a, b in runs:
+                flat = heel[a:b] & toe[a:b]
+                # how level the foot is: 1 on flat frames, easing to 0 over blend_frames into toe- or heel-only phases
+                w = flat.astype(np.float64)
+                if blend_frames > 0 and 0 < flat.sum() < flat.size:
+                    idx = np.flatnonzero(flat)
+                    dist = np.min(np.abs(np.arange(flat.size)[:, None] - idx[None, :]), axis=1)
+                    w = _smoothstep(1.0 - dist / (blend_frames + 1.0))
+                if flat.any():
+                    # one level rotation for the whole flat phase (the mean heading), so the planted foot cannot swivel
+                    gf = Q.make_continuous(G[a:b][flat])
+                    g_const = _level(Q.normalize(gf.mean(axis=0))[None], heel_off, toe_off)[0]
+                    G2[a:b] = Q.slerp(G[a:b], np.broadcast_to(g_const, (b - a, 4)), w)
+                if flat.any():
+                    anchor = np.median(A[a:b][flat], axis=0)
+                    anchor[1] = floor_y + (rp[ai, 1] - sole)
+                    A2[a:b][flat] = anchor
+                # toe-only / heel-only phases: pin that point (continuous with an adjacent flat phase)
+                for pin_col, off, h in ((toe, toe_off, toe_h), (heel, heel_off, heel_h)):
+                    other = heel if pin_col is toe else toe
+                    phase = pin_col[a:b] & ~other[a:b]
+                    for pa, pb in _runs(phase):
+                        pa, pb = a + pa, a + pb
+                        if pa > a and (heel[pa - 1] and toe[pa - 1]):
+                            P = A2[pa - 1] + Q.rotate(G2[pa - 1], off)
+                        elif pb < b and (heel[pb] and toe[pb]):
+                            P = A2[pb] + Q.rotate(G2[pb], off)
+                        else:
+                            P = np.median(A[pa:pb] + Q.rotate(G[pa:pb], np.broadcast_to(off, (pb - pa, 3))), axis=0)
+                        P = P.copy()
+                        P[1] = floor_y + h
+                        A2[pa:pb] = P - Q.rotate(G2[pa:pb], np.broadcast_to(off, (pb - pa, 3)))
+            delta = _blend(A2 - A, anyc, blend_frames, np.zeros(3), slerp=False)
+            turn = _blend(Q.multiply(G2, Q.conjugate(G)), anyc, blend_frames, Q.identity(()), slerp=True)
+            At = A + delta
+            # a long planted phase can end far from the estimated heading: spread such turns so none pops
+            Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8)
+            planted = heel & toe
+            Gt[planted] = Q.multiply(turn, G)[planted]      # a flat planted foot keeps its pinned rotation exactly
+            # never below the floor
+            pts_y = np.stack([(At + Q.rotate(Gt, np.broadcast_to(o, At.shape)))[:, 1] for o in (heel_off, toe_off)], 1)
+            At[:, 1] += np.maximum(0.0, floor_y - pts_y.min(axis=1))
+            ankles[side] = At
+            feet_rot[side] = Gt
+            toe_ik = rest.index_of(side + "つま先ＩＫ")
+            ik_i = rest.find(side + "足ＩＫ")
+            if toe_ik is not None:
+                toes[side] = At + Q.rotate(Gt, np.broadcast_to(rp[toe_ik] - rp[ik_i], At.shape))
+            report.locked_frames[side] = int(anyc.sum())
+            report.runs[side] = len(runs)
+            # reach: where must the hip be?
+            hi = rest.find(side + "足")
+            r = reach * ik.leg_reach(rest, side)[1]      # the farthest the knee limits let the ankle be from 足
+            hip = fk.positions[:, hi]
+            d = At - hip
+            dh_vec = d.copy()
+            dh_vec[:, 1] = 0.0
+            dh = np.linalg.norm(dh_vec, axis=1)
+            too_far = np.linalg.norm(d, axis=1) > r
+            lim = 0.97 * r
+            move = np.where((dh > lim)[:, None], dh_vec * ((dh - lim) / np.maximum(dh, 1e-9))[:, None], 0.0)
+            dh2 = np.minimum(dh, lim)
+            dy = (At[:, 1] + np.sqrt(np.maximum(r * r - dh2 * dh2, 0.0))) - hip[:, 1]
+            dy = np.where(too_far, np.minimum(dy, 0.0), 0.0)
+            need[:, [0, 2]] += np.where(too_far[:, None], move[:, [0, 2]], 0.0)
+            drop = np.minimum(drop, dy)
+            beyond[side] = too_far & ((dh > lim) | (dy < -max_drop * r))
+        return ankles, toes, feet_rot, need, drop, beyond
+
+    ankles, toes, feet_rot, need, drop, beyond = pin(con)
+    if release_unreachable:
+        # A pin the hip has travelled away from (the estimated leg swept less than the body moved, or two steps
+        # read as one contact) would drag the root down towards the floor: release those frames of the contact
+        # instead (the foot then follows its estimate, blended) and pin again; the pins of what is left move, so
+        # repeat until every pin is within reach (a few rounds).
+        released = {side: 0 for side, *_ in _SIDES}
+        for _ in range(6):
+            cut = con.copy()
+            for side, tag, ch, ct in _SIDES:
+                cut[beyond[side], ch] = False
+                cut[beyond[side], ct] = False
+                released[side] += int((con[:, [ch, ct]].any(axis=1) & ~cut[:, [ch, ct]].any(axis=1)).sum())
+            if not (cut != con).any():
+                break
+            con = cut
+            ankles, toes, feet_rot, need, drop, beyond = pin(con)
+        report.released = released
     # smooth the root correction without ever under-correcting the drop
     if T > 1 and root_window > 0:
         drop = _floor_filter(_floor_filter(drop, root_window, np.min), root_window, np.mean)
@@ -285,7 +317,10 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     report.notes.append(
         "feet locked: " + ", ".join(f"{s} {report.locked_frames[s]} frames in {report.runs[s]} contacts" for s in "左右")
         + f"; root lowered up to {report.root_drop_max:.2f} and moved up to {report.root_shift_max:.2f} units so the "
-        f"knees stay within their limits ({'グルーブ' if groove is not None else 'センター'} carries the vertical part)")
+        f"knees stay within their limits ({'グルーブ' if groove is not None else 'センター'} carries the vertical part)"
+        + ("; " + ", ".join(f"{s} {n}" for s, n in report.released.items() if n) + " contact frames released (the "
+           "pin was out of the leg's reach: the body moved farther than the estimated leg swept)"
+           if any(report.released.values()) else ""))
     meta = dict(motion.meta)
     meta["foot_lock"] = {"locked_frames": report.locked_frames, "root_drop_max": report.root_drop_max,
                          "root_shift_max": report.root_shift_max, "residual_max": report.residual_max}

@@ -117,3 +117,30 @@ def test_ground_per_shot(case):
         assert np.median(low) < 0.03 and low.min() > -1e-9
     with pytest.raises(ValueError):
         F.ground(absolute, tr.t, shots=[(0, T + 5)])
+
+
+def test_windowed_speed_averages_out_jitter_and_keeps_a_steady_motion():
+    from core.contact import point_speed
+
+    t = np.arange(300) / 30.0
+    rng = np.random.default_rng(0)
+    still = rng.normal(0.0, 2.0, (300, 1, 2))                       # px of jitter on a planted foot
+    moving = np.stack([100.0 * t, np.zeros_like(t)], axis=1)[:, None]   # 100 px/s
+    raw, slope = point_speed(still, t), point_speed(still, t, 2)
+    assert slope.mean() < 0.5 * raw.mean()                          # the 5-frame slope halves the jitter's speed
+    np.testing.assert_allclose(point_speed(moving, t, 2)[2:-2], 100.0, rtol=1e-9)   # (the ends are padded)
+
+
+def test_pose_file_keeps_the_background_track(tmp_path):
+    from core import pose_io
+
+    T = 4
+    p = pose_io.PoseSequence(keypoints_2d=np.zeros((T, 33, 3)), timestamps=np.arange(T) / 30.0,
+                             frame_indices=np.arange(T), detected=np.ones(T, bool), fps=30.0, image_size=(64, 48),
+                             joint_names_2d=tuple(f"j{i}" for i in range(33)), backend="test",
+                             background_motion=np.arange(3 * T).reshape(T, 3), background_measured=[1, 0, 1, 1])
+    q = pose_io.load(pose_io.save(tmp_path / "p.npz", p))
+    np.testing.assert_array_equal(q.background_motion, p.background_motion)
+    np.testing.assert_array_equal(q.background_measured, [True, False, True, True])
+    with pytest.raises(ValueError, match="come together"):
+        pose_io.PoseSequence(**{**p.__dict__, "background_measured": None})

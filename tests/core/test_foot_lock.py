@@ -166,3 +166,21 @@ def test_legs_only_fk_equals_the_whole_body_fk_on_the_legs(run, mat4):
             assert np.array_equal(legs.positions[:, i], full.positions[:, i])
             assert np.array_equal(legs.rotations[:, i], full.rotations[:, i])
     assert np.isnan(legs.positions[:, mat4.find("頭")]).all()  # the rest of the body was not evaluated
+
+
+def test_a_pin_out_of_the_legs_reach_is_released_not_dragging_the_root_down(shared_data, mat4):
+    """Contacts that hold a foot for a whole travelling clip (two steps read as one, or a body that moved farther
+    than its estimated leg swept): pinning all of it would pull the root down towards the floor; the frames out of
+    the leg's reach are released instead, and the rest stays pinned."""
+    tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
+    base = retarget(conventions.camera_to_mmd(_grounded(tr)), mat4, ground=False)
+    keys = np.zeros((base.n_frames, 4), dtype=bool)
+    keys[:, :2] = True                                                       # the left foot "planted" throughout
+    held, rep_held = lock_feet(base, mat4, keys, release_unreachable=False)
+    freed, rep = lock_feet(base, mat4, keys)
+    leg = ik.leg_reach(mat4, "左")[1]
+    assert rep_held.root_drop_max > 0.3 * leg                                # held: the root sinks by a third of a leg
+    assert rep.root_drop_max <= 0.2 * leg + 1e-6                             # released: no more than max_drop
+    assert 0 < rep.released["左"] < base.n_frames and rep.released.get("右", 0) == 0
+    assert rep.locked_frames["左"] == base.n_frames - rep.released["左"]
+    assert "released" in rep.notes[0]
