@@ -8,8 +8,8 @@ camera that zooms in reads as the dancer walking towards it, and a pan as a side
 * ``"auto"`` (default) -- with a ``background`` track (the image motion of the static background relative to the
   first frame: ``(dx, dy, log_scale)`` per frame, measured by the worker, ``core.worker.background``), a zoom is
   undone on the root's depth and a pan turns the whole body back into the first frame's axes (a pan is the camera
-  turning about the vertical); a still background keeps the estimated travel. Without one, the feet are the reference: a foot in contact with the floor does not
-  move, so the travel of the contact points while they are in contact (what a zoom or pan produces, and what a
+  turning about the vertical); a still background keeps the estimated travel. Without one, the feet are the
+  reference: a foot in contact with the floor does not move, so the travel of the contact points while they are in contact (what a zoom or pan produces, and what a
   foot-skating estimate produces too) is removed from the root, and the dancer travels only by stepping. The body's
   2D scale against its (constant) 3D size is reported, to say whether a zoom was seen.
 * ``"off"`` -- the trajectory as estimated.
@@ -117,7 +117,8 @@ def undo_background_2d(points, background, image_size) -> np.ndarray:
 
 
 def _from_background(j, background, focal, u, path_len):
-    """The ``background`` branch of :func:`compensate`: ``(joints, note, removed travel m)``."""
+    """The ``background`` branch of :func:`compensate`: ``(joints, note, removed travel m, pan range deg)``. The
+    background's vertical shift (a tilt) is not undone in 3D: the floor fit levels the world."""
     if focal is None:
         raise ValueError("compensate: a background track needs the focal length in px")
     T = j.shape[0]
@@ -143,7 +144,7 @@ def _from_background(j, background, focal, u, path_len):
         note = (f"camera motion: measured on the background (pan {pan:.0f}°, zoom ×{ratio:.2f}) and undone: the "
                 f"root's path is {path_len(out[:, _HIP]):.2f} m on the floor ({path_len(root):.2f} m as the camera "
                 "saw it)")
-    return out, note, removed
+    return out, note, removed, pan
 
 
 def _floor_axes(up: np.ndarray) -> np.ndarray:
@@ -195,8 +196,7 @@ def compensate(joints, t, contacts=None, *, mode: str = "auto", keypoints_2d=Non
                 "removed")
         return j - d[:, None, :], CameraReport(mode, "static", scale, zoom, path_len(root), note)
     if background is not None:
-        out, note, removed = _from_background(j, background, focal, u, path_len)
-        pan = float(np.degrees(np.ptp(np.asarray(background, dtype=np.float64)[:, 0] / float(focal))))
+        out, note, removed, pan = _from_background(j, background, focal, u, path_len)
         return out, CameraReport(mode, "background", scale, zoom, removed, note, pan)
     if contacts is None:
         raise ValueError("compensate: mode 'auto' without a background needs the foot contacts")

@@ -8,12 +8,14 @@ rotation, shift) to them with RANSAC (``cv2.estimateAffinePartial2D``). The step
 
 The result, :class:`BackgroundTrack`, is what ``core.camera_motion.compensate`` reads as its ``background``:
 ``(dx px, dy px, log scale)`` of the background relative to frame 0, about the image centre, in px of the analysed
-(cropped) frame; plus which steps were measured. A step is not measured where too little background is seen (a
-close-up, a plain wall) or the tracks disagree (a shot cut): its motion is taken as none, and the motion stage uses
-the track only where almost every step was measured (``core.camera_motion.background_usable``).
+(cropped) frame; plus which steps were measured. A background with too few corners to track but unchanged edges
+(a plain studio wall and floor seen by a still camera) counts as measured and not moving. A step is not measured
+where too little background is seen (a close-up, a wall without edges) or the tracks disagree (a shot cut): it
+takes the motion of the measured steps around it, and the motion stage uses the track only where at least half of
+the steps were measured (``core.camera_motion.background_usable``).
 
-Frames are analysed in grey at :data:`WIDTH` px wide, so the cost is small next to the pose detector's
-(``benchmarks/bench_pipeline.py`` prints it).
+Frames are analysed in grey at :data:`WIDTH` px wide: 2-5 ms a frame on this project's 2-core CPU (measured on the
+shared videos and renders), against tens of ms for the pose detector.
 """
 from __future__ import annotations
 
@@ -94,32 +96,38 @@ class BackgroundTracker:
         return m
 
     def _step(self, g0, m0, g1, m1):
-        """Similarity ``(3, 3)`` from frame t-1 to t (analysed px) and its inlier count, or ``(None, 0)``."""
+        """Similarity ``(3, 3)`` from frame t-1 to t (analysed px) and its inlier count: tracked corners, or the
+        identity of :meth:`_still` (count 0), or ``(None, 0)`` where neither measures the step."""
+        S, n = self._tracked(g0, m0, g1, m1)
+        return (S, n) if S is not None else (self._still(g0, m0, g1, m1), 0)
+
+    def _tracked(self, g0, m0, g1, m1):
+        """The step from corner tracks outside the people (module docstring), or ``(None, 0)``."""
         import cv2
 
         p0 = cv2.goodFeaturesToTrack(g0, maxCorners=self.max_corners, qualityLevel=0.01, minDistance=7, mask=m0,
                                      blockSize=7)
         if p0 is None or len(p0) < self.min_inliers:
-            return self._still(g0, m0, g1, m1), 0
+            return None, 0
         lk = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
         p1, st, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None, **lk)
         if p1 is None:
-            return self._still(g0, m0, g1, m1), 0
+            return None, 0
         back, st2, _ = cv2.calcOpticalFlowPyrLK(g1, g0, p1, None, **lk)
         ok = (st[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm((back - p0)[:, 0], axis=1) < 0.5)
         a, b = p0[ok, 0], p1[ok, 0]
-        if len(a):  # a track that ends on a person in the new frame is not background
-            xi = np.clip(np.rint(b[:, 0]).astype(int), 0, g1.shape[1] - 1)
-            yi = np.clip(np.rint(b[:, 1]).astype(int), 0, g1.shape[0] - 1)
-            keep = m1[yi, xi] > 0
-            a, b = a[keep], b[keep]
+        # a track that ends on a person in the new frame is not background
+        xi = np.clip(np.rint(b[:, 0]).astype(int), 0, g1.shape[1] - 1)
+        yi = np.clip(np.rint(b[:, 1]).astype(int), 0, g1.shape[0] - 1)
+        keep = m1[yi, xi] > 0
+        a, b = a[keep], b[keep]
         if len(a) < self.min_inliers:
-            return self._still(g0, m0, g1, m1), 0
+            return None, 0
         A, inl = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=0.5, maxIters=500,
                                              confidence=0.99)
         n = int(inl.sum()) if inl is not None else 0
         if A is None or n < self.min_inliers or n < 0.5 * len(a):
-            return self._still(g0, m0, g1, m1), 0
+            return None, 0
         return np.vstack([A, [0.0, 0.0, 1.0]]), n
 
     @staticmethod

@@ -111,3 +111,24 @@ def pmx_dir(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def yw_pmx(pmx_dir) -> Path:
     return pmx_dir / "yw_test_model" / "yw_test_model.pmx"
+
+
+class RecordingLayout:
+    """A stand-in for a panel's ``UILayout`` outside a real UI: every call (``row``, ``prop``, ``label``...) is
+    recorded as ``(name, args, kwargs)`` in the shared ``log`` and returns a sub-layout with the same log."""
+
+    def __init__(self, log: list | None = None):
+        self.log = [] if log is None else log
+        self.enabled = True
+
+    def __getattr__(self, name):
+        def call(*a, **k):
+            self.log.append((name, a, k))
+            return RecordingLayout(self.log)
+        return call
+
+
+@pytest.fixture
+def recording_layout():
+    """:class:`RecordingLayout`, to draw panels and preferences headless."""
+    return RecordingLayout

@@ -104,20 +104,11 @@ def test_preferences_defaults_and_cache(addon, tmp_path):
         p.cache_dir = ""
 
 
-def test_panel_draws_in_every_state(addon, scene):
+def test_panel_draws_in_every_state(addon, scene, recording_layout):
     """Drawing the panel must not raise, idle or running (the draw code runs outside a real UI here)."""
     import types
 
-    class Layout:  # minimal stand-in recording what is drawn
-        def __init__(self, log):
-            self.log = log
-            self.enabled = True
-
-        def __getattr__(self, name):
-            def call(*a, **k):
-                self.log.append((name, a, k))
-                return Layout(self.log)
-            return call
+    Layout = recording_layout
 
     panel_cls = bpy.types.ANIMEMMD_PT_main
     for running in (False, True):
@@ -139,20 +130,12 @@ def test_panel_draws_in_every_state(addon, scene):
     scene.anime_mmd.is_running = False
 
 
-def test_preferences_draw_the_worker_check(addon):
+def test_preferences_draw_the_worker_check(addon, recording_layout):
     import types
 
     log: list = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*a, **k):
-                log.append((name, a, k))
-                return Layout()
-            return call
-
     prefs_cls = type(addon.prefs.get(bpy.context))
-    prefs_cls.draw(types.SimpleNamespace(layout=Layout(), worker_status="numpy 1.26\nmissing: torch"), bpy.context)
+    prefs_cls.draw(types.SimpleNamespace(layout=recording_layout(log), worker_status="numpy 1.26\nmissing: torch"), bpy.context)
     assert ("operator", ("anime_mmd.check_worker",), {"icon": "CONSOLE"}) in log
     labels = [k.get("text") for n, a, k in log if n == "label"]
     assert "numpy 1.26" in labels and "missing: torch" in labels

@@ -31,18 +31,8 @@ def test_property_follows_the_declaration(addon, scene):
     assert tuple(scene.anime_mmd.key_tolerance) == pytest.approx((0.5, 1.0))
 
 
-def test_panel_shows_the_tolerance_only_without_key_every_frame(addon, scene):
-    class Layout:  # records what is drawn
-        def __init__(self, log):
-            self.log = log
-            self.enabled = True
-
-        def __getattr__(self, name):
-            def call(*a, **k):
-                self.log.append((name, a, k))
-                return Layout(self.log)
-            return call
-
+def test_panel_shows_the_tolerance_only_without_key_every_frame(addon, scene, recording_layout):
+    Layout = recording_layout
     drawn = {}
     for dense in (False, True):
         scene.anime_mmd.dense_keys = dense
