@@ -355,6 +355,11 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         progress("retarget", 1, 1)
         timings["motion"] = time.perf_counter() - t1
         poses = _check_motion(poses, motion, opts)
+        # what the cleanup did (repairs, floor, camera motion, foot locking) goes into the run's report
+        done = [n for n in (motion.meta.get("cleanup", []) if isinstance(motion.meta, dict) else [])
+                if not n.endswith("nothing to repair")]
+        if done:
+            poses = replace(poses, notes=list(poses.notes) + done)
         contacts = motion.meta.get("foot_contacts") if isinstance(motion.meta, dict) else None
         if contacts is not None and np.shape(contacts) == (len(poses), 4):
             poses = replace(poses, foot_contacts=contacts)  # per video frame, saved in the pose file

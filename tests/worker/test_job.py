@@ -190,6 +190,9 @@ def test_cli_reports_frames_that_do_not_decode(tmp_path, shared_data):
              str(tmp_path / "skater.vmd"), "-q")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "decoded 185 of 207 frames" in r.stderr
+    # the camera follows the skater: the run says the pan was measured on the background and undone
+    assert "note: camera motion: measured on the background (pan" in r.stderr
+    assert "note: feet locked:" in r.stderr
     poses = pose_io.load(tmp_path / "skater.npz")
     assert len(poses) == 185
 
