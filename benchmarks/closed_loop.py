@@ -25,9 +25,11 @@ Printed table and ``--out/closed_loop.json`` (per case and lifter; ``metrics.py`
 hips-aligned MPJPE and PA-MPJPE (mm, 17 H36M joints), root trajectory error (mm, start offset removed), jitter
 (m/s², with the ground truth's own), foot skate during ground-truth contact (cm/s, with the ground truth's), foot
 height error in contact (cm), foot points more than 2 cm below the floor, rotation steps over 45°/frame (with the
-ground truth's), centre (Hip) speed p99 (m/s, with the ground truth's), MediaPipe's 2D error on the renders (px).
+ground truth's), centre (Hip) speed p99 (m/s, with the ground truth's), MediaPipe's 2D error on the renders (px) and its share of
+frames labelled back to front (left and right exchanged, ``metrics.mirrored_2d``).
 ``--lift-diagnostic`` adds a table of the 3D lifting alone (camera frame, before the motion stage;
-``evaluate.lift_diagnostic``), including the trained lifter fed the true 2D. The ``gt->retarget`` row feeds the TRUE joints through ``core.retarget`` (the floor any lifter can reach).
+``evaluate.lift_diagnostic``), including the trained lifter fed the true 2D, and fed MediaPipe's 2D with its
+mirrored frames exchanged back (an oracle). The ``gt->retarget`` row feeds the TRUE joints through ``core.retarget`` (the floor any lifter can reach).
 1 MMD unit = 8 cm (``core.conventions``). Default run: 3 cases x 150 frames, about 5 minutes to render once and
 under a minute per lifter on 2 cores.
 """
@@ -54,9 +56,10 @@ COLUMNS = (("MPJPE", "mpjpe_mm", "{:.0f}"), ("PA", "pa_mpjpe_mm", "{:.0f}"), ("r
            ("skate", ("foot_skate_cms", "foot_skate_gt_cms"), "{:.0f}/{:.0f}"),
            ("foot h", "foot_height_error_cm", "{:.1f}"), ("below", "below_floor", None),
            ("rot>45", ("rotation_steps_gt45", "rotation_steps_gt45_gt"), "{}/{}"),
-           ("v p99", ("centre_speed_p99_ms", "centre_speed_p99_gt_ms"), "{:.1f}/{:.1f}"), ("2D px", "mediapipe_2d", None))
+           ("v p99", ("centre_speed_p99_ms", "centre_speed_p99_gt_ms"), "{:.1f}/{:.1f}"), ("2D px", "mediapipe_2d", None),
+           ("2D mirr", "mediapipe_2d_mirrored", None))
 HEADER = ("case", "lifter") + tuple(c[0] for c in COLUMNS)
-UNITS = ("", "", "mm", "mm", "mm", "m/s² est/gt", "cm/s est/gt", "cm", "pts", "est/gt", "m/s est/gt", "mean")
+UNITS = ("", "", "mm", "mm", "mm", "m/s² est/gt", "cm/s est/gt", "cm", "pts", "est/gt", "m/s est/gt", "mean", "frames")
 
 
 def _cell(res: dict, key, fmt) -> str:
@@ -64,6 +67,9 @@ def _cell(res: dict, key, fmt) -> str:
         return str(res["below_floor"]["points"])
     if key == "mediapipe_2d":
         return f"{res['mediapipe_2d']['mean_px']:.1f}" if "mediapipe_2d" in res else "-"
+    if key == "mediapipe_2d_mirrored":
+        v = res.get("mediapipe_2d", {}).get("mirrored_frames")
+        return "-" if v is None else f"{v:.0%}"
     if isinstance(key, tuple):
         vals = [res[k] for k in key]
         if any(isinstance(v, float) and math.isnan(v) for v in vals):

@@ -84,6 +84,7 @@ def _mirror_permutation(names: tuple[str, ...]) -> np.ndarray:
 COCO17_MIRROR = _mirror_permutation(COCO17)
 H36M17_MIRROR = _mirror_permutation(H36M17)
 CANONICAL_MIRROR = _mirror_permutation(CANONICAL)
+MEDIAPIPE33_MIRROR = _mirror_permutation(MEDIAPIPE33)
 
 
 def _check(points: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -279,6 +279,7 @@ def evaluate_run(render_dir: Path, job: JobResult, rest: RestSkeleton) -> dict:
         kp = poses.keypoints_canonical_2d()
         n = min(len(kp), len(gt["joints_px"]))
         out["mediapipe_2d"] = M.error_2d(kp[:n], gt["joints_px"][:n])
+        out["mediapipe_2d"]["mirrored_frames"] = float(np.mean(M.mirrored_2d(kp[:n], gt["joints_px"][:n]))) if n else 0.0
     out["job_seconds"] = job.seconds
     out["job_quality"] = job.quality
     return out
@@ -310,7 +311,9 @@ def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
     Rows: each finished job's pose file (``joints_3d``: for ``native`` MediaPipe's world landmarks, for ``trained``
     the lifter on MediaPipe's 2D keypoints and world landmarks), and ``trained 2D-only on true 2D`` = the 2D-only
     weights (``core.lifting.trained.WEIGHTS_2D``) on the ground-truth pixels (confidence 0.95, the true field of
-    view): what a 2D lifter does with a perfect detector.
+    view): what a 2D lifter does with a perfect detector; and, where the detector took the dancer's back for her
+    front on some frames (``metrics.mirrored_2d``), the default lifting of the native run's pose file with those
+    frames' left and right exchanged back (an oracle: it reads the truth).
 
     Args:
         runs: lifter name -> :class:`JobResult` of this render.
@@ -337,6 +340,26 @@ def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
         from core.lifting.trained import WEIGHTS_2D, load_lifter
     except ImportError:
         return out
+    native = runs.get("native")
+    if native is not None and native.ok and native.npz is not None and native.npz.is_file():
+        # what the detector's front/back mistakes cost: MediaPipe's left/right exchange undone on the frames where
+        # the truth says it is mirrored (metrics.mirrored_2d), then the default lifting; an oracle, for diagnosis
+        from dataclasses import replace
+
+        from core.skeletons import CANONICAL_MIRROR, MEDIAPIPE33, MEDIAPIPE33_MIRROR
+        from core.worker import job as job_mod
+
+        poses = pose_io.load(native.npz)
+        kp_c = poses.keypoints_canonical_2d()
+        n = min(len(kp_c), len(gt["joints_px"]))
+        mir = np.zeros(len(poses), dtype=bool)
+        mir[:n] = M.mirrored_2d(kp_c[:n], gt["joints_px"][:n])
+        if poses.joint_names_2d == MEDIAPIPE33 and poses.joints_3d is not None and mir.any():
+            k2, j3 = poses.keypoints_2d.copy(), poses.joints_3d.copy()
+            k2[mir] = k2[mir][:, MEDIAPIPE33_MIRROR]
+            j3[mir] = j3[mir][:, CANONICAL_MIRROR]
+            fixed = job_mod.lift_trained(replace(poses, keypoints_2d=k2, joints_3d=j3, lifter="native"), None)
+            out[f"trained, MediaPipe's {mir.mean():.0%} mirrored frames undone (oracle)"] = score(fixed.joints_3d)
     info = json.loads((render_dir / "case.json").read_text())
     kp = np.concatenate([gt["joints_px"], np.full(gt["joints_px"].shape[:2] + (1,), 0.95)], axis=-1)
     res = load_lifter(WEIGHTS_2D).lift(kp, tuple(int(v) for v in gt["image_size"]), hfov_deg=info["camera"]["hfov_deg"])

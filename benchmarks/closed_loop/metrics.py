@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from core.conventions import METRES_PER_UNIT, MMD_FPS
-from core.skeletons import CANONICAL
+from core.skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["MM_PER_UNIT", "H36M", "FOOT_POINTS", "mpjpe", "pa_mpjpe", "procrustes", "root_error", "jitter",
            "foot_contacts", "foot_skate", "foot_height_error", "below_floor", "rotation_steps", "speed_p99",
-           "error_2d"]
+           "error_2d", "mirrored_2d"]
 
 #: Millimetres per MMD unit (80).
 MM_PER_UNIT = METRES_PER_UNIT * 1000.0
@@ -171,3 +171,31 @@ def error_2d(det, gt_px, joints=H36M) -> dict:
     e = e[np.isfinite(e)]
     return {"mean_px": float(e.mean()) if e.size else float("nan"),
             "median_px": float(np.median(e)) if e.size else float("nan")}
+
+
+#: The limb joints :func:`mirrored_2d` compares (shoulders to wrists, hips to ankles, both sides).
+LIMBS = tuple(_J[s + n] for s in "LR" for n in ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Foot"))
+
+
+def mirrored_2d(det, gt_px, *, ratio: float = 0.7) -> np.ndarray:
+    """Frames whose 2D detection has the subject's left and right exchanged: ``(T,)`` bool.
+
+    ``det (T, 27, 2|3)`` ``CANONICAL`` detections (NaN where absent), ``gt_px (T, 27, 2)`` the truth. A frame is
+    mirrored where its detection with left and right exchanged (``core.skeletons.CANONICAL_MIRROR``) lies closer to
+    the truth than ``ratio`` times the detection as labelled, in mean distance over :data:`LIMBS` -- a detector that
+    took the dancer's back for her front (or the reverse) labels the whole body this way, which no lifter can undo
+    from the 2D alone. Frames without a finite limb joint are not mirrored.
+    """
+    d = np.asarray(det, dtype=np.float64)[..., :2]
+    g = np.asarray(gt_px, dtype=np.float64)[..., :2]
+    if d.shape != g.shape or d.ndim != 3 or d.shape[1] != len(CANONICAL):
+        raise ValueError(f"mirrored_2d: expected two (T, {len(CANONICAL)}, 2) arrays, got {d.shape} and {g.shape}")
+    limbs = list(LIMBS)
+
+    def mean_error(x):
+        dist = np.linalg.norm(x[:, limbs] - g[:, limbs], axis=-1)
+        ok = np.isfinite(dist)
+        return np.where(ok.any(axis=1), np.where(ok, dist, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1), np.nan)
+
+    e, em = mean_error(d), mean_error(d[:, CANONICAL_MIRROR])
+    return np.isfinite(e) & np.isfinite(em) & (em < ratio * e)

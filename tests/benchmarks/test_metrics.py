@@ -129,6 +129,24 @@ def test_speed_p99_and_error_2d(pose):
     assert M.error_2d(det, gt_px) == {"mean_px": pytest.approx(5.0), "median_px": pytest.approx(5.0)}
 
 
+def test_mirrored_2d_finds_the_frames_labelled_back_to_front(pose):
+    # the model's rest joints seen from the front (x, y of MMD = image right, up): frames 3-6 have every left and
+    # right label exchanged, frame 8 has 4 px of noise (not mirrored), frame 9 has no limb joint at all
+    from core.skeletons import CANONICAL_MIRROR
+    gt_px = np.repeat((pose[:, :2] * np.array([20.0, -20.0]))[None], 10, axis=0) + 300.0
+    det = gt_px.copy()
+    det[3:7] = gt_px[3:7][:, CANONICAL_MIRROR]
+    det[8] += np.random.default_rng(0).normal(0, 4.0, det[8].shape)
+    det[9, list(M.LIMBS)] = np.nan
+    assert np.flatnonzero(M.mirrored_2d(det, gt_px)).tolist() == [3, 4, 5, 6]
+    # a body in profile (left and right on one line) cannot be told from its mirror: never counted
+    side = gt_px.copy()
+    side[:, :, 0] = 300.0
+    assert not M.mirrored_2d(side[:, CANONICAL_MIRROR], side).any()
+    with pytest.raises(ValueError):
+        M.mirrored_2d(det[:, :17], gt_px[:, :17])
+
+
 def test_shapes_are_checked(pose):
     with pytest.raises(ValueError):
         M.mpjpe(_seq(pose, 3), _seq(pose, 4))
