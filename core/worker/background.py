@@ -79,13 +79,8 @@ class BackgroundTracker:
             raise ValueError(f"BackgroundTracker: frame size changed from {self._size} to {(w, h)}")
         g = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
         if self._scale < 1.0:
-            # halve with a Gaussian (pyrDown) while still at least twice the target, then linear: the same
-            # anti-aliasing as an area filter at a third of its cost (INTER_AREA at a non-integer factor took ~1 ms
-            # of a 3 ms step on 864x480 video)
-            size = (max(8, int(round(w * self._scale))), max(8, int(round(h * self._scale))))
-            while g.shape[1] >= 2 * size[0] and g.shape[0] >= 2 * size[1]:
-                g = cv2.pyrDown(g)
-            g = cv2.resize(g, size, interpolation=cv2.INTER_LINEAR)
+            g = cv2.resize(g, (max(8, int(round(w * self._scale))), max(8, int(round(h * self._scale)))),
+                           interpolation=cv2.INTER_AREA)
         return g
 
     def _mask(self, shape, boxes) -> np.ndarray:
