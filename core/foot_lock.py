@@ -49,6 +49,8 @@ class LockReport:
         root_shift_max: largest horizontal root correction, MMD units (センター x/z).
         residual_max: side -> largest distance (units) between the pinned ankle and where IK got it.
         released: side -> contact frames released because their pin was out of the leg's reach.
+        grounded_frames: frames without contact lowered onto the floor (a float longer than a jump's flight).
+        grounded_max: the most they were lowered, MMD units.
         notes: lines for the run report.
     """
 
@@ -58,6 +60,8 @@ class LockReport:
     root_shift_max: float = 0.0
     residual_max: dict = field(default_factory=dict)
     released: dict = field(default_factory=dict)
+    grounded_frames: int = 0
+    grounded_max: float = 0.0
     notes: list = field(default_factory=list)
 
 
@@ -139,9 +143,36 @@ def _floor_filter(x: np.ndarray, half: int, fn) -> np.ndarray:
     return fn(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=-1)
 
 
+def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.ndarray, floor_y: float,
+                   max_flight_frames: int) -> np.ndarray:
+    """How far (units, ``(T,)`` >= 0) to lower the whole body on frames where no foot point is in contact and the
+    lowest one stays above the floor for more than ``max_flight_frames`` frames in a row: nobody is airborne that
+    long (a 60 cm jump flies 0.7 s: ``t = 2 sqrt(2h / g)``), so such a float is a support the contacts missed.
+    The amount is the lowest sole point's height, which falls to about 0 at the run's ends (no step)."""
+    vj = virtual_joints(rest)
+    T = con.shape[0]
+    heights = []
+    for side, tag, _, _ in _SIDES:
+        if side not in ankles:
+            continue
+        for name in ("Heel", "FootIndex"):
+            off = vj[tag + name][1]
+            heights.append((ankles[side] + Q.rotate(feet_rot[side], np.broadcast_to(off, ankles[side].shape)))[:, 1])
+    sink = np.zeros(T)
+    if not heights or max_flight_frames <= 0:
+        return sink
+    low = np.min(np.stack(heights, axis=1), axis=1) - floor_y
+    floating = ~con.any(axis=1) & (low > 0.0)
+    for a, b in _runs(floating):
+        if b - a > max_flight_frames:
+            sink[a:b] = low[a:b]
+    return sink
+
+
 def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: float = 0.0, blend_frames: int = 10,
               reach: float = 0.99, root_window: int = 4, max_turn_deg: float = 30.0, max_drop: float = 0.2,
-              release_unreachable: bool = True, turn_blend_frames: int = 4) -> tuple[BoneMotion, LockReport]:
+              release_unreachable: bool = True, turn_blend_frames: int = 4,
+              max_flight_frames: int = 21) -> tuple[BoneMotion, LockReport]:
     """Pin planted feet, level them, release smoothly, and move the root where a knee would pass its limit.
 
     Args:
@@ -154,6 +185,8 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             contacts down on all six, the Bandai walk's 60 -> 44 cm/s, and its jitter from 1.70x to 1.47x the truth's,
             with MPJPE within 2 mm; a detected contact's edges are uncertain by a few frames, and a short fade turned
             each release into a jerk).
+        max_flight_frames: frames without contact (MMD's 30 fps) the lowest foot may stay above the floor before
+            the body is lowered onto it (default 21, 0.7 s: the flight of a 60 cm vertical jump; 0 = never).
         turn_blend_frames: the same for the foot's turn (levelled heading): shorter, because a foot pivoting with the
             body (a pirouette turns it ~45° a frame) cannot hold its contact heading for long after the contact.
         reach: fraction of the farthest hip-ankle distance the knee limits allow (``core.ik.leg_reach``) that a
@@ -297,7 +330,17 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         drop = _floor_filter(_floor_filter(drop, root_window, np.min), root_window, np.mean)
         for c in (0, 2):
             need[:, c] = _floor_filter(need[:, c], root_window, np.mean)
-    need[:, 1] = drop
+    # no contact and the lowest foot above the floor for longer than a jump's flight: the body is standing or
+    # gliding on a foot the contacts missed (a skater, a pivot), so it comes down onto the floor, feet and root alike
+    sink = _sink_floating(rest, ankles, feet_rot, con, floor_y, max_flight_frames)
+    report.grounded_frames = int(np.count_nonzero(sink))
+    report.grounded_max = float(sink.max()) if T else 0.0
+    if report.grounded_frames:
+        for side in ankles:
+            ankles[side][:, 1] -= sink
+            if side in toes:
+                toes[side][:, 1] -= sink
+    need[:, 1] = drop - sink
     center, groove = rest.find("センター"), rest.index_of("グルーブ")
     tr2 = tr.copy()
     tr2[:, center, 0] += need[:, 0]
@@ -336,10 +379,14 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         f"knees stay within their limits ({'グルーブ' if groove is not None else 'センター'} carries the vertical part)"
         + ("; " + ", ".join(f"{s} {n}" for s, n in report.released.items() if n) + " contact frames released (the "
            "pin was out of the leg's reach: the body moved farther than the estimated leg swept)"
-           if any(report.released.values()) else ""))
+           if any(report.released.values()) else "")
+        + (f"; {report.grounded_frames} frames without contact lowered onto the floor by up to "
+           f"{report.grounded_max:.2f} units (the lowest foot floated longer than a jump's flight, "
+           f"{max_flight_frames / 30.0:.1f} s)" if report.grounded_frames else ""))
     meta = dict(motion.meta)
     meta["foot_lock"] = {"locked_frames": report.locked_frames, "root_drop_max": report.root_drop_max,
-                         "root_shift_max": report.root_shift_max, "residual_max": report.residual_max}
+                         "root_shift_max": report.root_shift_max, "residual_max": report.residual_max,
+                         "grounded_frames": report.grounded_frames, "grounded_max": report.grounded_max}
     out = BoneMotion(frames=motion.frames, rotations={n: Q.make_continuous(v) for n, v in rotations.items()},
                      locations=locations, model_name=motion.model_name, meta=meta)
     return out, report

@@ -184,3 +184,33 @@ def test_a_pin_out_of_the_legs_reach_is_released_not_dragging_the_root_down(shar
     assert 0 < rep.released["左"] < base.n_frames and rep.released.get("右", 0) == 0
     assert rep.locked_frames["左"] == base.n_frames - rep.released["左"]
     assert "released" in rep.notes[0]
+
+
+def test_a_float_longer_than_a_jump_comes_down_to_the_floor_and_a_hop_stays_up(shared_data, mat4):
+    """No contact and the lowest foot above the floor: for 1.5 s (a skater gliding, a pivot the contacts missed) the
+    whole body is lowered onto the floor; for 0.4 s (a hop's flight) it is left in the air."""
+    tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
+    base = retarget(conventions.camera_to_mmd(_grounded(tr)), mat4, ground=False)
+    T = base.n_frames
+    assert T > 100
+    lifted = base.locations["センター"].copy()
+    lifted[10:55, 1] += 0.10 / METRES_PER_UNIT                               # 1.5 s, 10 cm up
+    lifted[80:92, 1] += 0.05 / METRES_PER_UNIT                             # 0.4 s, 5 cm up
+    moved = type(base)(frames=base.frames, rotations=dict(base.rotations),
+                       locations={**base.locations, "センター": lifted}, model_name=base.model_name)
+    keys = np.ones((T, 4), dtype=bool)
+    keys[10:55] = False
+    keys[80:92] = False
+    out, rep = lock_feet(moved, mat4, keys)
+    pos, rot = ik.evaluate_motion(mat4, out)
+    low = foot_points_mmd(mat4, pos, rot)[..., 1].min(axis=1) * METRES_PER_UNIT
+    assert np.abs(low[12:53]).max() < 0.01                                   # down on the floor within 1 cm
+    assert rep.grounded_frames >= 40 and rep.grounded_max * METRES_PER_UNIT > 0.08
+    assert "lowered onto the floor" in rep.notes[0]
+    kept, rep0 = lock_feet(moved, mat4, keys, max_flight_frames=0)           # the same without the grounding
+    assert rep0.grounded_frames == 0
+    pos0, rot0 = ik.evaluate_motion(mat4, kept)
+    low0 = foot_points_mmd(mat4, pos0, rot0)[..., 1].min(axis=1) * METRES_PER_UNIT
+    assert low0[12:53].min() > 0.03                                          # it did float there
+    assert np.allclose(low[80:92], low0[80:92], atol=1e-6)                   # the hop keeps its height
+    assert low[83:89].max() > 0.015
