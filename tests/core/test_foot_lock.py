@@ -118,7 +118,13 @@ def test_lock_on_the_true_motion_pins_true_contacts(shared_data, mat4):
     v = np.linalg.norm(np.diff(fp[..., [0, 2]], axis=0), axis=-1)
     v0 = np.linalg.norm(np.diff(fp0[..., [0, 2]], axis=0), axis=-1)
     assert v[both].mean() < 0.5 * v0[both].mean()                         # less sliding than the plain retarget
-    assert sum(rep.locked_frames.values()) == int(keys[:, :2].any(1).sum() + keys[:, 2:].any(1).sum())
+    # every contact run is held one frame longer on each side (pad_frames=1); without padding, exactly the contacts
+    wide = keys.copy()
+    wide[1:] |= keys[:-1]
+    wide[:-1] |= keys[1:]
+    assert sum(rep.locked_frames.values()) == int(wide[:, :2].any(1).sum() + wide[:, 2:].any(1).sum())
+    _, exact = lock_feet(base, mat4, keys, pad_frames=0)
+    assert sum(exact.locked_frames.values()) == int(keys[:, :2].any(1).sum() + keys[:, 2:].any(1).sum())
     with pytest.raises(ValueError):
         lock_feet(base, mat4, keys[:-1])
 
@@ -195,7 +201,8 @@ def test_a_float_longer_than_a_jump_comes_down_to_the_floor_and_a_hop_stays_up(s
     assert T > 100
     lifted = base.locations["センター"].copy()
     lifted[10:55, 1] += 0.10 / METRES_PER_UNIT                               # 1.5 s, 10 cm up
-    lifted[80:92, 1] += 0.05 / METRES_PER_UNIT                             # 0.4 s, 5 cm up
+    tau = (np.arange(80, 93) - 80) / 12.0
+    lifted[80:93, 1] += 0.08 * 4 * tau * (1 - tau) / METRES_PER_UNIT        # a 0.4 s hop, 8 cm at its top
     moved = type(base)(frames=base.frames, rotations=dict(base.rotations),
                        locations={**base.locations, "センター": lifted}, model_name=base.model_name)
     keys = np.ones((T, 4), dtype=bool)
@@ -205,12 +212,12 @@ def test_a_float_longer_than_a_jump_comes_down_to_the_floor_and_a_hop_stays_up(s
     pos, rot = ik.evaluate_motion(mat4, out)
     low = foot_points_mmd(mat4, pos, rot)[..., 1].min(axis=1) * METRES_PER_UNIT
     assert np.abs(low[12:53]).max() < 0.01                                   # down on the floor within 1 cm
-    assert rep.grounded_frames >= 40 and rep.grounded_max * METRES_PER_UNIT > 0.08
+    assert rep.grounded_frames >= 35 and rep.grounded_max * METRES_PER_UNIT > 0.05
     assert "lowered onto the floor" in rep.notes[0]
     kept, rep0 = lock_feet(moved, mat4, keys, max_flight_frames=0)           # the same without the grounding
     assert rep0.grounded_frames == 0
     pos0, rot0 = ik.evaluate_motion(mat4, kept)
     low0 = foot_points_mmd(mat4, pos0, rot0)[..., 1].min(axis=1) * METRES_PER_UNIT
-    assert low0[12:53].min() > 0.03                                          # it did float there
+    assert low0[20:45].min() > 0.03                                          # it did float there
     assert np.allclose(low[80:92], low0[80:92], atol=1e-6)                   # the hop keeps its height
-    assert low[83:89].max() > 0.015
+    assert low[84:89].min() > 0.03
