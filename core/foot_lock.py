@@ -28,12 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ik, smoothing
+from .conventions import METRES_PER_UNIT
 from . import quat as Q
 from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
 from .retarget import virtual_joints
 
 __all__ = ["LockReport", "lock_feet", "foot_points_mmd"]
+
+#: Height (MMD units) of a knee joint's centre above the floor when the knee rests on it (about 5 cm).
+KNEE_CLEARANCE = 0.05 / METRES_PER_UNIT
 
 _SIDES = (("左", "L", 0, 1), ("右", "R", 2, 3))   # side, tag, heel column, toe column
 
@@ -144,11 +148,13 @@ def _floor_filter(x: np.ndarray, half: int, fn) -> np.ndarray:
 
 
 def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.ndarray, floor_y: float,
-                   max_flight_frames: int) -> np.ndarray:
+                   max_flight_frames: int, knees: np.ndarray | None = None) -> np.ndarray:
     """How far (units, ``(T,)`` >= 0) to lower the whole body on frames where no foot point is in contact and the
     lowest one stays above the floor for more than ``max_flight_frames`` frames in a row: nobody is airborne that
     long (a 60 cm jump flies 0.7 s: ``t = 2 sqrt(2h / g)``), so such a float is a support the contacts missed.
-    The amount is the lowest sole point's height, which falls to about 0 at the run's ends (no step)."""
+    The amount is the lowest sole point's height, which falls to about 0 at the run's ends (no step), but never
+    more than brings a knee (``knees``: ``(T, K)`` heights of the knee joints, units) within :data:`KNEE_CLEARANCE`
+    of the floor: a dancer kneeling or sitting with her feet raised rests on her knees or hips, not on air."""
     vj = virtual_joints(rest)
     T = con.shape[0]
     heights = []
@@ -166,6 +172,9 @@ def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.nda
     for a, b in _runs(floating):
         if b - a > max_flight_frames:
             sink[a:b] = low[a:b]
+    if knees is not None:
+        room = np.min(np.asarray(knees, dtype=np.float64), axis=1) - floor_y - KNEE_CLEARANCE
+        sink = np.clip(np.minimum(sink, room), 0.0, None)
     return sink
 
 
@@ -343,7 +352,8 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             need[:, c] = _floor_filter(need[:, c], root_window, np.mean)
     # no contact and the lowest foot above the floor for longer than a jump's flight: the body is standing or
     # gliding on a foot the contacts missed (a skater, a pivot), so it comes down onto the floor, feet and root alike
-    sink = _sink_floating(rest, ankles, feet_rot, con, floor_y, max_flight_frames)
+    knees = np.stack([fk.positions[:, rest.find(side + "ひざ"), 1] for side in "左右"], axis=1)
+    sink = _sink_floating(rest, ankles, feet_rot, con, floor_y, max_flight_frames, knees=knees)
     report.grounded_frames = int(np.count_nonzero(sink))
     report.grounded_max = float(sink.max()) if T else 0.0
     if report.grounded_frames:
