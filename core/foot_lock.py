@@ -10,8 +10,11 @@ Input is a dense :class:`core.motion.BoneMotion` (``core.retarget``) and per-fra
 * toe only (heel raised) or heel only: that point is pinned on the floor and the foot keeps its estimated pitch;
   where such a phase follows or precedes a flat phase of the same run, the pinned point is the one the flat pose
   left, so the foot rolls over it without sliding;
+* each contact run is first widened by ``pad_frames`` on each side (detected edges lag or lead the true ones);
 * outside contact the correction (ankle offset and foot turn) fades out over ``blend_frames`` with a smoothstep, so
-  nothing pops when a contact starts or ends; a free foot that would go below the floor is lifted onto it.
+  nothing pops when a contact starts or ends; a free foot that would go below the floor is lifted onto it;
+* where no foot is in contact and the lowest one floats for longer than a jump's flight (``max_flight_frames``),
+  the whole body comes down onto the floor, no further than puts a knee on it.
 
 The legs are then solved by MMD's own IK (``core.ik.place_feet``: CCD with the PMX knee limits), which also gives the
 足ＩＫ keys. Where a pinned ankle is out of the leg's reach (the knee cannot straighten past its limit), the root
