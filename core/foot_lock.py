@@ -394,7 +394,7 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     locations["センター"] = tr2[:, center]
     if groove is not None and (np.any(need[:, 1] != 0) or "グルーブ" in locations):
         locations["グルーブ"] = tr2[:, groove]
-    report.root_drop_max = float(-drop.min()) if T else 0.0        # for reach; the grounding is reported apart
+    report.root_drop_max = float(max(0.0, -drop.min())) if T else 0.0    # for reach; the grounding is apart
     report.root_shift_max = float(np.max(np.linalg.norm(need[:, [0, 2]], axis=1))) if T else 0.0
     report.residual_max = {s: float(np.max(v)) if v.size else 0.0 for s, v in place.residual.items()}
     report.notes.append(

@@ -18,6 +18,7 @@ Frames and units: ``core.conventions``.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -275,6 +276,12 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
 
 # --------------------------------------------------------------------------------------------------- the job
 
+def _note_kind(note: str) -> str:
+    """What a report line is about: its text before the first ':' or '(' (``"camera motion"``, ``"floor"``,
+    ``"feet locked"``, ``"left/right swap"``), so a re-run's line can replace the earlier run's."""
+    return re.split(r"[:(]", note, maxsplit=1)[0].strip()
+
+
 def _plausible_root(poses: pose_io.PoseSequence, motion, rest, opts):
     """``--root auto`` takes a lifter's own root path; where that path makes the centre move faster than any dancer
     (``core.quality.MAX_CENTRE_SPEED`` at the 99th percentile, the plausibility check of :func:`_check_motion`) and
@@ -355,11 +362,13 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
         progress("retarget", 1, 1)
         timings["motion"] = time.perf_counter() - t1
         poses = _check_motion(poses, motion, opts)
-        # what the cleanup did (repairs, floor, camera motion, foot locking) goes into the run's report
-        done = [n for n in (motion.meta.get("cleanup", []) if isinstance(motion.meta, dict) else [])
-                if not n.endswith("nothing to repair")]
-        if done:
-            poses = replace(poses, notes=list(poses.notes) + done)
+        # what the cleanup did (repairs, floor, camera motion, foot locking) goes into the run's report, in place of
+        # what an earlier run's cleanup said (a re-run from its pose file would list both)
+        cleanup = motion.meta.get("cleanup", []) if isinstance(motion.meta, dict) else []
+        if cleanup:
+            kinds = {_note_kind(n) for n in cleanup}
+            kept = [n for n in poses.notes if _note_kind(n) not in kinds]
+            poses = replace(poses, notes=kept + [n for n in cleanup if not n.endswith("nothing to repair")])
         contacts = motion.meta.get("foot_contacts") if isinstance(motion.meta, dict) else None
         if contacts is not None and np.shape(contacts) == (len(poses), 4):
             poses = replace(poses, foot_contacts=contacts)  # per video frame, saved in the pose file

@@ -195,6 +195,11 @@ def test_cli_reports_frames_that_do_not_decode(tmp_path, shared_data):
     assert "note: feet locked:" in r.stderr
     poses = pose_io.load(tmp_path / "skater.npz")
     assert len(poses) == 185
+    # a re-run from the pose file reports its own cleanup in place of the first run's, not both
+    again = _cli("estimate", "--from-npz", str(tmp_path / "skater.npz"), "-o", str(tmp_path / "again.vmd"), "-q")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("note: camera motion:") == 1 and again.stderr.count("note: feet locked:") == 1
+    assert "decoded 185 of 207 frames" in again.stderr            # what the detection said stays
 
 
 def test_cli_anime_side_by_side_with_crop(tmp_path, shared_data):
