@@ -150,6 +150,12 @@ def _floor_filter(x: np.ndarray, half: int, fn) -> np.ndarray:
     return fn(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=-1)
 
 
+def _sole_low(ankle: np.ndarray, rot: np.ndarray, heel_off: np.ndarray, toe_off: np.ndarray) -> np.ndarray:
+    """Height (``y``, units) of the lower of a foot's heel and toe points, ``(T,)``, from its ankle positions
+    ``(T, 3)``, world rotations ``(T, 4)`` and the two points' offsets in the ankle's frame."""
+    return np.minimum(*[(ankle + Q.rotate(rot, np.broadcast_to(o, ankle.shape)))[:, 1] for o in (heel_off, toe_off)])
+
+
 def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.ndarray, floor_y: float,
                    max_flight_frames: int, knees: np.ndarray | None = None) -> np.ndarray:
     """How far (units, ``(T,)`` >= 0) to lower the whole body on frames where no foot point is in contact and the
@@ -159,18 +165,11 @@ def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.nda
     more than brings a knee (``knees``: ``(T, K)`` heights of the knee joints, units) within :data:`KNEE_CLEARANCE`
     of the floor: a dancer kneeling or sitting with her feet raised rests on her knees or hips, not on air."""
     vj = virtual_joints(rest)
-    T = con.shape[0]
-    heights = []
-    for side, tag, _, _ in _SIDES:
-        if side not in ankles:
-            continue
-        for name in ("Heel", "FootIndex"):
-            off = vj[tag + name][1]
-            heights.append((ankles[side] + Q.rotate(feet_rot[side], np.broadcast_to(off, ankles[side].shape)))[:, 1])
-    sink = np.zeros(T)
-    if not heights or max_flight_frames <= 0:
+    sink = np.zeros(con.shape[0])
+    if max_flight_frames <= 0:
         return sink
-    low = np.min(np.stack(heights, axis=1), axis=1) - floor_y
+    low = np.min([_sole_low(ankles[side], feet_rot[side], vj[tag + "Heel"][1], vj[tag + "FootIndex"][1])
+                  for side, tag, _, _ in _SIDES], axis=0) - floor_y
     floating = ~con.any(axis=1) & (low > 0.0)
     for a, b in _runs(floating):
         if b - a > max_flight_frames:
@@ -301,8 +300,7 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             planted = heel & toe
             Gt[planted] = Q.multiply(turn, G)[planted]      # a flat planted foot keeps its pinned rotation exactly
             # never below the floor
-            pts_y = np.stack([(At + Q.rotate(Gt, np.broadcast_to(o, At.shape)))[:, 1] for o in (heel_off, toe_off)], 1)
-            At[:, 1] += np.maximum(0.0, floor_y - pts_y.min(axis=1))
+            At[:, 1] += np.maximum(0.0, floor_y - _sole_low(At, Gt, heel_off, toe_off))
             ankles[side] = At
             feet_rot[side] = Gt
             toe_ik = rest.index_of(side + "つま先ＩＫ")
