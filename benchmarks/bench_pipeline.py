@@ -108,7 +108,7 @@ def main() -> int:
     backend.close()
     t_detector, c_detector = min(r[0] for r in runs), min(r[1] for r in runs)
 
-    # 5. the background track alone (in the run it is fed frame by frame from the detection loop)
+    # 5. the background track alone (in the run it is fed frame by frame from the detection loop, on its own thread)
     import numpy as np
 
     from core.worker.background import BackgroundTracker

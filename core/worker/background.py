@@ -15,7 +15,9 @@ takes the motion of the measured steps around it, and the motion stage uses the 
 the steps were measured (``core.camera_motion.background_usable``).
 
 Frames are analysed in grey at :data:`WIDTH` px wide: 2-5 ms a frame on this project's 2-core CPU (measured on the
-shared videos and renders), against tens of ms for the pose detector.
+shared videos and renders), against tens of ms for the pose detector. The detection loop runs the tracker on a
+thread of its own (``core.worker.detect._OnThread``; OpenCV releases the GIL), so on a second core it adds almost
+nothing to the detect stage's wall time (``benchmarks/bench_pipeline.py``).
 """
 from __future__ import annotations
 

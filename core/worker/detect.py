@@ -108,7 +108,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
 
     # Decode on a background thread so that decoding and colour conversion (PyAV releases the GIL) overlap with the
     # detector instead of adding to it; the first frames decode while the model is being built.
-    stream = _Prefetch(frames)
+    stream = _Prefetch(frames, each=frame_signature)
     own_backend = isinstance(backend, str)
     if own_backend:
         from .backends import get_backend
@@ -128,14 +128,14 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     if background:
         from .background import BackgroundTracker
 
-        tracker = BackgroundTracker()
+        tracker = _OnThread(BackgroundTracker())
     image_size: tuple[int, int] | None = None
     signatures: list = []
     try:
         progress("detect", 0, total)
         batch: list = []
-        for frame in stream:
-            signatures.append(frame_signature(frame.image))
+        for frame, signature in stream:
+            signatures.append(signature)
             batch.append(frame)
             if len(batch) >= batch_size:
                 _run(model, batch, indices, times, dets, tracker)
@@ -146,9 +146,12 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         if batch:
             _run(model, batch, indices, times, dets, tracker)
         progress("detect", len(dets), len(dets))
+        track = tracker.result() if tracker is not None else None
     finally:
         stream.close()
         frames.close()
+        if tracker is not None:
+            tracker.close()
         if own_backend:
             model.close()
 
@@ -217,8 +220,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     if len(shots) > 1:
         notes.append(f"{len(shots)} shots: cuts at " + ", ".join(f"{t[a] - t[0]:.2f} s" for a, _ in shots[1:]))
     bg = {}
-    if tracker is not None:
-        track = tracker.result()
+    if track is not None:
         bg = {"background_motion": track.motion, "background_measured": track.measured}
     return PoseSequence(
         keypoints_2d=kp, timestamps=t - t[0], frame_indices=np.asarray(indices, dtype=np.int64),
@@ -231,18 +233,21 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
 
 
 class _Prefetch:
-    """Iterate ``frames`` on a daemon thread, ``depth`` frames ahead (bounded memory: depth x one frame).
+    """Iterate ``frames`` on a daemon thread, ``depth`` frames ahead (bounded memory: depth x one frame), as
+    ``(frame, each(frame.image))`` pairs: ``each`` is per-frame work that needs the image alone (the shot
+    signature), done on the decode thread too.
 
     Exceptions raised while decoding are re-raised in the consuming thread; :meth:`close` stops the thread early.
     """
 
     _END = object()
 
-    def __init__(self, frames, depth: int = 12):
+    def __init__(self, frames, depth: int = 12, each=None):
         import queue
         import threading
 
         self._frames = frames
+        self._each = each if each is not None else (lambda image: None)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="anime-mmd-decode", daemon=True)
@@ -262,7 +267,7 @@ class _Prefetch:
     def _work(self) -> None:
         try:
             for frame in self._frames:
-                if not self._put(frame):
+                if not self._put((frame, self._each(frame.image))):
                     return
             self._put(self._END)
         except BaseException as e:  # handed to the consumer
@@ -279,6 +284,67 @@ class _Prefetch:
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class _OnThread:
+    """Run a background tracker's :meth:`add` calls in order on a daemon thread, so that the camera's track (OpenCV,
+    which releases the GIL) overlaps with the pose detector on a second core instead of adding to the detect stage.
+
+    :meth:`add` queues a frame (at most ``depth`` wait: bounded memory); :meth:`result` waits for the queue to drain
+    and returns the tracker's result, re-raising in the caller's thread what the tracker raised; :meth:`close`
+    stops the thread early (idempotent).
+    """
+
+    _END = object()
+
+    def __init__(self, tracker, depth: int = 12):
+        import queue
+        import threading
+
+        self._tracker = tracker
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="anime-mmd-background", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._END or self._stop.is_set():
+                return
+            if self._error is None:
+                try:
+                    self._tracker.add(*item)
+                except BaseException as e:  # handed to the caller by result()
+                    self._error = e
+
+    def add(self, image, boxes=None) -> None:
+        import queue
+
+        while self._thread.is_alive():
+            try:
+                self._queue.put((image, boxes), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def result(self):
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._tracker.result()
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        try:
+            self._queue.put_nowait(self._END)
+        except queue.Full:
+            pass
         self._thread.join(timeout=10)
 
 

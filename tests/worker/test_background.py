@@ -96,3 +96,29 @@ def test_a_real_panning_camera(shared_data):
     assert skater.measured.mean() > 0.6          # no boxes given here: the unmasked skater spoils some steps
     steps = np.diff(skater.motion[:, 0])
     assert skater.motion[-1, 0] > 200 and (steps > 0).mean() > 0.9      # px: the background moves right, steadily
+
+
+def test_on_its_own_thread_the_track_is_the_same_and_errors_reach_the_caller():
+    """The detection loop feeds the tracker through ``core.worker.detect._OnThread`` (it overlaps the detector):
+    the track is the one the frames give in order, and a tracker error is raised by ``result()``, not lost."""
+    from core.worker.detect import _OnThread
+
+    T = 20
+    frames, boxes = _frames(np.linspace(0.0, -30.0, T), np.linspace(1.0, 1.08, T))
+    serial = BackgroundTracker()
+    threaded = _OnThread(BackgroundTracker(), depth=3)      # a short queue: add() has to wait for the thread
+    for f, b in zip(frames, boxes):
+        serial.add(f, b)
+        threaded.add(f, b)
+    a, b = serial.result(), threaded.result()
+    threaded.close()
+    np.testing.assert_array_equal(a.motion, b.motion)
+    np.testing.assert_array_equal(a.measured, b.measured)
+
+    bad = _OnThread(BackgroundTracker())
+    bad.add(np.zeros((100, 200, 3), dtype=np.uint8))
+    bad.add(np.zeros((100, 201, 3), dtype=np.uint8))
+    bad.add(np.zeros((100, 200, 3), dtype=np.uint8))        # after the error: still accepted, not processed
+    with pytest.raises(ValueError, match="frame size changed"):
+        bad.result()
+    bad.close()
