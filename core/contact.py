@@ -8,6 +8,10 @@ result goes
 through a hysteresis (separate on/off thresholds, then minimum durations: contacts shorter than ``min_on_s`` are
 dropped, releases shorter than ``min_off_s`` are bridged), so contact does not flicker.
 
+The cues miss contacts where the estimated foot drifts while the true one stands (the lifter's error, not the
+dancer's): :func:`support_contacts` then adds the supporting foot -- a dancer who is not in the air stands on
+something, and that is her lower, slower foot.
+
 The four points and their order, :data:`CONTACT_POINTS`: the subject's left heel, left toe, right heel, right toe
 (``CANONICAL`` LHeel, LFootIndex, RHeel, RFootIndex; the ankle stands in where a set lacks heel or toe). The
 per-frame contact array is stored in the pose npz as :data:`NPZ_KEY`, ``(T, 4)`` bool. Frames: ``core.conventions``.
@@ -21,7 +25,8 @@ import numpy as np
 from .skeletons import CANONICAL
 
 __all__ = ["CONTACT_POINTS", "NPZ_KEY", "ContactParams", "foot_points", "point_speed", "body_size_2d",
-           "contact_scores", "hysteresis", "detect_contacts"]
+           "contact_scores", "hysteresis", "detect_contacts", "support_contacts", "SUPPORT_MAX_HEIGHT",
+           "SUPPORT_MAX_SPEED", "SUPPORT_MAX_WANDER", "SUPPORT_MIN_KNEE", "SUPPORT_MIN_HIP"]
 
 #: Order of the last axis of every contact array (the subject's left/right).
 CONTACT_POINTS: tuple[str, ...] = ("LHeel", "LToe", "RHeel", "RToe")
@@ -231,3 +236,106 @@ def detect_contacts(points, t, heights, *, points_2d=None, body_px=None, probs=N
     score = contact_scores(heights, v3, v2, probs, params)
     return hysteresis(score, t, on=params.on, off=params.off, min_on_s=params.min_on_s,
                       min_off_s=params.min_off_s), score
+
+
+#: :func:`support_contacts`: the lowest foot point must be within this of the floor (metres); the floor stage has
+#: already settled a lower foot that hovers just above the floor (``core.floor.ground``), so most are much lower.
+SUPPORT_MAX_HEIGHT = 0.06
+#: :func:`support_contacts`: nor faster than this (m/s): a gliding or swinging foot is not planted.
+SUPPORT_MAX_SPEED = 1.5
+#: :func:`support_contacts`: no foot is the support where a knee is lower than this (m, a kneel) or the hip lower
+#: than :data:`SUPPORT_MIN_HIP` (sitting): the body rests on its knees or seat.
+SUPPORT_MIN_KNEE = 0.12
+SUPPORT_MIN_HIP = 0.3
+#: :func:`support_contacts`: a pin the estimated point wanders farther from (metres, along the floor) is a step,
+#: not a support; the lifter's drift of a truly planted foot on the closed-loop renders stays within 0.17 m.
+SUPPORT_MAX_WANDER = 0.2
+
+
+def support_contacts(points, t, heights, contacts, *, body_heights=None, shots=None,
+                     max_height: float = SUPPORT_MAX_HEIGHT,
+                     max_speed: float = SUPPORT_MAX_SPEED, max_wander: float = SUPPORT_MAX_WANDER,
+                     min_on_s: float = 0.1, min_off_s: float = 0.1, speed_window: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Add the supporting foot on frames where no contact was detected but the dancer is not in the air.
+
+    On such a frame the lowest of the four foot points is taken as in contact when it is within ``max_height`` of
+    the floor, slower than ``max_speed``, and its foot is the slower one (the slowest point of each foot compared):
+    a body on the ground rests on its lower, slower foot, and the swing foot is the faster. A jump (every point
+    higher), a glide (the low foot fast) and a kneel or a seat (``body_heights``) add nothing. Per foot, the frames so found go through the same minimum
+    durations as :func:`hysteresis` (runs shorter than ``min_on_s`` dropped, gaps shorter than ``min_off_s``
+    bridged, seconds; per shot), and each run adds one point (the lock pins it and lets the foot turn about it, as
+    on a pivot): the point of that foot's detected contact just before or after the run where only its heel or
+    only its toe is down there, else the one of heel and toe that is the lower on most of the run's frames. A run
+    is dropped where the pin it makes (with the detected contacts of that point it joins) would hold a point that
+    the estimate moves more than ``max_wander`` from the pin's median along the floor: a missed step or a
+    travelling turn, not a support.
+
+    Args:
+        points: ``(T, 4, 3)`` foot points in a world frame, metres (:func:`foot_points` of the grounded joints).
+        t: ``(T,)`` seconds.
+        heights: ``(T, 4)`` metres above the floor (NaN = unknown).
+        contacts: ``(T, 4)`` bool, the detected contacts (order :data:`CONTACT_POINTS`).
+        body_heights: ``(T, 3)`` metres above the floor of the left knee, right knee and hip (``CANONICAL`` LKnee,
+            RKnee, Hip), or None: where a knee is below :data:`SUPPORT_MIN_KNEE` or the hip below
+            :data:`SUPPORT_MIN_HIP` the dancer kneels or sits, and nothing is added.
+        shots: ``[(start, stop), ...]`` frame ranges (stop exclusive; default one shot): speeds are not taken
+            across a cut.
+    Returns:
+        ``(contacts | added, added)``, both ``(T, 4)`` bool.
+    Raises:
+        ValueError: mismatched shapes.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    h = np.asarray(heights, dtype=np.float64)
+    c = np.asarray(contacts, dtype=bool)
+    t = np.asarray(t, dtype=np.float64)
+    T = c.shape[0] if c.ndim == 2 else -1
+    if body_heights is not None and np.shape(body_heights) != (T, 3):
+        raise ValueError(f"support_contacts: body_heights must be (T, 3), got {np.shape(body_heights)}")
+    if p.shape != (T, 4, 3) or h.shape != (T, 4) or c.shape != (T, 4) or t.shape != (T,):
+        raise ValueError(f"support_contacts: expected points (T, 4, 3), heights and contacts (T, 4), t (T,); got "
+                         f"{p.shape}, {h.shape}, {c.shape}, {t.shape}")
+    added = np.zeros((T, 4), dtype=bool)
+    ranges = [(0, T)] if shots is None or len(shots) == 0 else [(int(a), int(b)) for a, b in shots]
+    for a, b in ranges:
+        if b - a < 2:
+            continue
+        v = point_speed(p[a:b], t[a:b], speed_window)
+        hh = np.where(np.isfinite(h[a:b]), h[a:b], np.inf)
+        n = np.arange(b - a)
+        k = np.argmin(hh, axis=1)
+        foot = k // 2
+        v_safe = np.where(np.isfinite(v), v, np.inf)
+        slowest = np.stack([v_safe[:, :2].min(axis=1), v_safe[:, 2:].min(axis=1)], axis=1)
+        ok = (~c[a:b].any(axis=1) & (hh[n, k] < max_height) & (v_safe[n, k] < max_speed)
+              & (slowest[n, foot] <= slowest[n, 1 - foot]))
+        if body_heights is not None:
+            bh = np.asarray(body_heights, dtype=np.float64)[a:b]
+            ok &= ~((np.nan_to_num(bh[:, :2], nan=np.inf).min(axis=1) < SUPPORT_MIN_KNEE)
+                    | (np.nan_to_num(bh[:, 2], nan=np.inf) < SUPPORT_MIN_HIP))
+        feet = np.zeros((b - a, 2))
+        feet[n[ok], foot[ok]] = 1.0
+        feet = hysteresis(feet, t[a:b], on=0.5, off=0.5, min_on_s=min_on_s, min_off_s=min_off_s)
+        cs = c[a:b]
+        for s in range(2):
+            # one point per run (heel and toe take turns as the lower one in the noise, and a pin that hopped
+            # between them would make the foot hop): the point of the foot's own contact just before or after the
+            # run, where only one of heel and toe is down there (a pivot on the toe stays on the toe); else the
+            # point that is the lower on most of the run's frames
+            toe_lower = hh[:, 2 * s + 1] < hh[:, 2 * s]
+            for x, y in zip(*_runs(feet[:, s])):
+                near = [cs[f, 2 * s:2 * s + 2] for f in (x - 1, y) if 0 <= f < b - a and cs[f, 2 * s:2 * s + 2].sum() == 1]
+                k = int(near[0][1]) if near else int(toe_lower[x:y].mean() > 0.5)
+                added[a + x:a + y, 2 * s + k] = True
+        added[a:b] &= ~c[a:b]
+        # a run that makes one pin of a point the estimate moves farther than max_wander is a step the cues
+        # missed, or a travelling turn (chaînés): not a support
+        for k in range(4):
+            held = c[a:b, k] | added[a:b, k]
+            for x, y in zip(*_runs(held)):
+                if added[a + x:a + y, k].any():
+                    xz = p[a + x:a + y, k][:, [0, 2]]
+                    xz = xz[np.isfinite(xz).all(axis=1)]
+                    if len(xz) and np.linalg.norm(xz - np.median(xz, axis=0), axis=1).max() > max_wander:
+                        added[a + x:a + y, k] = False
+    return c | added, added

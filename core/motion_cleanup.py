@@ -19,7 +19,10 @@
 6. resampled to the key times, converted to MMD axes (floor at y = 0), retargeted (``core.retarget``, without its
    percentile ground shift), single-frame rotation flips and knee-limit violations repaired
    (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the sphere
-   (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``).
+   (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``) at the contacts of
+   step 4 plus the supporting foot of the frames where none was found (``core.contact.support_contacts``: the
+   lower, slower foot of a dancer who is neither in the air nor kneeling or sitting; the floor and the camera of
+   steps 4-5 keep to the detected contacts).
 
 Frames and units: ``core.conventions``.
 """
@@ -31,6 +34,9 @@ import numpy as np
 
 from . import camera_motion, contact, conventions, filters, floor, pose_io, smoothing, trajectory
 from .errors import PipelineError
+from .skeletons import CANONICAL
+
+_J = {n: i for i, n in enumerate(CANONICAL)}
 
 #: Largest floor tilt (degrees) the floor fit may add after levelling with the lifter's estimate of the world's up
 #: (``poses.camera_up``); chosen on the closed-loop benchmark (docs/benchmark.md).
@@ -256,8 +262,17 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
             smoothed = smoothing.smooth_rotations(np.stack([rotations[n] for n in names], axis=1), t_keys, **params)
             rotations = {n: smoothed[:, k] for k, n in enumerate(names)}
     motion.rotations = rotations
+    # the supporting foot where the cues found no contact (core.contact.support_contacts); after the floor and the
+    # camera, which keep to the detected contacts, so only the lock sees it
+    fp = contact.foot_points(placed)
+    body = placed[:, [_J["LKnee"], _J["RKnee"], _J["Hip"]]] @ floor.CAMERA_UP
+    used, added = contact.support_contacts(fp, t, fp @ floor.CAMERA_UP, g.contacts, body_heights=body, shots=shots)
+    report.contacts = used
+    if added.any(axis=1).sum():
+        report.notes.append(f"supporting foot: {int(added.any(axis=1).sum())} frames without a detected contact "
+                            "rest on the lower, slower foot")
     if do_lock:
-        ck = key_contacts(g.contacts, t, t_keys)
+        ck = key_contacts(used, t, t_keys)
         motion, lock = lock_feet(motion, rest, ck)
         report.lock = lock
         report.notes += lock.notes

@@ -144,3 +144,79 @@ def test_pose_file_keeps_the_background_track(tmp_path):
     np.testing.assert_array_equal(q.background_measured, [True, False, True, True])
     with pytest.raises(ValueError, match="come together"):
         pose_io.PoseSequence(**{**p.__dict__, "background_measured": None})
+
+
+def _drifting_feet(est, amp: float, seed: int = 1):
+    """The estimate with its legs below the knee drifting along the floor at about ``amp`` m/s (a smooth random
+    walk, no net wander): the lifter's typical error on a planted foot, which the speed cues read as motion."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed)
+    j = est.joints_3d.copy()
+    T = len(j)
+    for side in "LR":
+        idx = [CANONICAL.index(side + n) for n in ("Knee", "Foot", "Heel", "FootIndex")]
+        w = np.cumsum(rng.normal(0, 1, (T, 3)), axis=0)
+        w = np.stack([np.convolve(w[:, c], np.ones(15) / 15, "same") for c in range(3)], axis=1)
+        w -= np.linspace(w[0], w[-1], T)
+        w[:, 1] = 0.0
+        w *= amp / (np.abs(np.diff(w, axis=0)).mean() * 30.0)
+        j[:, idx] += w[:, None]
+    return replace(est, joints_3d=j)
+
+
+def test_the_supporting_foot_is_found_where_a_drifting_estimate_hides_the_contacts(case):
+    """Real dance (CMU), its estimated feet drifting 0.3 m/s: the speed cues miss most planted frames; the lower,
+    slower foot of the frames without any contact is then added, and it is truly planted."""
+    tr, est, _, _ = case
+    absolute, _, _, _ = motion_cleanup.prepare_world(_drifting_feet(est, 0.3))
+    g = F.ground(absolute, tr.t)
+    fp = C.foot_points(g.joints)
+    used, added = C.support_contacts(fp, tr.t, fp @ F.CAMERA_UP, g.contacts)
+    per_foot = lambda c: np.stack([c[:, :2].any(axis=1), c[:, 2:].any(axis=1)], axis=1)  # noqa: E731
+    true, found, kept, new = per_foot(tr.contacts), per_foot(g.contacts), per_foot(used), per_foot(added)
+    assert (used == (g.contacts | added)).all() and not (added & g.contacts).any()
+    assert kept[true].mean() >= found[true].mean() + 0.15      # recall of the planted feet
+    assert true[new].mean() >= 0.8                             # what is added is planted in the truth
+    assert true[kept].mean() >= true[found].mean() - 0.05      # precision kept
+
+
+def test_support_needs_a_low_slow_foot_and_keeps_detected_contacts():
+    T = 60
+    t = np.arange(T) / 30.0
+    pts = np.zeros((T, 4, 3))
+    h = np.zeros((T, 4))
+    pts[:, 0:2, 0] = 0.2 * t[:, None]               # left foot on the floor, drifting 0.2 m/s
+    pts[:, 2:4, 0] = 2.0 * t[:, None]               # right foot swinging 2 m/s,
+    h[:, 2:4] = 0.02                                # just as low
+    h[:, 1] += 0.01                                 # the left heel is the lower point
+    con = np.zeros((T, 4), dtype=bool)
+    used, added = C.support_contacts(pts, t, h, con)
+    assert added[:, 0].all() and not added[:, 1:].any() and (used == added).all()
+    # a jump: every point 10 cm up -> nothing; a glide: the low foot at 3 m/s -> nothing
+    assert not C.support_contacts(pts, t, h + 0.10, con)[1].any()
+    glide = pts.copy()
+    glide[:, 0:2, 0] = 3.0 * t[:, None]
+    glide[:, 2:4, 0] = 4.0 * t[:, None]
+    assert not C.support_contacts(glide, t, h, con)[1].any()
+    # frames with a detected contact are left as they are; a 1-frame gap between them adds nothing (too short)
+    con2 = np.ones((T, 4), dtype=bool)
+    con2[30] = False
+    used2, added2 = C.support_contacts(pts, t, h, con2)
+    assert not added2.any() and (used2 == con2).all()
+    # the heel and toe taking turns as the lower point: one support run of that foot, on its mostly lower point
+    h3 = h.copy()
+    h3[::3, 0], h3[::3, 1] = 0.01, 0.0
+    a3 = C.support_contacts(pts, t, h3, con)[1]
+    assert a3[:, 0].all() and not a3[:, 1:].any()
+    # kneeling (a knee 5 cm above the floor) or sitting (the hip 20 cm up): the body rests on those, not a foot
+    standing = np.tile([0.45, 0.45, 0.9], (T, 1))
+    assert C.support_contacts(pts, t, h, con, body_heights=standing)[1][:, 0].all()
+    kneel, sit = standing.copy(), standing.copy()
+    kneel[:, 1], sit[:, 2] = 0.05, 0.2
+    assert not C.support_contacts(pts, t, h, con, body_heights=kneel)[1].any()
+    assert not C.support_contacts(pts, t, h, con, body_heights=sit)[1].any()
+    with pytest.raises(ValueError):
+        C.support_contacts(pts[:, :3], t, h, con)
+    with pytest.raises(ValueError):
+        C.support_contacts(pts, t, h, con, body_heights=standing[:, :2])
