@@ -253,22 +253,22 @@ SUPPORT_MAX_WANDER = 0.2
 
 
 def support_contacts(points, t, heights, contacts, *, body_heights=None, shots=None,
-                     max_height: float = SUPPORT_MAX_HEIGHT,
-                     max_speed: float = SUPPORT_MAX_SPEED, max_wander: float = SUPPORT_MAX_WANDER,
-                     min_on_s: float = 0.1, min_off_s: float = 0.1, speed_window: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                     max_height: float = SUPPORT_MAX_HEIGHT, max_speed: float = SUPPORT_MAX_SPEED,
+                     max_wander: float = SUPPORT_MAX_WANDER, min_on_s: float = 0.1, min_off_s: float = 0.1,
+                     speed_window: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Add the supporting foot on frames where no contact was detected but the dancer is not in the air.
 
     On such a frame the lowest of the four foot points is taken as in contact when it is within ``max_height`` of
     the floor, slower than ``max_speed``, and its foot is the slower one (the slowest point of each foot compared):
     a body on the ground rests on its lower, slower foot, and the swing foot is the faster. A jump (every point
-    higher), a glide (the low foot fast) and a kneel or a seat (``body_heights``) add nothing. Per foot, the frames so found go through the same minimum
-    durations as :func:`hysteresis` (runs shorter than ``min_on_s`` dropped, gaps shorter than ``min_off_s``
-    bridged, seconds; per shot), and each run adds one point (the lock pins it and lets the foot turn about it, as
-    on a pivot): the point of that foot's detected contact just before or after the run where only its heel or
-    only its toe is down there, else the one of heel and toe that is the lower on most of the run's frames. A run
-    is dropped where the pin it makes (with the detected contacts of that point it joins) would hold a point that
-    the estimate moves more than ``max_wander`` from the pin's median along the floor: a missed step or a
-    travelling turn, not a support.
+    higher), a glide (the low foot fast) and a kneel or a seat (``body_heights``) add nothing. Per foot, the frames
+    so found go through the same minimum durations as :func:`hysteresis` (runs shorter than ``min_on_s`` dropped,
+    gaps shorter than ``min_off_s`` bridged, seconds; per shot), and each run adds one point (the lock pins it and
+    lets the foot turn about it, as on a pivot): the point of that foot's detected contact just before or after the
+    run where only its heel or only its toe is down there, else the one of heel and toe that is the lower on most
+    of the run's frames. A run is dropped where the pin it makes (with the detected contacts of that point it
+    joins) would hold a point that the estimate moves more than ``max_wander`` from the pin's median along the
+    floor: a missed step or a travelling turn, not a support.
 
     Args:
         points: ``(T, 4, 3)`` foot points in a world frame, metres (:func:`foot_points` of the grounded joints).
@@ -324,9 +324,10 @@ def support_contacts(points, t, heights, contacts, *, body_heights=None, shots=N
             # point that is the lower on most of the run's frames
             toe_lower = hh[:, 2 * s + 1] < hh[:, 2 * s]
             for x, y in zip(*_runs(feet[:, s])):
-                near = [cs[f, 2 * s:2 * s + 2] for f in (x - 1, y) if 0 <= f < b - a and cs[f, 2 * s:2 * s + 2].sum() == 1]
-                k = int(near[0][1]) if near else int(toe_lower[x:y].mean() > 0.5)
-                added[a + x:a + y, 2 * s + k] = True
+                near = [cs[f, 2 * s:2 * s + 2] for f in (x - 1, y)
+                        if 0 <= f < b - a and cs[f, 2 * s:2 * s + 2].sum() == 1]
+                toe = bool(near[0][1]) if near else bool(toe_lower[x:y].mean() > 0.5)
+                added[a + x:a + y, 2 * s + int(toe)] = True
         added[a:b] &= ~c[a:b]
         # a run that makes one pin of a point the estimate moves farther than max_wander is a step the cues
         # missed, or a travelling turn (chaînés): not a support
