@@ -55,6 +55,9 @@ def main(argv=None) -> int:
                     help="also estimate the world's up direction in the camera frame (levels the camera's tilt)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from these exported weights (warm start; with --world their input is widened)")
+    ap.add_argument("--mirror", type=float, default=0.0,
+                    help="fraction of training sequences with runs of frames read back to front (BlazePose's "
+                         "front/back mistake; default 0)")
     args = ap.parse_args(argv)
     from tools.lifter_training.train import train
     name = "mocap_tcn" + ("_world" if args.world else "") + ("_cmu" if args.cmu_only else "") + ".npz"
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
                 cache=args.cache,
                 cmu_only=args.cmu_only, threads=args.threads, time_budget_s=args.time_budget,
                 noise_file=args.noise, command=cmd.strip(), history=args.history, world=args.world, init=args.init,
-                up=args.up,
+                up=args.up, p_mirror=args.mirror,
                 log=lambda s: print(s, flush=True))
     print(f"done: {res['steps']} steps in {res['seconds']:.0f} s; best held-out: {res['best']}", flush=True)
     return 0

@@ -146,3 +146,32 @@ def test_tighter_framing_drops_the_legs_below_a_fixed_line(walk):
                 assert kp[b, t][gone[b, t], 1].min() > kp[b, t][~gone[b, t], 1].max()
     assert len({int(n) for n in gone.sum(axis=2).ravel()}) > 2         # the dancer crosses the line
     np.testing.assert_array_equal(synth.truncate_legs(rng, kp, px, 0.0), kp)
+
+
+def test_frames_read_back_to_front_keep_the_image_and_mirror_the_body(walk):
+    """mirror_detections: BlazePose's front/back mistake. The 2D points stay where they are with left and right
+    exchanged, so they project the same image; the world landmarks become the body reflected in the image plane
+    (depth about the root negated), a valid body -- its bones keep their lengths -- facing the other way."""
+    from core.skeletons import CANONICAL_MIRROR
+
+    rng = np.random.default_rng(7)
+    world = synth.mmd_world(walk)[None].repeat(4, axis=0)
+    R, C, focal, size, _ = synth.random_cameras(rng, world)
+    cam, px = synth.project(world, R, C, focal, size)
+    rel = cam - cam[:, :, [J["Hip"]]]
+    kp = np.concatenate([px, np.ones(px.shape[:-1] + (1,))], axis=-1)
+    frames = synth.mirror_runs(rng, kp.shape[:2], 1.0, 0.3)
+    assert 0.1 < frames.mean() < 0.5
+    k2, w2 = synth.mirror_detections(kp, rel, frames)
+    np.testing.assert_array_equal(k2[~frames], kp[~frames])
+    np.testing.assert_array_equal(k2[frames], kp[frames][:, CANONICAL_MIRROR])
+    assert sorted(map(tuple, k2[frames][0, :, :2].round(6))) == sorted(map(tuple, kp[frames][0, :, :2].round(6)))
+    m = CANONICAL_MIRROR
+    for a, b in (("LKnee", "LFoot"), ("LShoulder", "RHip")):    # each bone keeps its length, on the other side
+        np.testing.assert_allclose(np.linalg.norm(w2[frames][:, J[a]] - w2[frames][:, J[b]], axis=-1),
+                                   np.linalg.norm(rel[frames][:, m[J[a]]] - rel[frames][:, m[J[b]]], axis=-1),
+                                   atol=1e-12)
+    # the left knee of the reading is the true right knee, seen at the same place but at the mirrored depth
+    np.testing.assert_allclose(w2[frames][:, J["LKnee"], :2], rel[frames][:, J["RKnee"], :2])
+    np.testing.assert_allclose(w2[frames][:, J["LKnee"], 2], -rel[frames][:, J["RKnee"], 2])
+    assert not synth.mirror_runs(rng, kp.shape[:2], 0.0, 0.3).any()

@@ -321,8 +321,33 @@ def mmd_world(joints_mmd: np.ndarray) -> np.ndarray:
     return mmd_to_camera(joints_mmd)
 
 
+def mirror_runs(rng: np.random.Generator, shape: tuple, p_seq: float, rate: float, mean_len: float = 8.0):
+    """Frames labelled back to front: ``(B, T)`` bool runs (mean ``mean_len`` frames, about ``rate`` of the frames)
+    in a fraction ``p_seq`` of the sequences, none elsewhere."""
+    runs = _runs(rng, shape, rate, mean_len)
+    runs[rng.random(shape[0]) >= p_seq] = False
+    return runs
+
+
+def mirror_detections(kp: np.ndarray, world, frames: np.ndarray):
+    """What BlazePose gives on frames it reads back to front (a dancer seen from behind, a faceless mannequin): on
+    ``frames (B, T)`` the 2D keypoints ``kp (B, T, 27, 3)`` keep their places with left and right exchanged
+    (``CANONICAL_MIRROR``), and the world landmarks ``world (B, T, 27, 3)`` (root-relative camera axes, or None) are
+    the body reflected in the image plane (depth negated), labelled the same way -- the other valid body with the
+    same image. Returns copies ``(kp, world)``."""
+    kp = kp.copy()
+    kp[frames] = kp[frames][:, CANONICAL_MIRROR]
+    if world is not None:
+        world = world.copy()
+        w = world[frames][:, CANONICAL_MIRROR]
+        w[..., 2] *= -1.0
+        world[frames] = w
+    return kp, world
+
+
 def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: float = 0.3,
-                assumed_hfov: float = 60.0, world_noise=None, p_world: float = 0.75, p_trunc: float = 0.15):
+                assumed_hfov: float = 60.0, world_noise=None, p_world: float = 0.75, p_trunc: float = 0.15,
+                p_mirror: float = 0.0, mirror_rate: float = 0.15):
     """Synthetic detections and targets for a batch of joint windows.
 
     Args:
@@ -333,7 +358,9 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
         ``d (B, T)`` = log(root depth x true 2D scale), ``valid (B, T)``, and the camera (``R, C, focal, size``).
         With probability ``p_assumed_fov`` per sequence the features are normalised with an assumed field of view
         (as at inference when the true one is unknown); ``d`` does not depend on that choice.
-        A fraction ``p_trunc`` of the sequences is framed tighter (:func:`truncate_legs`).
+        A fraction ``p_trunc`` of the sequences is framed tighter (:func:`truncate_legs`). A fraction ``p_mirror``
+        (default 0) has runs of frames read back to front (:func:`mirror_runs`, :func:`mirror_detections`; about
+        ``mirror_rate`` of their frames); the targets stay the truth.
         With ``world_noise`` (a ``world3d.World3DNoise``) the features also hold simulated MediaPipe world
         landmarks (``core.lifting.trained.world_features``: ``(B, T, 166)``) for a fraction ``p_world`` of the
         sequences, absent (zeros, flag 0) for the others and on frames the 2D detector missed.
@@ -345,6 +372,9 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
     _, px = project(biased, R, C, focal, size)
     kp = detector_noise(rng, px, size, noise)
     kp = truncate_legs(rng, kp, px, p_trunc)
+    mirrored = mirror_runs(rng, kp.shape[:2], p_mirror, mirror_rate) if p_mirror > 0 else None
+    if mirrored is not None:
+        kp, _ = mirror_detections(kp, None, mirrored)
     f_in = focal.copy()
     use = rng.random(len(focal)) < p_assumed_fov
     f_in[use] = 0.5 * size[use, 0] / math.tan(math.radians(assumed_hfov) / 2)
@@ -358,6 +388,8 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
         from core.lifting.trained import world_features
         from .world3d import simulate
         sim = simulate(rng, target, up, world_noise)
+        if mirrored is not None:
+            _, sim = mirror_detections(kp, sim, mirrored)
         with_world = rng.random(len(sim)) < p_world
         frame_ok = ~np.all(np.isnan(kp[..., 0]), axis=-1)                  # the detector found the person
         wf = np.stack([world_features(sim[i] if with_world[i] else None, sim.shape[1], frame_ok[i])

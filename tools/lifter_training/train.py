@@ -172,7 +172,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
           out: Path, cache: Path = dataset.DEFAULT_CACHE, cmu_only: bool = False, threads: int = 2,
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
           command: str = "", history: Path | None = None, world: bool = False, init: Path | None = None,
-          up: bool = False) -> dict:
+          up: bool = False, p_mirror: float = 0.0) -> dict:
     """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures.
 
     ``world``: the model also takes MediaPipe's world landmarks (``core.lifting.trained.N_FEATURES_WORLD`` inputs),
@@ -237,7 +237,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
         if world_noise is not None:
             wn = mixture[int(rng.choice(len(mixture), p=mix_p))][1]
             wn.scale = float(rng.uniform(*WORLD_SCALE))
-        return synth.make_inputs(rng, j, noise, world_noise=wn), c, m
+        return synth.make_inputs(rng, j, noise, world_noise=wn, p_mirror=p_mirror), c, m
 
     # The next batch is made (numpy, one generator, in order: deterministic) while torch trains on this one.
     pool = ThreadPoolExecutor(1)
