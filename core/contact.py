@@ -241,8 +241,9 @@ def detect_contacts(points, t, heights, *, points_2d=None, body_px=None, probs=N
 #: :func:`support_contacts`: the lowest foot point must be within this of the floor (metres); the floor stage has
 #: already settled a lower foot that hovers just above the floor (``core.floor.ground``), so most are much lower.
 SUPPORT_MAX_HEIGHT = 0.06
-#: :func:`support_contacts`: nor faster than this (m/s): a gliding or swinging foot is not planted.
-SUPPORT_MAX_SPEED = 1.5
+#: :func:`support_contacts`: nor faster than this (m/s): a gliding or swinging foot is not planted (the lifter lets a
+#: planted foot drift at 0.3-0.6 m/s on the closed-loop renders; a swing foot moves at 2-4).
+SUPPORT_MAX_SPEED = 1.0
 #: :func:`support_contacts`: no foot is the support where a knee is lower than this (m, a kneel) or the hip lower
 #: than :data:`SUPPORT_MIN_HIP` (sitting): the body rests on its knees or seat.
 SUPPORT_MIN_KNEE = 0.12
