@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ik, smoothing
-from .conventions import METRES_PER_UNIT
+from .conventions import METRES_PER_UNIT, MMD_FPS
 from . import quat as Q
 from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
@@ -156,15 +156,15 @@ def _sole_low(ankle: np.ndarray, rot: np.ndarray, heel_off: np.ndarray, toe_off:
     return np.minimum(*[(ankle + Q.rotate(rot, np.broadcast_to(o, ankle.shape)))[:, 1] for o in (heel_off, toe_off)])
 
 
-def _sink_floating(rest: RestSkeleton, ankles: dict, feet_rot: dict, con: np.ndarray, floor_y: float,
+def _sink_floating(vj: dict, ankles: dict, feet_rot: dict, con: np.ndarray, floor_y: float,
                    max_flight_frames: int, knees: np.ndarray | None = None) -> np.ndarray:
     """How far (units, ``(T,)`` >= 0) to lower the whole body on frames where no foot point is in contact and the
     lowest one stays above the floor for more than ``max_flight_frames`` frames in a row: nobody is airborne that
     long (a 60 cm jump flies 0.7 s: ``t = 2 sqrt(2h / g)``), so such a float is a support the contacts missed.
     The amount is the lowest sole point's height, which falls to about 0 at the run's ends (no step), but never
     more than brings a knee (``knees``: ``(T, K)`` heights of the knee joints, units) within :data:`KNEE_CLEARANCE`
-    of the floor: a dancer kneeling or sitting with her feet raised rests on her knees or hips, not on air."""
-    vj = virtual_joints(rest)
+    of the floor: a dancer kneeling or sitting with her feet raised rests on her knees or hips, not on air.
+    ``vj``: the model's ``core.retarget.virtual_joints``."""
     sink = np.zeros(con.shape[0])
     if max_flight_frames <= 0:
         return sink
@@ -354,7 +354,7 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     # no contact and the lowest foot above the floor for longer than a jump's flight: the body is standing or
     # gliding on a foot the contacts missed (a skater, a pivot), so it comes down onto the floor, feet and root alike
     knees = np.stack([fk.positions[:, rest.find(side + "ひざ"), 1] for side in "左右"], axis=1)
-    sink = _sink_floating(rest, ankles, feet_rot, con, floor_y, max_flight_frames, knees=knees)
+    sink = _sink_floating(vj, ankles, feet_rot, con, floor_y, max_flight_frames, knees=knees)
     report.grounded_frames = int(np.count_nonzero(sink))
     report.grounded_max = float(sink.max()) if T else 0.0
     if report.grounded_frames:
@@ -404,7 +404,7 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
            if any(report.released.values()) else "")
         + (f"; {report.grounded_frames} frames without contact lowered onto the floor by up to "
            f"{report.grounded_max:.2f} units (the lowest foot floated longer than a jump's flight, "
-           f"{max_flight_frames / 30.0:.1f} s)" if report.grounded_frames else ""))
+           f"{max_flight_frames / MMD_FPS:.1f} s)" if report.grounded_frames else ""))
     meta = dict(motion.meta)
     meta["foot_lock"] = {"locked_frames": report.locked_frames, "root_drop_max": report.root_drop_max,
                          "root_shift_max": report.root_shift_max, "residual_max": report.residual_max,

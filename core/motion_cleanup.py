@@ -212,7 +212,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     tilt = (FLOOR_TILT_WITH_LIFTER_UP_DEG if getattr(poses, "camera_up", None) is not None and _opt(opts, "level", True)
             else 25.0)
     g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs, max_tilt_deg=tilt)
-    report.contacts, report.planes = g.contacts, g.planes
+    report.planes = g.planes
     report.notes += g.notes
 
     # 5. camera motion without a background track: the feet as the reference (or static / off)
@@ -268,9 +268,10 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     body = placed[:, [_J["LKnee"], _J["RKnee"], _J["Hip"]]] @ floor.CAMERA_UP
     used, added = contact.support_contacts(fp, t, fp @ floor.CAMERA_UP, g.contacts, body_heights=body, shots=shots)
     report.contacts = used
-    if added.any(axis=1).sum():
-        report.notes.append(f"supporting foot: {int(added.any(axis=1).sum())} frames without a detected contact "
-                            "rest on the lower, slower foot")
+    n_added = int(added.any(axis=1).sum())
+    if n_added:
+        report.notes.append(f"supporting foot: {n_added} frames without a detected contact rest on the lower, "
+                            "slower foot")
     if do_lock:
         ck = key_contacts(used, t, t_keys)
         motion, lock = lock_feet(motion, rest, ck)

@@ -228,16 +228,18 @@ def test_grounding_never_puts_a_knee_through_the_floor(mat4):
     body comes down no further than puts the knees on the floor (their centres KNEE_CLEARANCE above it)."""
     from core import quat as Q
     from core.foot_lock import KNEE_CLEARANCE, _sink_floating
+    from core.retarget import virtual_joints
+    vj = virtual_joints(mat4)
     T = 60
     u = 1.0 / METRES_PER_UNIT                                                # units per metre
     ankles = {s: np.tile([0.1 * u if s == "左" else -0.1 * u, 0.20 * u, 0.0], (T, 1)) for s in "左右"}
     rot = {s: np.tile(Q.identity(()), (T, 1)) for s in "左右"}
     con = np.zeros((T, 4), dtype=bool)
-    free = _sink_floating(mat4, ankles, rot, con, 0.0, 21)
+    free = _sink_floating(vj, ankles, rot, con, 0.0, 21)
     assert free.min() > 0.1 * u                                              # standing on air for 2 s: all the way down
     knees = np.full((T, 2), 0.08 * u)                                        # knees 8 cm up
-    capped = _sink_floating(mat4, ankles, rot, con, 0.0, 21, knees=knees)
+    capped = _sink_floating(vj, ankles, rot, con, 0.0, 21, knees=knees)
     assert np.allclose(capped, 0.08 * u - KNEE_CLEARANCE)                   # 3 cm: the knees reach the floor
-    short = _sink_floating(mat4, {s: a[:20] for s, a in ankles.items()}, {s: r[:20] for s, r in rot.items()},
+    short = _sink_floating(vj, {s: a[:20] for s, a in ankles.items()}, {s: r[:20] for s, r in rot.items()},
                            con[:20], 0.0, 21)
     assert not short.any()                                                   # 0.67 s: could be a jump
