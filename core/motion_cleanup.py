@@ -22,7 +22,9 @@
    (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``) at the contacts of
    step 4 plus the supporting foot of the frames where none was found (``core.contact.support_contacts``: the
    lower, slower foot of a dancer who is neither in the air nor kneeling or sitting; the floor and the camera of
-   steps 4-5 keep to the detected contacts).
+   steps 4-5 keep to the detected contacts);
+7. the leg IK keys (足ＩＫ, つま先ＩＫ) set again from the final FK legs (``core.retarget.leg_ik_from_fk``), so that MMD's
+   IK-on playback shows the legs that were repaired and measured.
 
 Frames and units: ``core.conventions``.
 """
@@ -175,7 +177,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         PipelineError: ``bad_input`` without 3D joints; ``bad_model`` for a model retargeting cannot use.
     """
     from .foot_lock import lock_feet
-    from .retarget import retarget
+    from .retarget import leg_ik_from_fk, retarget
 
     absolute, kp, t, repairs = prepare_world(poses, opts)
     key_fps = float(_opt(opts, "key_fps", 30.0))
@@ -278,7 +280,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         report.lock = lock
         report.notes += lock.notes
         # Locking can leave a turn above the limit where the estimated body turns faster than a foot can follow:
-        # spread those (a few frames where FK and IK keys differ slightly beat a pop).
+        # spread those (the leg IK keys follow the repaired FK legs below).
         late, late_frames = 0, []
         rotations = dict(motion.rotations)
         for name, q in rotations.items():
@@ -293,6 +295,9 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
             motion.rotations = rotations
             report.repairs.append(smoothing.Repair("rotation flip after locking", np.unique(np.concatenate(late_frames)),
                                                    late))
+    # MMD plays the legs with IK on: after the edits above (the flip repairs, a pin the leg could not reach) the 足ＩＫ
+    # keys are set from the final FK legs, so what MMD shows is what was measured and repaired here
+    motion = leg_ik_from_fk(motion, rest)
     report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
     motion.meta["cleanup"] = report.notes
     motion.meta["camera_pan_deg"] = float(getattr(report.camera, "pan_deg", 0.0))

@@ -57,8 +57,8 @@ from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
 from .skeletons import CANONICAL
 
-__all__ = ["retarget", "rest_joints", "joints_from_pose", "virtual_joints", "KEYED_BONES", "REQUIRED_BONES",
-           "HINGE_BLEND_DEG"]
+__all__ = ["retarget", "leg_ik_from_fk", "rest_joints", "joints_from_pose", "virtual_joints", "KEYED_BONES",
+           "REQUIRED_BONES", "HINGE_BLEND_DEG"]
 
 J = {n: i for i, n in enumerate(CANONICAL)}
 _N_CORE = 17
@@ -705,6 +705,50 @@ def _leg_ik_keys(rest: RestSkeleton, local: dict[int, np.ndarray],
                 loc_ik[c.bone] = tgt_pos - rp[ik]
                 rot_ik[c.bone] = tgt_rot
     return loc_ik, rot_ik
+
+
+def leg_ik_from_fk(motion: BoneMotion, rest: RestSkeleton) -> BoneMotion:
+    """``motion`` with its leg IK keys recomputed from its FK legs, so that MMD's IK-on playback shows the FK pose.
+
+    With IK on (MMD's default), MMD moves 足首 onto 足ＩＫ and つま先 onto つま先ＩＫ by CCD, starting from the FK keys
+    (docs/MMD_FACTS.md §2.5): where an edit changed the FK legs after their IK keys were set (a flip repair, a leg
+    the foot lock could not take all the way to its pin), the two disagree and MMD plays neither. Here 足ＩＫ gets the
+    FK ankle's position and world rotation (in its unanimated parent's frame, as :func:`retarget` sets them) and
+    つま先ＩＫ the offset that puts it on the FK toe (zero when the IK bones rest on their targets, as on every full
+    sample model); a chain whose target starts on its IK bone is not iterated, so IK-on playback equals FK.
+
+    Args:
+        motion: a dense :class:`BoneMotion` on ``rest`` (MMD units, ``core.conventions``).
+        rest: the model. Legs it has no 足ＩＫ chain for keep their keys; a model without any returns ``motion``.
+    Returns:
+        a new :class:`BoneMotion` (same frames and meta); a つま先ＩＫ track is written only where ``motion`` had one
+        or the offset is not zero.
+    """
+    if not any(c.bone in ("左足ＩＫ", "右足ＩＫ") for c in rest.ik_chains):
+        return motion
+    rot = {n: q for n, q in motion.rotations.items() if rest.index_of(n) is not None}
+    loc = {n: v for n, v in motion.locations.items() if rest.index_of(n) is not None}
+    local = {rest.find(n): q for n, q in rot.items()}
+    if not local:                                  # nothing keyed: FK at rest, as many frames as the motion has
+        local = {rest.find("センター"): np.tile(Q.identity(()), (motion.n_frames, 1))}
+    loc_ik, rot_ik = _leg_ik_keys(rest, local, loc)
+    rotations, locations = dict(motion.rotations), dict(motion.locations)
+    rotations.update({n: Q.make_continuous(q) for n, q in rot_ik.items()})
+    locations.update(loc_ik)
+    toe_iks = [(c.bone, c.target) for c in rest.ik_chains if c.bone in ("左つま先ＩＫ", "右つま先ＩＫ")]
+    if toe_iks:
+        fk_rot = {n: q for n, q in rotations.items() if rest.index_of(n) is not None}
+        fk_loc = {n: v for n, v in locations.items() if rest.index_of(n) is not None}
+        want = [n for b, tgt in toe_iks for n in (tgt, rest.names[int(rest.parents[rest.find(b)])])]
+        wpos, wrot = rest.fk(fk_rot, fk_loc, bones=want, n_frames=motion.n_frames)
+        rp = rest.positions
+        for k, (b, tgt) in enumerate(toe_iks):
+            i, p = rest.find(b), int(rest.parents[rest.find(b)])
+            off = Q.rotate(Q.conjugate(wrot[:, 2 * k + 1]), wpos[:, 2 * k] - wpos[:, 2 * k + 1]) - (rp[i] - rp[p])
+            if b in locations or np.any(np.abs(off) > 1e-9):
+                locations[b] = off
+    return BoneMotion(frames=motion.frames, rotations=rotations, locations=locations, model_name=motion.model_name,
+                      meta=dict(motion.meta), morphs=dict(motion.morphs))
 
 
 def retarget(joints: np.ndarray, rest: RestSkeleton, *, frames: np.ndarray | None = None, fit_scale: bool = True,

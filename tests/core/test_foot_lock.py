@@ -63,7 +63,10 @@ def test_locking_adds_no_pops_and_knees_stay_within_limits(run, mat4):
     # foot's keys may not be spread over; allow those, nothing else
     pops = {name: smoothing.rotation_pops(q) for name, q in motion.rotations.items()}
     assert sum(pops.values()) <= 2, pops
-    assert sum(smoothing.rotation_pops(q) for q in unlocked.rotations.values()) == 0
+    # unlocked, no leg bone pops; the 足ＩＫ keys hold the foot's world rotation (core.retarget.leg_ik_from_fk), which
+    # turns as fast as the pirouetting foot does (the truth's right foot turns up to 68° in a frame there)
+    assert sum(smoothing.rotation_pops(q) for n, q in unlocked.rotations.items() if "ＩＫ" not in n) == 0
+    assert sum(smoothing.rotation_pops(q) for n, q in unlocked.rotations.items() if "ＩＫ" in n) <= 2
     for s in "左右":
         knee = motion.rotations[s + "ひざ"]
         assert not smoothing.hinge_violations(knee, (1, 0, 0), -180.0, -0.5, tol_deg=1.0).any()
@@ -73,6 +76,17 @@ def test_locking_adds_no_pops_and_knees_stay_within_limits(run, mat4):
     step = np.linalg.norm(np.diff(fp, axis=0), axis=-1).max(axis=0)
     step0 = np.linalg.norm(np.diff(fp0, axis=0), axis=-1).max(axis=0)
     assert (step < step0 + 0.05).all()                                       # at most 5 cm/frame more
+
+
+def test_mmd_plays_the_legs_that_were_locked_and_repaired(run, mat4):
+    """What MMD shows (IK on: CCD from the FK legs onto 足ＩＫ / つま先ＩＫ) is the FK pose the cleanup locked and
+    repaired, on every frame: the pirouettes of 005_11 need late flip repairs and unreachable pins, where IK keys set
+    before those edits had left MMD's feet up to 7 cm from FK on a real clip."""
+    _, motion, unlocked, _, _, _ = run
+    for m in (motion, unlocked):
+        with_ik, _ = ik.evaluate_motion(mat4, m)
+        fk, _ = mat4.fk(m.rotations, m.locations)
+        assert np.linalg.norm(with_ik - fk, axis=-1).max() < 1e-3            # units: 0.08 mm
 
 
 def test_vertical_root_goes_to_groove_horizontal_to_center(run, mat4):

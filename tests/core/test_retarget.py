@@ -479,3 +479,38 @@ def test_wide_detector_hips_do_not_cross_the_models_feet(model):
     unadapted = retarget(joints, rest, ground=False, center_start=False, adapt_widths=False)
     pos_u, _ = rest.fk(unadapted.rotations, unadapted.locations)
     assert np.all(pos_u[:, rest.index_of("左足首"), 0] - pos_u[:, rest.index_of("右足首"), 0] < gap)
+
+
+@pytest.mark.parametrize("name", ["mat4", "yw"])
+def test_leg_ik_from_fk_makes_mmds_ik_playback_show_the_fk_legs(model, shared_data, name):
+    """A real dance (lia_kim, VideoPose3D) retargeted, then its FK legs edited as a flip repair or an unreachable pin
+    leave them (足首 turned 60°, the thigh 25°, on a few frames): MMD's IK-on playback (``core.ik``) then differs from
+    FK by centimetres; after ``leg_ik_from_fk`` it equals FK, and the frames not edited keep their keys."""
+    from core import ik
+    from core.conventions import camera_to_mmd
+    from core.retarget import leg_ik_from_fk
+    from core.skeletons import h36m17_to_canonical
+    raw = np.load(shared_data / "keypoints/lia_kim_dance/videopose3d_export.npy", allow_pickle=False)
+    rest = model(name)
+    m = retarget(h36m17_to_canonical(camera_to_mmd(raw[:120].astype(np.float64))), rest)
+    edited = np.zeros(m.n_frames, dtype=bool)
+    edited[40:44] = True
+    m.rotations["左足首"][edited] = Q.multiply(m.rotations["左足首"][edited],
+                                             Q.from_axis_angle(np.array([0.0, 1.0, 0.0]), np.radians(60.0)))
+    m.rotations["右足"][edited] = Q.multiply(m.rotations["右足"][edited],
+                                            Q.from_axis_angle(np.array([1.0, 0.0, 0.0]), np.radians(25.0)))
+
+    def ik_vs_fk(motion):
+        with_ik, _ = ik.evaluate_motion(rest, motion)
+        fk, _ = rest.fk(motion.rotations, motion.locations)
+        return np.linalg.norm(with_ik - fk, axis=-1).max(axis=1)
+
+    assert ik_vs_fk(m)[edited].min() > 0.1                          # > 8 mm on every edited frame
+    synced = leg_ik_from_fk(m, rest)
+    assert ik_vs_fk(synced).max() < 1e-6
+    for n in ("左足ＩＫ", "右足ＩＫ"):
+        assert np.abs(synced.locations[n][~edited] - m.locations[n][~edited]).max() < 1e-9
+        assert deg(synced.rotations[n][~edited], m.rotations[n][~edited]).max() < 1e-6
+    for n in m.rotations:
+        if "ＩＫ" not in n:
+            np.testing.assert_allclose(synced.rotations[n], m.rotations[n], rtol=0, atol=1e-12)
