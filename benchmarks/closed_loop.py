@@ -18,8 +18,9 @@ For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTR
    would refuse); a lifter the CLI does not accept is skipped with the
    reason (``--true-hfov`` also tells each job the render camera's field of view, ``--hfov``, instead of the job's
    default assumption);
-4. the VMD it wrote is applied back on the same model (``BoneMotion.from_vmd`` -> core FK -> ``CANONICAL`` joints)
-   and compared with the ground truth rotated into the camera's heading (the frame the job writes).
+4. the VMD it wrote is applied back on the same model as MMD plays it (``BoneMotion.from_vmd`` ->
+   ``core.ik.evaluate_motion``, leg IK on -> ``CANONICAL`` joints) and compared with the ground truth rotated into
+   the camera's heading (the frame the job writes).
 
 Printed table and ``--out/closed_loop.json`` (per case and lifter; ``metrics.py`` defines each figure):
 hips-aligned MPJPE and PA-MPJPE (mm, 17 H36M joints), root trajectory error (mm, start offset removed), jitter

@@ -7,8 +7,9 @@
 2. :func:`ensure_render` renders it headless (``render.render_case``), cached by the case description.
 3. :func:`run_job` runs the main job's CLI on the render once per lifter (a subprocess:
    ``python -m core estimate render.mp4 -o est.vmd --model M.pmx --lifter NAME``).
-4. :func:`evaluate_run` applies the result back on the same model (VMD -> ``BoneMotion.from_vmd`` -> core FK ->
-   ``CANONICAL`` joints) and compares it with the ground truth (``metrics``), after rotating the ground truth into
+4. :func:`evaluate_run` applies the result back on the same model as MMD plays it (VMD -> ``BoneMotion.from_vmd``,
+   Bézier keys sampled on every frame -> ``core.ik.evaluate_motion``: FK with the leg IK solved, the VMD's IK
+   switches honoured -> ``CANONICAL`` joints) and compares it with the ground truth (``metrics``), after rotating the ground truth into
    the camera's heading (the frame the job writes its motion in, ``Camera.heading_rotation``).
 
 Frames and units: ``core.conventions``; metric units in ``metrics``.
@@ -264,8 +265,12 @@ def _metrics(est_j, gt_j, est_rot, gt_rot) -> dict:
 def evaluate_run(render_dir: Path, job: JobResult, rest: RestSkeleton) -> dict:
     """Metrics of one job's output against the render's ground truth (see the module docstring)."""
     gt, gt_j, gt_motion = _load_gt(render_dir)
-    est = BoneMotion.from_vmd(vmd_format.read(job.vmd))
-    pos, rot = rest.fk(est.rotations, est.locations)
+    from core import ik, vmd_sample
+
+    written = vmd_format.read(job.vmd)
+    est = BoneMotion.from_vmd(written)
+    # what MMD shows: IK on (unless the VMD switches it off), CCD starting from the FK leg keys
+    pos, rot = ik.evaluate_motion(rest, est, ik_enabled=vmd_sample.ik_switches(written, est.frames))
     est_all = joints_from_pose(rest, pos, rot)
     frames = est.frames
     keep = frames < len(gt_j)
