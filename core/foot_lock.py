@@ -37,7 +37,7 @@ from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
 from .retarget import virtual_joints
 
-__all__ = ["LockReport", "lock_feet", "foot_points_mmd"]
+__all__ = ["LockReport", "lock_feet", "foot_points_mmd", "standing_height"]
 
 #: Height (MMD units) of a knee joint's centre above the floor when the knee rests on it (about 5 cm).
 KNEE_CLEARANCE = 0.05 / METRES_PER_UNIT
@@ -108,6 +108,15 @@ def foot_points_mmd(rest: RestSkeleton, positions, rotations) -> np.ndarray:
             b, off = vj[tag + name]
             out.append(pos[:, b] + Q.rotate(rot[:, b], np.broadcast_to(off, pos[:, b].shape)))
     return np.stack(out, axis=1)
+
+
+def standing_height(rest: RestSkeleton) -> float:
+    """Height (MMD units) of the model's lowest foot point in its rest pose: where its heel and toe points stand when
+    it stands on the floor (``core.conventions``, "Floor"). 0 on models whose つま先 rest on y = 0 (mat4, the
+    standard skeleton); 0.29 units (2.3 cm) on yw, whose つま先 sit above the floor."""
+    vj = virtual_joints(rest)
+    rp = rest.positions
+    return float(min(rp[vj[tag + n][0], 1] + vj[tag + n][1][1] for _, tag, _, _ in _SIDES for n in ("Heel", "FootIndex")))
 
 
 def _blend(values: np.ndarray, on: np.ndarray, frames: int, identity: np.ndarray, slerp: bool):
@@ -190,7 +199,8 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         motion: dense keys (``core.retarget.retarget``); its leg, 足ＩＫ, センター (and グルーブ) tracks are replaced.
         rest: the target model (with 足ＩＫ chains; ``RestSkeleton.from_pmx`` gives the knee limits).
         contacts: ``(T, 4)`` bool at ``motion.frames`` (``core.contact.CONTACT_POINTS``).
-        floor_y: the floor's height, MMD units.
+        floor_y: the height of the lowest foot point of a planted foot, MMD units (:func:`standing_height` puts
+            the foot as it stands in the model's rest pose, ``core.conventions`` "Floor"; 0 puts that point on y = 0).
         blend_frames: frames over which a correction fades in / out around a contact (default 10, a third of a
             second at MMD's 30 fps: on the closed-loop renders 4 -> 10 frames took the skate during the true
             contacts down on all six, the Bandai walk's 60 -> 44 cm/s, and its jitter from 1.70x to 1.47x the truth's,

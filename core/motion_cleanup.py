@@ -16,10 +16,10 @@
    place; a background track measured by the worker (``poses.background_motion``, used where
    ``core.camera_motion.background_usable``) is undone first, before step 4, so the floor and the contacts see the
    world's motion; without one the planted feet are the reference, after step 4;
-6. resampled to the key times, converted to MMD axes (floor at y = 0), retargeted (``core.retarget``, without its
-   percentile ground shift), single-frame rotation flips and knee-limit violations repaired
-   (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the sphere
-   (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``) at the contacts of
+6. resampled to the key times, converted to MMD axes (the floor at the model's standing height, ``core.conventions``
+   "Floor"), retargeted (``core.retarget``, without its percentile ground shift), single-frame rotation flips and
+   knee-limit violations repaired (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the
+   sphere (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``) at the contacts of
    step 4 plus the supporting foot of the frames where none was found (``core.contact.support_contacts``: the
    lower, slower foot of a dancer who is neither in the air nor kneeling or sitting; the floor and the camera of
    steps 4-5 keep to the detected contacts);
@@ -176,7 +176,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     Raises:
         PipelineError: ``bad_input`` without 3D joints; ``bad_model`` for a model retargeting cannot use.
     """
-    from .foot_lock import lock_feet
+    from .foot_lock import lock_feet, standing_height
     from .retarget import leg_ik_from_fk, retarget
 
     absolute, kp, t, repairs = prepare_world(poses, opts)
@@ -233,6 +233,10 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     resampled = filters.resample(np.nan_to_num(placed, nan=0.0), t, t_keys)
     resampled[:, ~np.isfinite(placed).all(axis=(0, 2))] = np.nan
     joints_mmd = conventions.camera_to_mmd(resampled)
+    # the floor as the model stands on it in its rest pose (core.conventions, "Floor"): contact points at their rest
+    # heights, not at y = 0
+    standing = standing_height(rest)
+    joints_mmd[..., 1] += standing
     try:
         motion = retarget(joints_mmd, rest, frames=frames, ground=False,
                           twist_bones=bool(_opt(opts, "twist_bones", True)))
@@ -276,7 +280,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
                             "slower foot")
     if do_lock:
         ck = key_contacts(used, t, t_keys)
-        motion, lock = lock_feet(motion, rest, ck)
+        motion, lock = lock_feet(motion, rest, ck, floor_y=standing)
         report.lock = lock
         report.notes += lock.notes
         # Locking can leave a turn above the limit where the estimated body turns faster than a foot can follow:

@@ -257,3 +257,30 @@ def test_grounding_never_puts_a_knee_through_the_floor(mat4):
     short = _sink_floating(vj, {s: a[:20] for s, a in ankles.items()}, {s: r[:20] for s, r in rot.items()},
                            con[:20], 0.0, 21)
     assert not short.any()                                                   # 0.67 s: could be a jump
+
+
+def test_planted_feet_stand_as_in_the_models_rest_pose(shared_data, mat4):
+    """The floor is where the model's rest pose stands (core.conventions "Floor"): on yw, whose heel and toe points
+    rest 2.3 cm up, planted flat feet keep that height and a vertical 足ＩＫ offset of 0 (as hand-keyed motions plant
+    them), instead of sinking the sole 2.3 cm into the floor; on mat4 (points at y = 0) nothing moves."""
+    from core.foot_lock import standing_height
+
+    yw = RestSkeleton.from_pmx(pmx.read(shared_data / "pmx" / "yw_test_model" / "yw_test_model.pmx"))
+    assert standing_height(mat4) == pytest.approx(0.0, abs=1e-6)
+    assert standing_height(yw) == pytest.approx(0.0232 / METRES_PER_UNIT, abs=0.01)
+    tr = M.truth(shared_data, "cmu_iclone/005_11.bvh")
+    motion, rep = motion_cleanup.clean_motion(M.estimate(tr), yw, Opts())
+    keys = motion_cleanup.key_contacts(rep.contacts, tr.t, motion.frames / conventions.MMD_FPS)
+    pos, rot = ik.evaluate_motion(yw, motion)
+    fp = foot_points_mmd(yw, pos, rot) * METRES_PER_UNIT
+    checked = 0
+    for side, (h, t) in zip("左右", ((0, 1), (2, 3))):
+        flat = keys[:, h] & keys[:, t]
+        for a, b in _runs(flat):
+            if b - a < 3:
+                continue
+            assert np.abs(fp[a:b, [h, t], 1] - 0.0232).max() < 0.01              # at the rest height, within 1 cm
+            assert np.abs(motion.locations[side + "足ＩＫ"][a:b, 1]).max() * METRES_PER_UNIT < 0.01
+            checked += 1
+    assert checked >= 2
+    assert fp[..., 1].min() > 0.0232 - 0.02                                    # never 2 cm below where it stands
