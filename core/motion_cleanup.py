@@ -53,6 +53,12 @@ ANKLE_LIMIT_DEG = 90.0
 #: Smooth the key rotations on the sphere after retargeting (``core.smoothing.smooth_rotations``).
 ROTATION_SMOOTHING = True
 
+#: Lifters whose 3D is not exchanged where the 2D swaps are repaired: the trained temporal lifter learnt on 2D with
+#: left/right swaps (docs/lifter.md §3) and undoes them from the frames around. On the closed-loop renders its 3D
+#: carried the 2D's labels on 7 of 31 repaired (group, frame) pairs (MediaPipe's world landmarks on 24); exchanging
+#: it anyway swapped the other 24 and cost up to 7 mm MPJPE (CMU 005_15) and jitter on five of six cases.
+LIFTERS_UNDOING_SWAPS = ("trained",)
+
 #: Knee hinge range used to flag impossible knees: a negative turn about +X (docs/MMD_FACTS.md §2.2, §2.5).
 KNEE_LIMIT_DEG = (-180.0, -0.5)
 
@@ -117,23 +123,26 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
     cols = np.isfinite(j3).all(axis=(0, 2)) | (np.isfinite(j3).all(axis=2).sum(axis=0) >= 2)
     j3[:, ~cols] = np.nan
     valid = np.asarray(poses.detected, dtype=bool) if poses.detected.any() else None
-    j3[:, cols], _ = filters.fill_gaps(j3[:, cols], t, valid)
-    j3[:, cols], rep = smoothing.hampel(j3[:, cols], t)
-    repairs.append(rep)
+    rep2 = None
     if poses.keypoints_2d.shape[1] > 0:
         kp = poses.keypoints_canonical_2d().astype(np.float64)
         kp_xy, rep2 = smoothing.repair_swaps(kp[..., :2], confidence=np.nan_to_num(kp[..., 2]))
         rep2.what = "left/right swap (2D)"
         kp = np.concatenate([kp_xy, kp[..., 2:]], axis=-1)
-        repairs.append(rep2)
-        # the lifter's 3D carries the labels of the 2D it came from: exchange the same joints on the same frames
-        # (repairing 3D on its own leaves 2D and 3D disagreeing, and the trajectory fit then jumps)
-        j3 = smoothing.apply_swaps(j3, rep2.details["masks"])
+        if getattr(poses, "lifter", "") not in LIFTERS_UNDOING_SWAPS:
+            # a 3D from the same detection (MediaPipe's world landmarks) carries its labels: exchange the same
+            # joints on the same frames (repairing 3D on its own leaves 2D and 3D disagreeing, and the trajectory
+            # fit then jumps), before the outlier filter, which would take a swapped limb for a spike and move it
+            j3 = smoothing.apply_swaps(j3, rep2.details["masks"])
     else:
         kp = None
-        j3, rep3 = smoothing.repair_swaps(j3)
-        rep3.what = "left/right swap (3D)"
-        repairs.append(rep3)
+    j3[:, cols], _ = filters.fill_gaps(j3[:, cols], t, valid)
+    j3[:, cols], rep = smoothing.hampel(j3[:, cols], t)
+    repairs.append(rep)
+    if rep2 is None:
+        j3, rep2 = smoothing.repair_swaps(j3)          # 3D alone: after the outliers (a glitch is not a swap)
+        rep2.what = "left/right swap (3D)"
+    repairs.append(rep2)
 
     # 2. root
     if poses.trajectory is not None and _opt(opts, "root", "auto") != "fit":

@@ -144,6 +144,35 @@ def test_repair_swaps_undoes_an_injected_leg_swap_in_2d(tr, est):
     np.testing.assert_array_equal(S.apply_swaps(bad3, rep.details["masks"]), j3)
 
 
+def test_cleanup_exchanges_the_3d_only_where_the_lifter_carries_the_2d_swap(tr, est):
+    """A 2D leg swap on frames 100-102 of real dance: MediaPipe's world landmarks come from the same detection and
+    carry it (the cleanup exchanges them back); the trained temporal lifter has undone it (its 3D is kept as it is,
+    where exchanging it would swap it)."""
+    import dataclasses
+
+    from core import motion_cleanup
+    from core.skeletons import CANONICAL_MIRROR
+    legs = np.array([CANONICAL.index(n) for n in S.SWAP_GROUPS["legs"]])
+    swap = np.concatenate([legs, CANONICAL_MIRROR[legs]]), np.concatenate([CANONICAL_MIRROR[legs], legs])
+
+    def exchanged(x):
+        out = np.array(x, dtype=np.float64)
+        out[100:103, swap[0]] = np.asarray(x, dtype=np.float64)[100:103, swap[1]]
+        return out
+
+    clean, *_ = motion_cleanup.prepare_world(dataclasses.replace(est, lifter="mediapipe"))
+    bad_2d = exchanged(est.keypoints_2d).astype(np.float32)
+    for lifter, j3 in (("mediapipe", exchanged(est.joints_3d)), ("trained", est.joints_3d)):
+        poses = dataclasses.replace(est, keypoints_2d=bad_2d, joints_3d=np.asarray(j3, dtype=np.float32),
+                                    lifter=lifter)
+        world, kp, _, repairs = motion_cleanup.prepare_world(poses)
+        assert {100, 101, 102} <= set(repairs[1].frames.tolist())                  # the 2D swap was found
+        np.testing.assert_allclose(kp[100:103, :, :2], est.keypoints_2d[100:103, :, :2], atol=1e-4)
+        # the legs as without the swap (exchanged, the knees and feet would be 10-40 cm off; the outlier filter,
+        # which runs first, moves the swapped MediaPipe 3D by a few mm)
+        assert np.linalg.norm(world[100:103] - clean[100:103], axis=-1).max() < 0.01, lifter
+
+
 def test_flip_repair_fixes_out_and_back_and_spreads_a_persistent_step():
     T = 40
     axis = np.tile([1.0, 0.0, 0.0], (T, 1))
