@@ -35,9 +35,12 @@ from .conventions import METRES_PER_UNIT, MMD_FPS
 from . import quat as Q
 from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
-from .retarget import virtual_joints
+from .retarget import leg_ik_from_fk, virtual_joints
 
 __all__ = ["LockReport", "lock_feet", "foot_points_mmd", "standing_height"]
+
+#: A rotation pop: a bone turning more than this in one frame (``core.smoothing.rotation_pops``' default).
+POP_DEG = 45.0
 
 #: Height (MMD units) of a knee joint's centre above the floor when the knee rests on it (about 5 cm).
 KNEE_CLEARANCE = 0.05 / METRES_PER_UNIT
@@ -306,9 +309,15 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             turn = _blend(Q.multiply(G2, Q.conjugate(G)), anyc, turn_blend_frames, Q.identity(()), slerp=True)
             At = A + delta
             # a long planted phase can end far from the estimated heading: spread such turns so none pops
-            Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8)
+            # (off the planted frames: a flat planted foot keeps its pinned rotation exactly, so a turn into or out
+            # of a plant is spread over the free frames beside it instead of coming back as one step at its edge)
             planted = heel & toe
-            Gt[planted] = Q.multiply(turn, G)[planted]      # a flat planted foot keeps its pinned rotation exactly
+            Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8,
+                                                    keep=planted)
+            if max_turn_deg < POP_DEG:
+                # a turn too fast for max_turn_deg between two plants (a pivot): at least no step above a pop
+                Gt, _ = smoothing.repair_rotation_flips(Gt, max_step_deg=POP_DEG, max_len=8, keep=planted)
+            Gt[planted] = Q.multiply(turn, G)[planted]
             # never below the floor
             At[:, 1] += np.maximum(0.0, floor_y - _sole_low(At, Gt, heel_off, toe_off))
             ankles[side] = At
@@ -392,6 +401,18 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         shin = place.pose.rotations[:, rest.find(side + "ひざ")]
         q2[:, rest.find(side + "足首")] = Q.multiply(Q.conjugate(shin), feet_rot[side])
     place = ik.place_feet(rest, q2, tr2, ankles, toes)
+    # The toe IK turns 足首 only as far as its loops take it: where this second solve moved the shin again, the foot
+    # can miss its wanted rotation by tens of degrees (on kunkun a foot turning 190° into a plant in 0.2 s came out
+    # with four steps of 40-47° instead of 24-36°). So 足首 gets the wanted world rotation under the final shin, and
+    # the IK keys are set from these FK legs (core.retarget.leg_ik_from_fk): MMD, starting its CCD from them, then
+    # shows them.
+    for name, v in place.rotations.items():
+        q2[:, rest.find(name)] = v
+    legs = ik.evaluate(rest, q2, tr2, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers,
+                       bones=[side + "ひざ" for side in ankles])
+    for side in ankles:
+        shin = legs.rotations[:, rest.find(side + "ひざ")]
+        place.rotations[side + "足首"] = Q.multiply(Q.conjugate(shin), feet_rot[side])
     rotations = dict(motion.rotations)
     locations = dict(motion.locations)
     rotations.update(place.rotations)
@@ -421,4 +442,4 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
                          "grounded_frames": report.grounded_frames, "grounded_max": report.grounded_max}
     out = BoneMotion(frames=motion.frames, rotations={n: Q.make_continuous(v) for n, v in rotations.items()},
                      locations=locations, model_name=motion.model_name, meta=meta)
-    return out, report
+    return leg_ik_from_fk(out, rest), report
