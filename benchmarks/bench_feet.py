@@ -5,8 +5,10 @@ twice -- the former stage (``--cleanup none``) and ``core.motion_cleanup.clean_m
 MMD's IK (``core.ik.evaluate_motion``). Printed per clip (issue 9's real-video figures):
 
 * floor %: frames whose lower foot point (heel / toe, ``core.foot_lock.foot_points_mmd``) is within -2 .. +4 cm
-  of the floor (y = 0) -- for the plain stage, of its own floor (retarget's percentile shift puts it at y = 0 too);
-* float cm: median height of the lower foot point;  below cm: the lowest foot point over the clip;
+  of the floor, i.e. of where that point stands in the model's rest pose (``core.foot_lock.standing_height``,
+  ``core.conventions`` "Floor"; 0 on mat4) -- for the plain stage too (retarget's percentile shift grounds it so);
+* float cm: median height of the lower foot point;  below cm: the lowest foot point over the clip (both above the
+  same standing height);
 * skate cm/s: median horizontal speed of foot points during contact (the cleanup's contacts, for both);
 * centre p99 m/s: 99th percentile of the センター (+グルーブ) world speed;
 * pops/min: frame-to-frame turns above 45° of any keyed bone's local rotation, per minute.
@@ -26,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import ik, motion_cleanup, motion_stage, options, pose_io, smoothing  # noqa: E402
 from core.conventions import METRES_PER_UNIT, MMD_FPS  # noqa: E402
-from core.foot_lock import foot_points_mmd  # noqa: E402
+from core.foot_lock import foot_points_mmd, standing_height  # noqa: E402
 
 
 def figures(motion, rest, contacts_keys):
     pos, rot = ik.evaluate_motion(rest, motion)
     fp = foot_points_mmd(rest, pos, rot) * METRES_PER_UNIT * 100.0          # cm
-    low = fp[..., 1].min(axis=1)
+    low = fp[..., 1].min(axis=1) - standing_height(rest) * METRES_PER_UNIT * 100.0
     dt = np.diff(motion.frames) / MMD_FPS
     v = np.linalg.norm(np.diff(fp[..., [0, 2]], axis=0), axis=-1) / dt[:, None]   # cm/s
     c = contacts_keys[1:] & contacts_keys[:-1]

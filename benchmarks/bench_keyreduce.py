@@ -7,17 +7,17 @@
 The motion is real: the CMU modern-dance clips of subject 5 (``../shared/data/mocap/cmu_iclone/005_*.bvh``, read and
 retargeted onto the model by ``tools.lifter_training.mocap``), one after the other until ``--frames`` (repeated
 from the first clip if they run out); or a dense VMD given with ``--vmd`` (e.g. the CLI's ``--dense`` output for
-the kunkun video). Prints, per tolerance, the wall and CPU time of ``reduce_motion`` (best of ``--repeat``), the keys before
-and after, the VMD sizes, and the error after FK on the model (``RestSkeleton.fk``): MPJPE and max over the
-``CANONICAL`` joints (``core.retarget.joints_from_pose``), the max world rotation error and the max world position
-error over every bone of the model. Target (issue 11): under 2 s at the default tolerance.
+the kunkun video). Prints, per tolerance, the wall and CPU time of ``reduce_motion`` (best of ``--repeat``), the keys
+before and after, the VMD sizes, and the error on the model as MMD plays it (``core.ik.evaluate_motion``: FK with the
+leg IK solved): MPJPE and max over the ``CANONICAL`` joints (``core.retarget.joints_from_pose``), the max world
+rotation error and the max world position error over every bone of the model. Target (issue 11): under 2 s at the default tolerance.
 
 With ``--runs DIR`` (default ``/work/cache/s3/base/runs`` when it exists) it first does the same for the closed-loop
 benchmark's estimates (``DIR/<case>/<lifter>/est.npz``, the job's pose files of ``benchmarks/closed_loop`` renders):
 each is put through the motion stage (``core.motion_stage``, default options) onto its case's model
 (``benchmarks.closed_loop.evaluate.MODELS``: ``_yw`` in the case name = yw, else mat4) and reduced with that model,
 and one line per estimate gives the keys ratio, the MPJPE of the reduced against the dense motion (mean distance of
-the 27 ``CANONICAL`` joints after FK, no alignment, mm), the max joint error and the seconds. Target (issue 11):
+the 27 ``CANONICAL`` joints played with IK, no alignment, mm), the max joint error and the seconds. Target (issue 11):
 within 2 mm MPJPE with at most 0.2x the keys. ``--no-refit`` keeps the dense samples as key values (the former
 method) for comparison.
 """
@@ -81,9 +81,10 @@ def main(argv=None) -> int:
     from core.motion import BoneMotion
     from core.rest_skeleton import RestSkeleton
 
+    from core import ik
+
     def joints_on(r, m):
-        p, q = r.fk({n: v for n, v in m.rotations.items() if n in r},
-                    {n: v for n, v in m.locations.items() if n in r}, n_frames=m.n_frames)
+        p, q = ik.evaluate_motion(r, m)          # as MMD plays it: leg IK on
         return retarget.joints_from_pose(r, p, q)
 
     def tol_kw(deg, mm):
@@ -123,8 +124,7 @@ def main(argv=None) -> int:
           f"model {Path(args.model).name}")
 
     def joints(m):
-        p, q = rest.fk({n: v for n, v in m.rotations.items() if n in rest},
-                       {n: v for n, v in m.locations.items() if n in rest}, n_frames=m.n_frames)
+        p, q = ik.evaluate_motion(rest, m)       # as MMD plays it: leg IK on
         return retarget.joints_from_pose(rest, p, q), p, q
 
     dense_vmd = len(vmd.dumps(motion.to_vmd()))
