@@ -31,14 +31,15 @@ Method
   (7 cm) the 0.5° cap; translations (センター, 足ＩＫ) move what they carry one for one and get ``pos_tol_mm``. The
   errors of the bones along a chain can add up (a wrist joint has about ten keyed ancestors), so the per-frame error
   of a joint is bounded by the sum over its chain, not by 1 mm; they rarely line up. Measured with
-  ``benchmarks/bench_keyreduce.py`` (reduced against dense motion, 27 joints after FK, every frame):
+  ``benchmarks/bench_keyreduce.py`` (reduced against dense motion, 27 joints played with the leg IK as MMD does,
+  every frame):
 
   ======================  ========================================  ==================================
   tolerance               closed-loop estimates: keys, MPJPE (max)  3-minute CMU dance: keys, MPJPE (max)
   ======================  ========================================  ==================================
-  0.5° / 1 mm (default)   0.12–0.58×, 0.39–0.59 mm (1.9–2.2 mm)     0.64×, 0.44 mm (2.3 mm)
-  1° / 2 mm               0.09–0.47×, 0.97–1.20 mm (3.9–4.5 mm)     0.53×, 1.02 mm (5.1 mm)
-  3° / 3 mm               0.08–0.41×, 1.46–1.86 mm (6.0–7.7 mm)     0.44×, 1.63 mm (9.2 mm)
+  0.5° / 1 mm (default)   0.10–0.57×, 0.37–0.49 mm (1.7–2.4 mm)     0.65×, 0.34 mm (2.3 mm)
+  1° / 2 mm               0.08–0.49×, 0.72–1.09 mm (3.7–5.0 mm)     0.54×, 0.79 mm (5.1 mm)
+  3° / 3 mm               0.06–0.44×, 1.07–1.72 mm (5.4–8.5 mm)     0.45×, 1.28 mm (9.2 mm)
   ======================  ========================================  ==================================
 
   Without a model the levers come from ``RestSkeleton.standard()`` (MMD proportions); the job and the add-on's
@@ -46,6 +47,15 @@ Method
   to ``pos_tol_mm`` and world rotation to ``rot_tol_deg`` instead: while a bone is off by more on some frame, the
   tolerances of that bone and its keyed ancestors are halved and those bones fitted again (a tolerance of 0, the
   last resort, keeps every key: exact). 1 mm = 0.0125 MMD units (``core.conventions``).
+* **As MMD plays it: the leg IK** (``hold_ik``, on with a model). MMD solves 足ＩＫ / つま先ＩＫ every frame by CCD
+  from the FK leg keys (docs/MMD_FACTS.md §2.5, ``core.ik``). On a dense motion whose IK keys sit on its FK legs
+  nothing iterates; between reduced keys seeds and targets are each within the tolerance but no longer meet, and
+  from such a near miss CCD can swing a nearly straight knee far off: without this step every one of the 20 CMU
+  subject-5 clips played 7–90 mm off somewhere (4 mm or more on 4–93 frames each). So the reduced legs are played
+  with IK, and on the frames where a leg joint ends farther from the dense motion than FK alone puts it, plus
+  ``pos_tol_mm``, that leg's IK bones, links and their keyed ancestors get a per-frame tolerance of 0 (kept exactly:
+  seeds on their targets, nothing iterates) and are fitted again; a second round checks the new keys. Afterwards
+  all 20 clips stay within 2.8 mm, for 0–7% more keys (:attr:`Reduction.ik_held` counts the frames held).
 * **Key values (least squares).** Keys are chosen on the dense samples (above); then, per bone, the key values and
   curves are refitted by least squares over the segments they bound, alternately (two rounds): the values with the
   curves held (MMD's interpolation is linear in them, ``(1 - w)·V_a + w·V_b``: a tridiagonal normal system; a
@@ -57,8 +67,9 @@ Method
   weight stays in 0..1 (control points 0..127): where a bone's rotation turns its axis, or a channel reverses,
   by more than the tolerance, a key is needed. Monocular estimates of fast dance keep much of their motion above
   the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the joints move 4–9 mm MPJPE above 6 Hz, so no
-  curve with a key every 5 frames comes near 2 mm there; at the default they keep 0.38–0.58 of the keys (0.25–0.41
-  at 3° / 3 mm), the slower OpenMMD dance 0.12–0.17 (0.08–0.11).
+  curve with a key every 5 frames comes near 2 mm there; at the default the trained lifter's estimates keep
+  0.33–0.38 of the keys (0.24–0.26 at 3° / 3 mm), MediaPipe's own 3D 0.50–0.57, the slower OpenMMD dance 0.10–0.17
+  (0.06–0.10); the CMU mocap itself keeps 0.65.
 
 numpy and the standard library only.
 """
@@ -88,6 +99,8 @@ DEFAULT_MORPH_TOL = 0.01
 DEFAULT_MAX_SPAN = 30
 _LINEAR = (20, 20, 107, 107)
 _MAX_ROUNDS = 6
+#: Rounds of :func:`_hold_leg_ik` (each plays the reduced legs with IK once).
+_IK_ROUNDS = 2
 
 
 @lru_cache(maxsize=None)
@@ -125,7 +138,7 @@ def _segment_fits(q: np.ndarray, v: np.ndarray, has_rot: np.ndarray, has_loc: np
     Args:
         q: ``(B, T, 4)`` sign-continuous key rotations; v: ``(B, T, 3)`` key translations.
         has_rot, has_loc: ``(B,)`` which halves to fit (a constant channel fits every segment).
-        rot_tol (radians), pos_tol (units of ``v``): ``(B,)``.
+        rot_tol (radians), pos_tol (units of ``v``): ``(B, T)``, each inner frame's tolerance.
         span: longest segment.
 
     Returns:
@@ -171,8 +184,8 @@ def _segment_fits(q: np.ndarray, v: np.ndarray, has_rot: np.ndarray, has_loc: np
             y1, y2 = _solve_y(p1, p2, r @ p1, r @ p2)
             w = (y1[:, None] * p1 + y2[:, None] * p2) / 127.0 + p3
             cos_err = np.where(moving[:, None], rho * np.cos(phi - w * theta_s), np.abs(c0))
-            err = 2.0 * np.arccos(np.clip(cos_err, -1.0, 1.0)).max(axis=-1)
-            good[r_sel] &= err <= rot_tol[b]
+            err = 2.0 * np.arccos(np.clip(cos_err, -1.0, 1.0))                   # (M, n-1)
+            good[r_sel] &= np.all(err <= rot_tol[b[:, None], a[:, None] + jj], axis=-1)
             yr[b, a, n, 0] = y1
             yr[b, a, n, 1] = y2
         l_sel = np.flatnonzero(has_loc[bb])
@@ -185,8 +198,8 @@ def _segment_fits(q: np.ndarray, v: np.ndarray, has_rot: np.ndarray, has_loc: np
             safe = np.where(np.abs(delta) > 1e-12, delta, 1.0)
             y1, y2 = _solve_y(p1, p2, np.einsum("mjc,j->mc", r, p1) / safe, np.einsum("mjc,j->mc", r, p2) / safe)
             w = (y1[:, None] * p1[:, None] + y2[:, None] * p2[:, None]) / 127.0 + p3[:, None]   # (M, n-1, 3)
-            e = np.sqrt(np.sum((va[:, None] + delta[:, None] * w - inner) ** 2, axis=-1)).max(axis=-1)
-            good[l_sel] &= e <= pos_tol[b]
+            e = np.sqrt(np.sum((va[:, None] + delta[:, None] * w - inner) ** 2, axis=-1))     # (M, n-1)
+            good[l_sel] &= np.all(e <= pos_tol[b[:, None], a[:, None] + jj], axis=-1)
             yl[b, a, n, :, 0] = y1
             yl[b, a, n, :, 1] = y2
         ok[bb, aa, n] = good
@@ -250,6 +263,8 @@ class Reduction:
         key_rotations, key_locations: bone name -> ``(K, 4)`` / ``(K, 3)`` refitted key values (least squares,
             module docstring) where they replace the dense samples at the kept keys; a bone absent keeps those.
         levers: bone name -> lever arm (MMD units, :func:`levers`) the tolerance was converted with.
+        ik_held: frames (summed over the legs) whose leg keys were kept exactly so that MMD's leg IK plays them as
+            the dense motion (``hold_ik`` of :func:`reduce_motion`).
     """
 
     motion: BoneMotion
@@ -263,6 +278,7 @@ class Reduction:
     key_rotations: dict = field(default_factory=dict)
     key_locations: dict = field(default_factory=dict)
     levers: dict = field(default_factory=dict)
+    ik_held: int = 0
 
     @property
     def key_count(self) -> int:
@@ -317,6 +333,11 @@ class Reduction:
         return sample_vmd(self.to_vmd(), self.motion.frames)
 
 
+def _per_frame(tol: dict, names: list, t_n: int) -> np.ndarray:
+    """``(B, T)`` tolerances of ``names``: a bone's is a number (every frame) or a ``(T,)`` array."""
+    return np.stack([np.broadcast_to(np.asarray(tol[n], dtype=np.float64), (t_n,)) for n in names])
+
+
 def _fit(motion: BoneMotion, names: list, rot_tol: dict, pos_tol: dict, span: int):
     """Keys and curves of ``names`` at the given per-bone tolerances."""
     t_n = motion.n_frames
@@ -327,8 +348,8 @@ def _fit(motion: BoneMotion, names: list, rot_tol: dict, pos_tol: dict, span: in
                         for i, n in enumerate(names)], dtype=bool)
     has_loc = np.array([n in motion.locations and bool(np.any(v[i] != v[i, :1])) for i, n in enumerate(names)],
                        dtype=bool)
-    ok, yr, yl = _segment_fits(q, v, has_rot, has_loc, np.array([rot_tol[n] for n in names]),
-                               np.array([pos_tol[n] for n in names]), span)
+    ok, yr, yl = _segment_fits(q, v, has_rot, has_loc, _per_frame(rot_tol, names, t_n),
+                               _per_frame(pos_tol, names, t_n), span)
     keys, curves = {}, {}
     for i, (name, idx) in enumerate(zip(names, _fewest_keys(ok))):
         if not has_rot[i] and not has_loc[i]:
@@ -550,12 +571,118 @@ def _refit(motion: BoneMotion, names: list, keys: dict, curves: dict, rot_tol: d
                 vk = v0 + alpha * (vk - v0)
                 qk, vk, c = _refit_bone(q, v, idx, curves[name], has_rot, has_loc, span, rounds=0, start=(qk, vk))
             pq, pv = _played_bone(qk, vk, idx, c, t_n, span)
-            ok = (not has_rot or float(Q.angle_between(pq, q).max()) <= rot_tol[name] * (1 + 1e-9)) and \
-                 (not has_loc or float(np.linalg.norm(pv - v, axis=1).max()) <= pos_tol[name] * (1 + 1e-9))
+            rt, pt = np.asarray(rot_tol[name]) * (1 + 1e-9), np.asarray(pos_tol[name]) * (1 + 1e-9)
+            ok = (not has_rot or bool(np.all(Q.angle_between(pq, q) <= rt))) and \
+                 (not has_loc or bool(np.all(np.linalg.norm(pv - v, axis=1) <= pt)))
             if ok:
                 rots[name], locs[name], out_c[name] = qk, vk, c
                 break
     return rots, locs, out_c
+
+
+def _leg_chains(rest, names: list) -> dict:
+    """side -> (the keyed bones a leg's IK playback depends on: its IK bones, their links and the links' keyed
+    ancestors; the bones it is measured on). Sides whose 足ＩＫ the motion does not key, or the model lacks as an IK
+    chain, are left out."""
+    chains = {c.bone for c in rest.ik_chains}
+    keyed = set(names)
+    out = {}
+    for side in "左右":
+        if side + "足ＩＫ" not in chains or side + "足ＩＫ" not in keyed or rest.index_of(side + "足") is None:
+            continue
+        bones = [side + b for b in ("足ＩＫ", "つま先ＩＫ", "足", "ひざ", "足首")]
+        bones += [rest.names[a] for a in rest.ancestors(rest.find(side + "足"))]
+        measure = [side + b for b in ("足", "ひざ", "足首", "つま先") if rest.index_of(side + b) is not None]
+        out[side] = ([n for n in names if n in set(bones)], measure)
+    return out
+
+
+def _played(red: Reduction, names: list, span: int) -> BoneMotion:
+    """The dense motion with ``names`` as MMD plays their reduced keys (:func:`_played_bone`; the other bones keep
+    their dense tracks): what the legs' IK check needs, without writing and sampling the whole VMD."""
+    m = red.motion
+    rot, loc = dict(m.rotations), dict(m.locations)
+    for n in names:
+        idx = red.keys[n]
+        if len(idx) < 2:
+            continue
+        q = Q.make_continuous(m.rotations[n]) if n in m.rotations else Q.identity(m.n_frames)
+        v = m.locations[n] if n in m.locations else np.zeros((m.n_frames, 3))
+        pq, pv = _played_bone(red.key_rotations.get(n, q[idx]), red.key_locations.get(n, v[idx]), idx,
+                              red.curves[n], m.n_frames, span)
+        if n in m.rotations:
+            rot[n] = pq
+        if n in m.locations:
+            loc[n] = pv
+    return BoneMotion(frames=m.frames, rotations=rot, locations=loc, model_name=m.model_name)
+
+
+def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_tol: dict, pos0: float, span: int,
+                 refit: bool) -> None:
+    """Keys where MMD's leg IK would not play the reduced legs as the dense ones (in place on ``red``).
+
+    MMD solves 足ＩＫ / つま先ＩＫ every frame by CCD starting from the FK leg keys (docs/MMD_FACTS.md §2.5, ``core.ik``).
+    The dense motion's IK keys sit on its FK legs, so CCD does not iterate; between reduced keys the FK seeds and the
+    IK targets are each within the tolerance but no longer meet, and from such a near miss CCD can swing a nearly
+    straight knee far off (on 3 minutes of CMU dance on mat4: 515 frames more than 4 mm off, the worst 9 cm). So the
+    reduced legs are played with IK (``core.ik.evaluate``); on the frames where a leg joint ends farther from the
+    dense motion than FK alone puts it, plus ``pos0``, that leg's IK bones, links and their keyed ancestors get a
+    tolerance of 0 (kept exactly: seeds on their targets, no iteration), and are fitted again; a second round checks
+    the new keys. ``red.ik_held`` counts the frames held.
+    """
+    from . import ik
+
+    chains = _leg_chains(rest, red.motion.bone_names)
+    if not chains:
+        return
+    solvers = ik.ik_solvers(rest)
+    off = {rest.names[c.bone]: False for c in solvers}
+    measure = [n for _, m in chains.values() for n in m]
+    iks = [s + b for s in chains for b in ("足ＩＫ", "つま先ＩＫ") if rest.index_of(s + b) is not None]
+    targets = {s + "足ＩＫ": s + "足首" for s in chains}
+    targets.update({s + "つま先ＩＫ": s + "つま先" for s in chains if rest.index_of(s + "つま先ＩＫ") is not None
+                    and rest.index_of(s + "つま先") is not None})
+    q, t = ik.motion_arrays(rest, motion)
+    fk = ik.evaluate(rest, q, t, ik_enabled=off, solvers=solvers, bones=measure + iks)
+    miss = max(float(np.linalg.norm(fk.positions[:, rest.find(b)] - fk.positions[:, rest.find(g)], axis=-1).max())
+               for b, g in targets.items())
+    # the dense motion as MMD plays it: its FK where every IK target starts on its bone (nothing iterates)
+    ref = fk.positions if miss < 0.9e-4 else ik.evaluate(rest, q, t, solvers=solvers, bones=measure).positions
+    t_n = motion.n_frames
+    needed = list(dict.fromkeys(n for bones, _ in chains.values() for n in bones))
+    for rnd in range(_IK_ROUNDS):
+        qs, ts = ik.motion_arrays(rest, _played(red, needed, span))
+        with_ik = ik.evaluate(rest, qs, ts, solvers=solvers, bones=measure).positions
+        alone = ik.evaluate(rest, qs, ts, ik_enabled=off, solvers=solvers, bones=measure).positions
+        todo = []
+        for side, (bones, meas) in chains.items():
+            cols = [rest.find(n) for n in meas]
+            e_ik = np.linalg.norm(with_ik[:, cols] - ref[:, cols], axis=-1).max(axis=1)
+            e_fk = np.linalg.norm(alone[:, cols] - ref[:, cols], axis=-1).max(axis=1)
+            bad = e_ik > np.maximum(e_fk, pos0) + pos0
+            if not bad.any():
+                continue
+            for k in range(1, rnd + 2):                   # the frames beside it too (wider in the second round)
+                bad[k:] |= bad[:-k].copy()
+                bad[:-k] |= bad[k:].copy()
+            red.ik_held += int(bad.sum())
+            for n in bones:
+                rot_tol[n] = np.where(bad, 0.0, np.broadcast_to(np.asarray(rot_tol[n], dtype=np.float64), (t_n,)))
+                pos_tol[n] = np.where(bad, 0.0, np.broadcast_to(np.asarray(pos_tol[n], dtype=np.float64), (t_n,)))
+            todo += [n for n in bones if n not in todo]
+        if not todo:
+            return
+        k2, c2 = _fit(motion, todo, rot_tol, pos_tol, span)
+        red.keys.update(k2)
+        red.curves.update(c2)
+        for n in todo:
+            red.key_rotations.pop(n, None)
+            red.key_locations.pop(n, None)
+        if refit:
+            r2, l2, c3 = _refit(motion, todo, k2, c2, rot_tol, pos_tol, span)
+            red.key_rotations.update(r2)
+            red.key_locations.update(l2)
+            red.curves.update(c3)
 
 
 def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
@@ -577,7 +704,8 @@ def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarra
 
 def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT_ROT_TOL_DEG,
                   pos_tol_mm: float = DEFAULT_POS_TOL_MM, max_span: int = DEFAULT_MAX_SPAN,
-                  strict_fk: bool = False, morph_tol: float | None = None, refit: bool = True) -> Reduction:
+                  strict_fk: bool = False, morph_tol: float | None = None, refit: bool = True,
+                  hold_ik: bool = True) -> Reduction:
     """Fewest keys with MMD Bézier curves that reproduce ``motion`` within the tolerance (module docstring).
 
     Args:
@@ -595,6 +723,9 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
             it, each bone's own keys stay within the tolerance: the error they add to the posed model at that bone.
         morph_tol: morph weight tolerance (default :data:`DEFAULT_MORPH_TOL`); morphs (``motion.morphs``) are
             linear between keys in MMD, so their keys are chosen the same way with straight segments.
+        hold_ik: with ``rest``, play the reduced legs with MMD's IK (``core.ik``) and keep exactly the leg keys of
+            the frames where CCD, starting from the reduced FK keys, would put a leg joint farther off than FK
+            does, plus ``pos_tol_mm`` (:func:`_hold_leg_ik`; default on: what MMD shows is played with IK).
 
     Returns:
         :class:`Reduction` (``to_vmd()`` for the file).
@@ -637,6 +768,8 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
         idx = _morph_keys(np.stack([np.asarray(morphs[n], dtype=np.float64) for n in mnames]),
                           DEFAULT_MORPH_TOL if morph_tol is None else float(morph_tol), span)
         red.morph_keys = dict(zip(mnames, idx))
+    if hold_ik and rest is not None and names:
+        _hold_leg_ik(motion, red, rest, rot_tol, pos_tol, pos0, span, refit)
     if not strict_fk or not names:
         return red
     keyed = [rest.index_of(n) for n in names]
