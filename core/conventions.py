@@ -29,8 +29,8 @@ Floor
 -----
 The floor is the plane ``y = 0`` of the ``mmd`` frame, and a model stands on it **as in its rest pose**: a planted
 foot's heel and toe points (``core.retarget.virtual_joints``) are at their rest heights, so a flat planted foot has
-its ankle at its rest height and no vertical 足ＩＫ offset -- how hand-keyed motions plant a foot (docs/MMD_FACTS.md
-§2.5), and so a VMD made for one model plants the feet of another. On most models those points rest on ``y = 0``;
+its ankle at its rest height and no vertical 足ＩＫ offset -- how MMD motions plant a foot (docs/MMD_FACTS.md §2.5),
+and so a VMD made for one model plants the feet of another. On most models those points rest on ``y = 0``;
 where they rest higher (yw: its つま先 2.3 cm up) the motion stage lifts the whole motion by that height
 (``core.foot_lock.standing_height``). The ``camera``-frame floor of the estimate (``core.floor``) is the plane of
 the detected contact points.

@@ -99,8 +99,10 @@ DEFAULT_MORPH_TOL = 0.01
 DEFAULT_MAX_SPAN = 30
 _LINEAR = (20, 20, 107, 107)
 _MAX_ROUNDS = 6
-#: Rounds of :func:`_hold_leg_ik` (each plays the reduced legs with IK once).
+#: Rounds of :func:`_hold_leg_ik` (each plays the reduced legs with IK once), and how many frames on each side of a
+#: missed one each round holds too.
 _IK_ROUNDS = 2
+_IK_WIDEN = (1, 2)
 
 
 @lru_cache(maxsize=None)
@@ -662,7 +664,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             bad = e_ik > np.maximum(e_fk, pos0) + pos0
             if not bad.any():
                 continue
-            for k in range(1, rnd + 2):                   # the frames beside it too (wider in the second round)
+            for k in range(1, _IK_WIDEN[rnd] + 1):        # the frames beside it too (wider in the second round)
                 bad[k:] |= bad[:-k].copy()
                 bad[:-k] |= bad[k:].copy()
             red.ik_held += int(bad.sum())
