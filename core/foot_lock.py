@@ -35,7 +35,7 @@ from .conventions import METRES_PER_UNIT, MMD_FPS
 from . import quat as Q
 from .motion import BoneMotion
 from .rest_skeleton import RestSkeleton
-from .retarget import leg_ik_from_fk, virtual_joints
+from .retarget import TOE_IK_ZERO, leg_ik_from_fk, virtual_joints
 
 __all__ = ["LockReport", "lock_feet", "foot_points_mmd", "standing_height"]
 
@@ -418,7 +418,7 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     rotations.update(place.rotations)
     rotations.update(place.ik_rotations)
     for name, v in place.ik_locations.items():
-        if name in locations or np.any(np.abs(v) > 1e-9):
+        if name in locations or np.any(np.abs(v) > TOE_IK_ZERO):
             locations[name] = v
     locations["センター"] = tr2[:, center]
     if groove is not None and (np.any(need[:, 1] != 0) or "グルーブ" in locations):

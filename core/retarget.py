@@ -707,6 +707,10 @@ def _leg_ik_keys(rest: RestSkeleton, local: dict[int, np.ndarray],
     return loc_ik, rot_ik
 
 
+#: つま先ＩＫ offsets (MMD units) below this are rounding of an IK bone that rests on its target (0.8 µm): not keyed.
+TOE_IK_ZERO = 1e-5
+
+
 def leg_ik_from_fk(motion: BoneMotion, rest: RestSkeleton) -> BoneMotion:
     """``motion`` with its leg IK keys recomputed from its FK legs, so that MMD's IK-on playback shows the FK pose.
 
@@ -722,7 +726,7 @@ def leg_ik_from_fk(motion: BoneMotion, rest: RestSkeleton) -> BoneMotion:
         rest: the model. Legs it has no 足ＩＫ chain for keep their keys; a model without any returns ``motion``.
     Returns:
         a new :class:`BoneMotion` (same frames and meta); a つま先ＩＫ track is written only where ``motion`` had one
-        or the offset is not zero.
+        or the offset is not zero (above :data:`TOE_IK_ZERO`).
     """
     if not any(c.bone in ("左足ＩＫ", "右足ＩＫ") for c in rest.ik_chains):
         return motion
@@ -745,7 +749,9 @@ def leg_ik_from_fk(motion: BoneMotion, rest: RestSkeleton) -> BoneMotion:
         for k, (b, tgt) in enumerate(toe_iks):
             i, p = rest.find(b), int(rest.parents[rest.find(b)])
             off = Q.rotate(Q.conjugate(wrot[:, 2 * k + 1]), wpos[:, 2 * k] - wpos[:, 2 * k + 1]) - (rp[i] - rp[p])
-            if b in locations or np.any(np.abs(off) > 1e-9):
+            if np.abs(off).max(initial=0.0) < TOE_IK_ZERO:
+                off = np.zeros_like(off)            # rounding: the IK bone rests on its target, leave it unkeyed
+            if b in locations or off.any():
                 locations[b] = off
     return BoneMotion(frames=motion.frames, rotations=rotations, locations=locations, model_name=motion.model_name,
                       meta=dict(motion.meta), morphs=dict(motion.morphs))
