@@ -582,6 +582,22 @@ def _refit(motion: BoneMotion, names: list, keys: dict, curves: dict, rot_tol: d
     return rots, locs, out_c
 
 
+def _fit_again(motion: BoneMotion, red: Reduction, names: list, rot_tol: dict, pos_tol: dict, span: int,
+               refit: bool) -> None:
+    """Choose the keys of ``names`` again at their (tightened) tolerances, in place on ``red``."""
+    keys, curves = _fit(motion, names, rot_tol, pos_tol, span)
+    red.keys.update(keys)
+    red.curves.update(curves)
+    for n in names:
+        red.key_rotations.pop(n, None)
+        red.key_locations.pop(n, None)
+    if refit:
+        rots, locs, curves2 = _refit(motion, names, keys, curves, rot_tol, pos_tol, span)
+        red.key_rotations.update(rots)
+        red.key_locations.update(locs)
+        red.curves.update(curves2)
+
+
 def _leg_chains(rest, names: list) -> dict:
     """side -> (the keyed bones a leg's IK playback depends on: its IK bones, their links and the links' keyed
     ancestors; the bones it is measured on). Sides whose 足ＩＫ the motion does not key, or the model lacks as an IK
@@ -674,17 +690,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             todo += [n for n in bones if n not in todo]
         if not todo:
             return
-        k2, c2 = _fit(motion, todo, rot_tol, pos_tol, span)
-        red.keys.update(k2)
-        red.curves.update(c2)
-        for n in todo:
-            red.key_rotations.pop(n, None)
-            red.key_locations.pop(n, None)
-        if refit:
-            r2, l2, c3 = _refit(motion, todo, k2, c2, rot_tol, pos_tol, span)
-            red.key_rotations.update(r2)
-            red.key_locations.update(l2)
-            red.curves.update(c3)
+        _fit_again(motion, red, todo, rot_tol, pos_tol, span, refit)
 
 
 def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
@@ -795,16 +801,6 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
         for n in todo:
             rot_tol[n] = 0.0 if last else rot_tol[n] * 0.5
             pos_tol[n] = 0.0 if last else pos_tol[n] * 0.5
-        k2, c2 = _fit(motion, todo, rot_tol, pos_tol, span)
-        red.keys.update(k2)
-        red.curves.update(c2)
-        for n in todo:
-            red.key_rotations.pop(n, None)
-            red.key_locations.pop(n, None)
-        if refit:
-            r2, l2, c3 = _refit(motion, todo, k2, c2, rot_tol, pos_tol, span)
-            red.key_rotations.update(r2)
-            red.key_locations.update(l2)
-            red.curves.update(c3)
+        _fit_again(motion, red, todo, rot_tol, pos_tol, span, refit)
         red.rounds += 1
     return red
