@@ -743,12 +743,19 @@ def leg_ik_from_fk(motion: BoneMotion, rest: RestSkeleton) -> BoneMotion:
     if toe_iks:
         fk_rot = {n: q for n, q in rotations.items() if rest.index_of(n) is not None}
         fk_loc = {n: v for n, v in locations.items() if rest.index_of(n) is not None}
-        want = [n for b, tgt in toe_iks for n in (tgt, rest.names[int(rest.parents[rest.find(b)])])]
+        parent = {b: int(rest.parents[rest.find(b)]) for b, _ in toe_iks}
+        want = list(dict.fromkeys([t for _, t in toe_iks] + [rest.names[p] for p in parent.values() if p >= 0]))
         wpos, wrot = rest.fk(fk_rot, fk_loc, bones=want, n_frames=motion.n_frames)
+        col = {n: k for k, n in enumerate(want)}
         rp = rest.positions
-        for k, (b, tgt) in enumerate(toe_iks):
-            i, p = rest.find(b), int(rest.parents[rest.find(b)])
-            off = Q.rotate(Q.conjugate(wrot[:, 2 * k + 1]), wpos[:, 2 * k] - wpos[:, 2 * k + 1]) - (rp[i] - rp[p])
+        for b, tgt in toe_iks:
+            i, p = rest.find(b), parent[b]
+            toe = wpos[:, col[tgt]]
+            if p >= 0:
+                pc = col[rest.names[p]]
+                off = Q.rotate(Q.conjugate(wrot[:, pc]), toe - wpos[:, pc]) - (rp[i] - rp[p])
+            else:
+                off = toe - rp[i]
             if np.abs(off).max(initial=0.0) < TOE_IK_ZERO:
                 off = np.zeros_like(off)            # rounding: the IK bone rests on its target, leave it unkeyed
             if b in locations or off.any():
