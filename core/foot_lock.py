@@ -16,13 +16,14 @@ Input is a dense :class:`core.motion.BoneMotion` (``core.retarget``) and per-fra
 * where no foot is in contact and the lowest one floats for longer than a jump's flight (``max_flight_frames``),
   the whole body comes down onto the floor, no further than puts a knee on it.
 
-The legs are then solved by MMD's own IK (``core.ik.place_feet``: CCD with the PMX knee limits), which also gives the
-足ＩＫ keys. Where a pinned ankle is out of the leg's reach (the knee cannot straighten past its limit), the root
+The legs are then solved by MMD's own IK (``core.ik.place_feet``: CCD with the PMX knee limits), 足首 is given the
+wanted foot rotation under the solved shin, and the 足ＩＫ keys are set from these FK legs
+(``core.retarget.leg_ik_from_fk``), so MMD, which starts its CCD from them, plays them. Where a pinned ankle is out of the leg's reach (the knee cannot straighten past its limit), the root
 comes down or over to it, smoothly: グルーブ carries the vertical part where the model has it, センター the
 horizontal part (and the vertical part on models without グルーブ) -- the MMD convention (docs/MMD_FACTS.md §4,
 §5.7). 足ＩＫ is not under センター (§2.5), so moving the root keeps the feet where they are pinned.
 
-Axes and units: ``core.conventions`` (MMD model space, units; the floor is ``y = floor_y``).
+Axes and units: ``core.conventions`` (MMD model space, units; a planted foot's lowest point is at ``y = floor_y``).
 """
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def standing_height(rest: RestSkeleton) -> float:
     standard skeleton); 0.29 units (2.3 cm) on yw, whose つま先 sit above the floor."""
     vj = virtual_joints(rest)
     rp = rest.positions
-    return float(min(rp[vj[tag + n][0], 1] + vj[tag + n][1][1] for _, tag, _, _ in _SIDES for n in ("Heel", "FootIndex")))
+    return float(min(rp[vj[tag + n][0], 1] + vj[tag + n][1][1]
+                     for _, tag, _, _ in _SIDES for n in ("Heel", "FootIndex")))
 
 
 def _blend(values: np.ndarray, on: np.ndarray, frames: int, identity: np.ndarray, slerp: bool):
