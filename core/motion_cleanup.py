@@ -54,9 +54,10 @@ ANKLE_LIMIT_DEG = 90.0
 ROTATION_SMOOTHING = True
 
 #: Lifters whose 3D is not exchanged where the 2D swaps are repaired: the trained temporal lifter learnt on 2D with
-#: left/right swaps (docs/lifter.md §3) and undoes them from the frames around. On the closed-loop renders its 3D
-#: carried the 2D's labels on 7 of 31 repaired (group, frame) pairs (MediaPipe's world landmarks on 24); exchanging
-#: it anyway swapped the other 24 and cost up to 7 mm MPJPE (CMU 005_15) and jitter on five of six cases.
+#: left/right swaps (docs/lifter.md §3) and undoes them from the frames around. On the six closed-loop renders its 3D
+#: carried the 2D's labels on 10 of the 45 repaired (group, frame) pairs, against the truth (MediaPipe's world
+#: landmarks on 23); exchanging it anyway swapped the other 35 and cost up to 7 mm MPJPE (CMU 005_15) and jitter on
+#: five of the six.
 LIFTERS_UNDOING_SWAPS = ("trained",)
 
 #: Knee hinge range used to flag impossible knees: a negative turn about +X (docs/MMD_FACTS.md §2.2, §2.5).
