@@ -150,7 +150,12 @@ def _estimate(args: argparse.Namespace) -> int:
     if result.quality is not None:
         for line in result.quality.lines():
             print(line, file=sys.stderr)
-    say(f"{result.frames_in} frames in -> {result.frames_out} keys per bone at 30 fps; "
+    keys = ""
+    if result.bone_keys:
+        keys = (f", {result.bone_keys:,} bone keys (a key on every frame)" if opts.dense else
+                f", {result.bone_keys:,} bone keys with MMD's Bézier curves ({result.bone_keys / result.dense_keys:.2f}x "
+                f"a key on every frame, within {opts.key_tolerance[0]:g}° / {opts.key_tolerance[1]:g} mm)")
+    say(f"{result.frames_in} frames in -> {result.frames_out} frames at 30 fps{keys}; "
         f"{result.gaps} frames interpolated")
     for label, path in (("motion", result.vmd_path), ("poses", result.npz_path), ("overlay", result.overlay_path)):
         if path:

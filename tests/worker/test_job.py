@@ -177,6 +177,25 @@ def test_cli_reruns_from_npz_without_detection_and_refuses_to_overwrite(kunkun_r
     assert r.returncode == 1 and "already exists" in r.stderr and again.read_bytes() == before
 
 
+def test_cli_summary_says_how_many_keys_it_wrote(kunkun_run, tmp_path):
+    """The summary counts the bone keys written and how they compare with a key on every frame."""
+    import re
+
+    from core.formats import vmd
+
+    out, _ = kunkun_run
+    model = str(Path(__file__).resolve().parents[3] / "shared/data/pmx/mat4_trace_model/mat4_v4_trace_model.pmx")
+    for extra, pattern in (((), r"(\d[\d,]*) bone keys with MMD's Bézier curves \(0\.\d\dx a key on every frame, "
+                                r"within 0\.5° / 1 mm\)"),
+                           (("--dense",), r"(\d[\d,]*) bone keys \(a key on every frame\)")):
+        path = tmp_path / f"keys{len(extra)}.vmd"
+        r = _cli("estimate", "--from-npz", str(out / "kunkun.npz"), "-o", str(path), "--model", model, *extra)
+        assert r.returncode == 0, r.stderr
+        found = re.search(pattern, r.stderr)
+        assert found, r.stderr[-2000:]
+        assert int(found.group(1).replace(",", "")) == len(vmd.read(path).bone_keys)
+
+
 def test_cli_inspect_reads_what_it_wrote(kunkun_run):
     out, _ = kunkun_run
     r = _cli("inspect", str(out / "kunkun.vmd"))
