@@ -23,19 +23,32 @@ sys.path.insert(0, str(REPO / "tools"))
 DATA = REPO.parent / "shared" / "data"
 
 
+def _npz_start(path: Path) -> float:
+    """Where a pose file's first frame is in its video, seconds (its frame index over the frame rate), so that the
+    video shown beside the model is the frame the pose came from."""
+    from core import pose_io
+
+    poses = pose_io.load(path)
+    return float(poses.frame_indices[0]) / float(poses.fps) if len(poses) and poses.fps > 0 else 0.0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", type=Path, default=DATA / "videos" / "kunkun_dance_864x480_25fps.mp4")
     ap.add_argument("--model", type=Path, default=DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx")
-    ap.add_argument("--start", type=float, default=2.0)
+    ap.add_argument("--start", type=float, default=None,
+                    help="seconds into the video (default 2, or where the --npz pose file starts)")
     ap.add_argument("--end", type=float, default=8.0)
     ap.add_argument("--at", type=float, default=3.0, help="seconds after --start to show")
-    ap.add_argument("--npz", type=Path, help="reuse a pose file of the same window instead of estimating")
+    ap.add_argument("--npz", type=Path, help="reuse a pose file instead of estimating (its window: pass --start / "
+                    "--end only to show part of it)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
     ap.add_argument("--engine", default="BLENDER_EEVEE", choices=("BLENDER_EEVEE", "BLENDER_WORKBENCH", "CYCLES"))
     ap.add_argument("--size", default="1280x640")
     ap.add_argument("--yaw", type=float, default=25.0, help="camera angle from the front, degrees")
     args = ap.parse_args(argv)
+    if args.start is None:
+        args.start = _npz_start(args.npz) if args.npz else 2.0
 
     import batch
     import bpy
