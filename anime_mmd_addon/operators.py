@@ -125,7 +125,10 @@ class ANIMEMMD_OT_apply(bpy.types.Operator):
         if missing:
             self.report({"WARNING"}, missing_morphs_warning(missing, obj.name))
         n_morphs = len(getattr(motion, "morphs", {})) - len(missing)
-        props.status = (f"Applied {len(motion.frames)} frames as action '{action.name}'"
+        counts = list(action.get("mmd_key_counts", []))   # (kept, a key on every frame), from the key reduction
+        keys = (f", {int(counts[0]):,} bone keys with MMD's Bézier curves ({counts[0] / counts[1]:.2f}x a key on "
+                f"every frame)" if len(counts) == 2 and counts[1] else "")
+        props.status = (f"Applied {len(motion.frames)} frames as action '{action.name}'" + keys
                         + (f", {n_morphs} morphs keyed" if n_morphs else ""))
         self.report({"INFO"}, props.status)
         return {"FINISHED"}
