@@ -18,8 +18,8 @@ Input is a dense :class:`core.motion.BoneMotion` (``core.retarget``) and per-fra
 
 The legs are then solved by MMD's own IK (``core.ik.place_feet``: CCD with the PMX knee limits), 足首 is given the
 wanted foot rotation under the solved shin, and the 足ＩＫ keys are set from these FK legs
-(``core.retarget.leg_ik_from_fk``), so MMD, which starts its CCD from them, plays them. Where a pinned ankle is out of the leg's reach (the knee cannot straighten past its limit), the root
-comes down or over to it, smoothly: グルーブ carries the vertical part where the model has it, センター the
+(``core.retarget.leg_ik_from_fk``), so MMD, which starts its CCD from them, plays them. Where a pinned ankle is out
+of the leg's reach (the knee cannot straighten past its limit), the root comes down or over to it, smoothly: グルーブ carries the vertical part where the model has it, センター the
 horizontal part (and the vertical part on models without グルーブ) -- the MMD convention (docs/MMD_FACTS.md §4,
 §5.7). 足ＩＫ is not under センター (§2.5), so moving the root keeps the feet where they are pinned.
 
@@ -39,9 +39,6 @@ from .rest_skeleton import RestSkeleton
 from .retarget import TOE_IK_ZERO, leg_ik_from_fk, virtual_joints
 
 __all__ = ["LockReport", "lock_feet", "foot_points_mmd", "standing_height"]
-
-#: A rotation pop: a bone turning more than this in one frame (``core.smoothing.rotation_pops``' default).
-POP_DEG = 45.0
 
 #: Height (MMD units) of a knee joint's centre above the floor when the knee rests on it (about 5 cm).
 KNEE_CLEARANCE = 0.05 / METRES_PER_UNIT
@@ -316,9 +313,9 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             planted = heel & toe
             Gt, _ = smoothing.repair_rotation_flips(Q.multiply(turn, G), max_step_deg=max_turn_deg, max_len=8,
                                                     keep=planted)
-            if max_turn_deg < POP_DEG:
+            if max_turn_deg < smoothing.POP_DEG:
                 # a turn too fast for max_turn_deg between two plants (a pivot): at least no step above a pop
-                Gt, _ = smoothing.repair_rotation_flips(Gt, max_step_deg=POP_DEG, max_len=8, keep=planted)
+                Gt, _ = smoothing.repair_rotation_flips(Gt, max_len=8, keep=planted)
             Gt[planted] = Q.multiply(turn, G)[planted]
             # never below the floor
             At[:, 1] += np.maximum(0.0, floor_y - _sole_low(At, Gt, heel_off, toe_off))
@@ -408,12 +405,8 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
     # with four steps of 40-47° instead of 24-36°). So 足首 gets the wanted world rotation under the final shin, and
     # the IK keys are set from these FK legs (core.retarget.leg_ik_from_fk): MMD, starting its CCD from them, then
     # shows them.
-    for name, v in place.rotations.items():
-        q2[:, rest.find(name)] = v
-    legs = ik.evaluate(rest, q2, tr2, ik_enabled={rest.names[s.bone]: False for s in solvers}, solvers=solvers,
-                       bones=[side + "ひざ" for side in ankles])
     for side in ankles:
-        shin = legs.rotations[:, rest.find(side + "ひざ")]
+        shin = place.pose.rotations[:, rest.find(side + "ひざ")]     # the solved pose's world rotations
         place.rotations[side + "足首"] = Q.multiply(Q.conjugate(shin), feet_rot[side])
     rotations = dict(motion.rotations)
     locations = dict(motion.locations)

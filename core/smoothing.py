@@ -31,7 +31,13 @@ from . import quat as Q
 from .skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["Repair", "one_euro", "one_euro_params", "smooth_rotations", "hampel", "repair_rotation_flips",
-           "hinge_violations", "clamp_rotation_angle", "repair_swaps", "apply_swaps", "repair_root_jumps", "SWAP_GROUPS", "rotation_pops"]
+           "hinge_violations", "clamp_rotation_angle", "repair_swaps", "apply_swaps", "repair_root_jumps", "SWAP_GROUPS",
+           "rotation_pops", "POP_DEG"]
+
+
+#: A rotation pop: a bone turning more than this (degrees) in one frame (:func:`rotation_pops`, and what
+#: :func:`repair_rotation_flips` repairs by default).
+POP_DEG = 45.0
 
 
 @dataclass
@@ -264,7 +270,7 @@ def _angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(Q.angle_between(a, b))
 
 
-def rotation_pops(q, max_step_deg: float = 45.0) -> int:
+def rotation_pops(q, max_step_deg: float = POP_DEG) -> int:
     """Number of frame-to-frame steps above ``max_step_deg`` in ``(T, ..., 4)`` quaternion tracks."""
     q = Q.normalize(q)
     if q.shape[0] < 2:
@@ -292,7 +298,7 @@ def hinge_violations(q, axis, lo_deg: float, hi_deg: float, *, tol_deg: float = 
     return (ang < lo_deg - tol_deg) | (ang > hi_deg + tol_deg)
 
 
-def repair_rotation_flips(q, *, max_step_deg: float = 45.0, max_len: int = 4, invalid=None,
+def repair_rotation_flips(q, *, max_step_deg: float = POP_DEG, max_len: int = 4, invalid=None,
                           spread: bool = True, keep=None) -> tuple[np.ndarray, Repair]:
     """Re-interpolate short excursions of a rotation track: a turn of more than ``max_step_deg`` in one frame that
     comes back (to within ``max_step_deg`` of the frame before it) within ``max_len`` frames, and runs of frames
