@@ -252,7 +252,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
                           twist_bones=bool(_opt(opts, "twist_bones", True)))
     except ValueError as e:
         raise PipelineError("bad_model", str(e)) from e
-    flips, events, clamped = 0, [], 0
+    flips, events, clamped, late = 0, [], 0, 0
     rotations = dict(motion.rotations)
     for name, q in rotations.items():
         invalid = None
@@ -309,9 +309,11 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
             motion.rotations = rotations
             report.repairs.append(smoothing.Repair("rotation flip after locking", np.unique(np.concatenate(late_frames)),
                                                    late))
-    # MMD plays the legs with IK on: after the edits above (the flip repairs, a pin the leg could not reach) the 足ＩＫ
-    # keys are set from the final FK legs, so what MMD shows is what was measured and repaired here
-    motion = leg_ik_from_fk(motion, rest)
+    # MMD plays the legs with IK on: where the FK legs changed after their 足ＩＫ keys were last set (the flip repairs
+    # and rotation smoothing without a lock, a flip repaired after it; lock_feet sets its own), the IK keys are set
+    # from the final FK legs, so what MMD shows is what was measured and repaired here
+    if not do_lock or late:
+        motion = leg_ik_from_fk(motion, rest)
     report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
     motion.meta["cleanup"] = report.notes
     motion.meta["camera_pan_deg"] = float(getattr(report.camera, "pan_deg", 0.0))
