@@ -152,8 +152,9 @@ def _estimate(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
     keys = ""
     if result.bone_keys:
+        dense = result.motion.n_frames * len(result.motion.bone_names)   # a key on every frame for every bone
         keys = (f", {result.bone_keys:,} bone keys (a key on every frame)" if opts.dense else
-                f", {result.bone_keys:,} bone keys with MMD's Bézier curves ({result.bone_keys / result.dense_keys:.2f}x "
+                f", {result.bone_keys:,} bone keys with MMD's Bézier curves ({result.bone_keys / dense:.2f}x "
                 f"a key on every frame, within {opts.key_tolerance[0]:g}° / {opts.key_tolerance[1]:g} mm)")
     say(f"{result.frames_in} frames in -> {result.frames_out} frames at 30 fps{keys}; "
         f"{result.gaps} frames interpolated")

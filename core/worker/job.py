@@ -62,7 +62,6 @@ class JobResult:
     motion: object | None = None
     quality: QualityReport | None = None
     bone_keys: int = 0        # bone keys written to the VMD (0 without one)
-    dense_keys: int = 0       # what a key on every frame for every keyed bone would be
 
 
 # --------------------------------------------------------------------------------------------------- detect stage
@@ -376,7 +375,7 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
             poses = replace(poses, foot_contacts=contacts)  # per video frame, saved in the pose file
 
     vmd_path, npz_path, overlay_path = (Path(opts.output) if opts.output else None), opts.npz_path(), None
-    bone_keys = dense_keys = 0
+    bone_keys = 0
     name_notes: list[str] = []  # names cp932 cannot hold, written with a fallback (never a failure at this point)
     with OutputSet(overwrite=opts.overwrite) as outputs:
         t1 = time.perf_counter()
@@ -395,7 +394,7 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
                 deg, mm = opts.key_tolerance
                 vmd_motion = reduce_motion(motion, rest, rot_tol_deg=deg, pos_tol_mm=mm).to_vmd(model_name, **names)
                 timings["reduce"] = time.perf_counter() - t2
-            bone_keys, dense_keys = len(vmd_motion.bone_keys), motion.n_frames * len(motion.bone_names)
+            bone_keys = len(vmd_motion.bone_keys)
             vmd.write(outputs.stage(vmd_path), vmd_motion, overwrite=True, notes=name_notes)
         if npz_path is not None:
             pose_io.save(outputs.stage(npz_path), poses, overwrite=True)
@@ -419,4 +418,4 @@ def run_job(opts: EstimateOptions, progress: Progress | None = None, *,
                      notes=list(poses.notes) + list(dict.fromkeys(name_notes)),
                      poses=poses, motion=motion,
                      quality=quality.QualityReport.from_json(poses.quality) if poses.quality else None,
-                     bone_keys=bone_keys, dense_keys=dense_keys)
+                     bone_keys=bone_keys)
