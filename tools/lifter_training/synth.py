@@ -329,14 +329,15 @@ def mirror_runs(rng: np.random.Generator, shape: tuple, p_seq: float, rate: floa
     return runs
 
 
-def mirror_detections(kp: np.ndarray, world, frames: np.ndarray):
+def mirror_detections(kp, world, frames: np.ndarray):
     """What BlazePose gives on frames it reads back to front (a dancer seen from behind, a faceless mannequin): on
-    ``frames (B, T)`` the 2D keypoints ``kp (B, T, 27, 3)`` keep their places with left and right exchanged
+    ``frames (B, T)`` the 2D keypoints ``kp (B, T, 27, 3)`` (or None) keep their places with left and right exchanged
     (``CANONICAL_MIRROR``), and the world landmarks ``world (B, T, 27, 3)`` (root-relative camera axes, or None) are
     the body reflected in the image plane (depth negated), labelled the same way -- the other valid body with the
-    same image. Returns copies ``(kp, world)``."""
-    kp = kp.copy()
-    kp[frames] = kp[frames][:, CANONICAL_MIRROR]
+    same image. Returns copies ``(kp, world)`` (None stays None)."""
+    if kp is not None:
+        kp = kp.copy()
+        kp[frames] = kp[frames][:, CANONICAL_MIRROR]
     if world is not None:
         world = world.copy()
         w = world[frames][:, CANONICAL_MIRROR]
@@ -389,7 +390,7 @@ def make_inputs(rng, joints_mmd: np.ndarray, noise: NoiseModel, p_assumed_fov: f
         from .world3d import simulate
         sim = simulate(rng, target, up, world_noise)
         if mirrored is not None:
-            _, sim = mirror_detections(kp, sim, mirrored)
+            _, sim = mirror_detections(None, sim, mirrored)
         with_world = rng.random(len(sim)) < p_world
         frame_ok = ~np.all(np.isnan(kp[..., 0]), axis=-1)                  # the detector found the person
         wf = np.stack([world_features(sim[i] if with_world[i] else None, sim.shape[1], frame_ok[i])
