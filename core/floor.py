@@ -103,24 +103,26 @@ def fit_plane(points, up=CAMERA_UP, *, tol: float = 0.025, iterations: int = 300
         return _horizontal(p, up, "horizontal")
     rng = np.random.default_rng(seed)
     cos_max = np.cos(np.radians(max_tilt_deg))
-    best, best_n = None, -1
-    for _ in range(iterations):
-        a, b, c = p[rng.choice(p.shape[0], 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        nn = np.linalg.norm(n)
-        if nn < 1e-9:
-            continue
-        n /= nn
-        if n @ up < 0:
-            n = -n
-        if n @ up < cos_max:
-            continue
-        count = int(np.sum(np.abs((p - a) @ n) < tol))
-        if count > best_n:
-            best, best_n = (n, -float(a @ n)), count
-    if best is None or best_n < 6:
+    # every hypothesis at once: ``iterations`` triples of distinct points, drawn as a sequential RANSAC draws them
+    tri = np.array([rng.choice(p.shape[0], 3, replace=False) for _ in range(iterations)])
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    n = np.cross(b - a, c - a)
+    nn = np.linalg.norm(n, axis=1)
+    n = n / np.where(nn < 1e-9, 1.0, nn)[:, None]
+    n *= np.where(n @ up < 0, -1.0, 1.0)[:, None]
+    valid = (nn >= 1e-9) & (n @ up >= cos_max)
+    if not valid.any():
         return _horizontal(p, up, "horizontal")
-    n, d = best
+    d_all = -np.sum(a * n, axis=1)
+    count = np.zeros(iterations, dtype=np.int64)
+    for s0 in range(0, iterations, 64):           # inlier counts in blocks: (64, N) distances at a time
+        s1 = min(s0 + 64, iterations)
+        count[s0:s1] = np.sum(np.abs(n[s0:s1] @ p.T + d_all[s0:s1, None]) < tol, axis=1)
+    count[~valid] = -1
+    k = int(np.argmax(count))                     # the first of the best, as a sequential RANSAC keeps it
+    if count[k] < 6:
+        return _horizontal(p, up, "horizontal")
+    n, d = n[k], float(d_all[k])
     for _ in range(10):  # IRLS with Tukey biweight, scale from the MAD
         r = p @ n + d
         s = max(1.4826 * np.median(np.abs(r - np.median(r))), 0.005)
