@@ -20,7 +20,8 @@ import numpy as np
 from .errors import PipelineError
 
 __all__ = ["QualityReport", "assess", "longest_run", "motion_figures", "NPZ_KEY", "DEFAULT_MIN_USABLE",
-           "MAX_CENTRE_SPEED", "MAX_CENTRE_SPEED_FOLLOWED", "FOLLOWING_PAN_DEG", "MAX_POPS_PER_MIN"]
+           "MAX_CENTRE_SPEED", "MAX_CENTRE_SPEED_FOLLOWED", "FOLLOWING_PAN_DEG", "MAX_POPS_PER_MIN",
+           "MIN_POPS_REFUSED"]
 
 #: Key of the report (a JSON string) in the pose ``.npz`` (``core.pose_io``).
 NPZ_KEY = "quality"
@@ -37,6 +38,9 @@ MAX_CENTRE_SPEED_FOLLOWED = 10.0
 FOLLOWING_PAN_DEG = 90.0
 #: Rotation pops (a bone turning more than 45° between two keys) per minute above which a motion is refused.
 MAX_POPS_PER_MIN = 30.0
+#: A motion with fewer pops than this is never refused for them, however short: one or two single-frame turns in a
+#: 2 s clip (31 a minute on a real anime render) are a glitch the report shows, not a sign the detections are wrong.
+MIN_POPS_REFUSED = 3
 
 
 def longest_run(mask) -> tuple[int, int]:
@@ -122,7 +126,8 @@ class QualityReport:
     def check_motion(self, force: bool = False, *, max_centre_speed: float = MAX_CENTRE_SPEED,
                      max_pops_per_min: float = MAX_POPS_PER_MIN, source: str = "") -> None:
         """Refuse a motion no dancer makes: the centre faster than ``max_centre_speed`` m/s at the 99th percentile,
-        or more than ``max_pops_per_min`` rotation pops per minute (figures from :func:`motion_figures`).
+        or more than ``max_pops_per_min`` rotation pops per minute and at least :data:`MIN_POPS_REFUSED` of them
+        (figures from :func:`motion_figures`).
 
         Raises:
             PipelineError("no_detection"): an implausible motion and not ``force``; the message gives the report
@@ -135,7 +140,7 @@ class QualityReport:
             why.append(f"its centre moves {self.centre_speed_p99:.1f} m/s at the 99th percentile (a dancer stays "
                        f"under {max_centre_speed:g})")
         per_min = (self.rotation_pops or 0) / max(self.motion_minutes or 0.0, 1e-9)
-        if self.rotation_pops and per_min > max_pops_per_min:
+        if (self.rotation_pops or 0) >= MIN_POPS_REFUSED and per_min > max_pops_per_min:
             why.append(f"{self.rotation_pops} bone turns over 45° in one frame ({per_min:.0f} per minute)")
         if not why:
             return

@@ -95,3 +95,17 @@ def test_motion_figures_and_the_refusal_of_a_motion_no_dancer_makes():
     assert popping.rotation_pops == 59
     with pytest.raises(PipelineError, match="bone turns over 45°"):
         popping.check_motion()
+    # a short clip with a glitch or two: many per minute, but too few to call the detections wrong
+    m = _motion(0.1)
+    for pops in (1, quality.MIN_POPS_REFUSED - 1, quality.MIN_POPS_REFUSED):
+        q = m.rotations["左腕"].copy()
+        q[10:10 + 10 * pops:10] = [0.0, 0.0, np.sin(np.pi / 4), np.cos(np.pi / 4)]
+        short = type(m)(frames=m.frames[:60], rotations={"左腕": q[:60]},
+                        locations={"センター": m.locations["センター"][:60]})
+        r = replace(_report(0.9), **quality.motion_figures(short))
+        assert r.rotation_pops == 2 * pops                          # there and back
+        if r.rotation_pops < quality.MIN_POPS_REFUSED:
+            r.check_motion()
+        else:
+            with pytest.raises(PipelineError, match="bone turns over 45°"):
+                r.check_motion()
