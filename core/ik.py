@@ -451,7 +451,7 @@ def _needed(rest: RestSkeleton, solvers, bones) -> np.ndarray:
 
 def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, targets: Mapping | None = None,
              ik_enabled: Mapping | None = None, solvers: list | None = None, bones=None,
-             _checked: bool = False) -> IkPose:
+             _checked: bool = False, _positions_only: bool = False) -> IkPose:
     """Pose a model the way MMD does: FK in MMD's evaluation order with every IK chain solved in turn.
 
     Args:
@@ -573,6 +573,9 @@ def evaluate(rest: RestSkeleton, local_rotations, local_translations=None, *, ta
             d = wpos[s.target][:, sel] - wpos[i][:, sel]
             res[sel] = np.sqrt(np.sum(d * d, axis=0))
         residual[rest.names[i]] = res
+    if _positions_only:              # the key reduction's IK check: rotations are not gathered (None)
+        return IkPose(positions=_gather(wpos, need, 3, t_len), rotations=None, local_rotations=None,
+                      residual=residual)
     return IkPose(positions=_gather(wpos, need, 3, t_len), rotations=_gather(wrot, need, 4, t_len),
                   local_rotations=_gather(q_cur, need, 4, t_len), residual=residual)
 

@@ -37,9 +37,9 @@ Method
   ======================  ========================================  ==================================
   tolerance               closed-loop estimates: keys, MPJPE (max)  3-minute CMU dance: keys, MPJPE (max)
   ======================  ========================================  ==================================
-  0.5° / 1 mm (default)   0.10–0.57×, 0.37–0.49 mm (1.7–2.4 mm)     0.65×, 0.34 mm (2.3 mm)
-  1° / 2 mm               0.08–0.49×, 0.72–1.09 mm (3.7–5.0 mm)     0.54×, 0.79 mm (5.1 mm)
-  3° / 3 mm               0.06–0.44×, 1.07–1.72 mm (5.4–8.5 mm)     0.45×, 1.28 mm (9.2 mm)
+  0.5° / 1 mm (default)   0.08–0.58×, 0.37–0.54 mm (1.8–2.8 mm)     0.62×, 0.35 mm (2.3 mm)
+  1° / 2 mm               0.06–0.48×, 0.74–1.07 mm (3.9–5.3 mm)     0.49×, 0.81 mm (5.1 mm)
+  3° / 3 mm               0.05–0.43×, 1.00–1.72 mm (4.7–8.1 mm)     0.41×, 1.33 mm (9.2 mm)
   ======================  ========================================  ==================================
 
   Without a model the levers come from ``RestSkeleton.standard()`` (MMD proportions); the job and the add-on's
@@ -56,6 +56,17 @@ Method
   ``pos_tol_mm``, that leg's IK bones, links and their keyed ancestors get a per-frame tolerance of 0 (kept exactly:
   seeds on their targets, nothing iterates) and are fitted again; a second round checks the new keys. Afterwards
   all 20 clips stay within 2.8 mm, for 0–7% more keys (:attr:`Reduction.ik_held` counts the frames held).
+* **The leg IK's seeds.** Played with the IK on, the FK keys of the legs' IK links (足, ひざ, and 足首 where つま先ＩＫ
+  is keyed: :func:`ik_seed_links`) never show as they are: CCD starts from them and puts the joints they carry on
+  the IK targets. So their keys are held by the rotation cap alone, not by their lever after FK (a thigh's 0.07°),
+  and the IK check above is made with the seeds exact; a second check measures the seeds' own share: where the legs
+  played with IK end more than ``pos_tol_mm`` farther from the dense motion than with exact seeds, the seeds get
+  their tolerance after FK back on those frames (0 where they already had it) and are fitted again. Measured on the
+  closed-loop estimates: 4–16% fewer keys at the default (0.01–0.02 mm more MPJPE), the trained lifter's CMU renders
+  0.19–0.24× at 3° / 3 mm instead of 0.23–0.27×. A larger cap for the seeds gave more keys, not fewer (2° and 4° on
+  kunkun: +4% and +8%: the check takes back more frames). Blender's IK (the add-on's preview) also starts from the
+  FK pose; it plays the reduced legs as closely as before (kunkun on mat4 and cmu05_10_yw on yw, every frame: 99th
+  percentile 1.86 / 1.87 mm, max 3.5 mm from the dense motion, with the seeds held either way).
 * **Key values (least squares).** Keys are chosen on the dense samples (above); then, per bone, the key values and
   curves are refitted by least squares over the segments they bound, alternately (two rounds): the values with the
   curves held (MMD's interpolation is linear in them, ``(1 - w)·V_a + w·V_b``: a tridiagonal normal system; a
@@ -68,8 +79,8 @@ Method
   by more than the tolerance, a key is needed. Monocular estimates of fast dance keep much of their motion above
   the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the joints move 4–9 mm MPJPE above 6 Hz, so no
   curve with a key every 5 frames comes near 2 mm there; at the default the trained lifter's estimates keep
-  0.33–0.38 of the keys (0.24–0.26 at 3° / 3 mm), MediaPipe's own 3D 0.50–0.57, the slower OpenMMD dance 0.10–0.17
-  (0.06–0.10); the CMU mocap itself keeps 0.65.
+  0.29–0.37 of the keys (0.19–0.24 at 3° / 3 mm), MediaPipe's own 3D 0.47–0.58, the slower OpenMMD dance 0.08–0.14
+  (0.05–0.10); the CMU mocap itself keeps 0.62.
 
 numpy and the standard library only.
 """
@@ -212,16 +223,25 @@ def _fewest_keys(ok: np.ndarray) -> list[np.ndarray]:
     """``ok (B, T, span+1)`` segment fits -> per bone the key indices of a shortest chain 0 -> T-1 (n = 1 always
     fits). Ties prefer the longer last segment."""
     b_n, t_n, s1 = ok.shape
-    cost = np.full((b_n, t_n), np.inf)
-    cost[:, 0] = 1.0
-    step = np.ones((b_n, t_n), dtype=np.int64)
-    rows = np.arange(b_n)[:, None]
+    span = s1 - 1
+    # ends[b, f, j]: the segment of n = span - j steps that ends on frame f fits (longest first, so that argmin
+    # keeps the first of equal costs); the costs are padded with span frames of inf before frame 0, so each frame's
+    # candidates are one contiguous slice
+    ends = np.zeros((b_n, t_n, span), dtype=bool)
+    for n in range(1, min(span, t_n - 1) + 1):
+        ends[:, n:, span - n] = ok[:, :t_n - n, n]
+    add = np.where(ends, 1.0, np.inf)                  # a key more, or no such segment
+    cost = np.full((b_n, span + t_n), np.inf)
+    cost[:, span] = 1.0
+    ks = np.zeros((b_n, t_n), dtype=np.int64)
+    rows = np.arange(b_n)
     for f in range(1, t_n):
-        ns = np.arange(min(s1 - 1, f), 0, -1)          # longest first: argmin keeps the first of equal costs
-        c = np.where(ok[rows, f - ns, ns], cost[:, f - ns] + 1.0, np.inf)
+        c = cost[:, f:f + span] + add[:, f]
         k = np.argmin(c, axis=1)
-        cost[:, f] = c[np.arange(b_n), k]
-        step[:, f] = ns[k]
+        cost[:, span + f] = c[rows, k]
+        ks[:, f] = k
+    step = span - ks
+    step[:, 0] = 1
     out = []
     for b in range(b_n):
         idx, f = [t_n - 1], t_n - 1
@@ -393,9 +413,18 @@ def levers(motion: BoneMotion, rest) -> dict:
     target = {c.bone: c.target for c in rest.ik_chains}
     joint_bones = np.array([vj[c][0] for c in CANONICAL])
     offsets = np.array([vj[c][1] for c in CANONICAL])
+    # only the bones the levers are measured between (and their ancestors) are posed
+    own = {i for i in (rest.index_of(target.get(n, n)) for n in motion.bone_names) if i is not None}
+    wanted = sorted(own | {int(b) for b in joint_bones})
+    if len({rest.names[i] for i in wanted}) < len(wanted) or any(rest.find(rest.names[i]) != i for i in wanted):
+        wanted = list(range(len(rest)))          # a model with repeated names: pose every bone
+    col = np.full(len(rest), -1)
+    col[wanted] = np.arange(len(wanted))
     pos, rot = rest.fk({n: v for n, v in motion.rotations.items() if n in rest},
-                       {n: v for n, v in motion.locations.items() if n in rest}, n_frames=motion.n_frames)
-    joints = pos[:, joint_bones] + Q.rotate(rot[:, joint_bones], np.broadcast_to(offsets, pos[:, joint_bones].shape))
+                       {n: v for n, v in motion.locations.items() if n in rest}, n_frames=motion.n_frames,
+                       bones=[rest.names[i] for i in wanted])
+    jc = col[joint_bones]
+    joints = pos[:, jc] + Q.rotate(rot[:, jc], np.broadcast_to(offsets, pos[:, jc].shape))
     carried = {}
     for k, b in enumerate(joint_bones):
         for a in [int(b)] + rest.ancestors(int(b)):
@@ -404,7 +433,7 @@ def levers(motion: BoneMotion, rest) -> dict:
     for name in motion.bone_names:
         i = rest.index_of(target.get(name, name))
         ks = carried.get(i, []) if i is not None else []
-        out[name] = float(np.linalg.norm(joints[:, ks] - pos[:, [i]], axis=-1).max()) if ks else 0.0
+        out[name] = float(np.linalg.norm(joints[:, ks] - pos[:, [col[i]]], axis=-1).max()) if ks else 0.0
     return out
 
 
@@ -446,16 +475,17 @@ def _tridiagonal_ls(left: np.ndarray, w: np.ndarray, y: np.ndarray, k_n: int) ->
     np.add.at(rhs, left, a0[:, None] * y)
     np.add.at(rhs, right, w[:, None] * y)
     # parallel cyclic reduction (Hockney 1965): log2(K) vectorised elimination steps instead of a K-step loop
-    lo = np.r_[0.0, off]                  # a_i: coefficient of x_(i-1)
-    up = np.r_[off, 0.0]                  # c_i: coefficient of x_(i+1)
+    cat = np.concatenate
+    lo = cat([[0.0], off])                # a_i: coefficient of x_(i-1)
+    up = cat([off, [0.0]])                # c_i: coefficient of x_(i+1)
     b, d = diag.astype(np.float64), rhs
     stride = 1
     while stride < k_n:
         pad1, pad0, padd = np.ones(stride), np.zeros(stride), np.zeros((stride, d.shape[1]))
-        b_m, b_p = np.r_[pad1, b[:-stride]], np.r_[b[stride:], pad1]
-        a_m, a_p = np.r_[pad0, lo[:-stride]], np.r_[lo[stride:], pad0]
-        c_m, c_p = np.r_[pad0, up[:-stride]], np.r_[up[stride:], pad0]
-        d_m, d_p = np.concatenate([padd, d[:-stride]]), np.concatenate([d[stride:], padd])
+        b_m, b_p = cat([pad1, b[:-stride]]), cat([b[stride:], pad1])
+        a_m, a_p = cat([pad0, lo[:-stride]]), cat([lo[stride:], pad0])
+        c_m, c_p = cat([pad0, up[:-stride]]), cat([up[stride:], pad0])
+        d_m, d_p = cat([padd, d[:-stride]]), cat([d[stride:], padd])
         al, ga = -lo / b_m, -up / b_p
         b = b + al * c_m + ga * a_p
         d = d + al[:, None] * d_m + ga[:, None] * d_p
@@ -615,6 +645,21 @@ def _leg_chains(rest, names: list) -> dict:
     return out
 
 
+def ik_seed_links(rest, names: list) -> list:
+    """The bones of ``names`` that MMD's leg IK overrides on every frame: the links (足, ひざ, 足首) of the 足ＩＫ /
+    つま先ＩＫ chains of the legs that :func:`_leg_chains` checks (the motion keys the leg's 足ＩＫ). Played with the
+    IK on, their FK keys are only CCD's starting point (docs/MMD_FACTS.md §2.5): the joints they carry are put on
+    the IK targets, so only the rotation cap holds their keys (their lever counts 0), and :func:`_hold_leg_ik`
+    checks what CCD plays from them."""
+    chains = _leg_chains(rest, names)
+    keyed = set(names)
+    out = []
+    for c in rest.ik_chains:
+        if c.bone[:1] in chains and c.bone[1:] in ("足ＩＫ", "つま先ＩＫ") and c.bone in keyed:
+            out += [n for n in c.links if n in keyed and n not in out]
+    return out
+
+
 def _played(red: Reduction, names: list, span: int) -> BoneMotion:
     """The dense motion with ``names`` as MMD plays their reduced keys (:func:`_played_bone`; the other bones keep
     their dense tracks): what the legs' IK check needs, without writing and sampling the whole VMD."""
@@ -635,8 +680,21 @@ def _played(red: Reduction, names: list, span: int) -> BoneMotion:
     return BoneMotion(frames=m.frames, rotations=rot, locations=loc, model_name=m.model_name)
 
 
+def _pose_arrays(rest, motion: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
+    """``core.ik.motion_arrays`` with the keyed rotations normalised and checked here, so that ``core.ik.evaluate``
+    can skip its own pass over every bone of the model (``_checked``)."""
+    from . import ik
+
+    q, t = ik.motion_arrays(rest, motion)
+    cols = sorted({i for i in (rest.index_of(n) for n in motion.rotations) if i is not None})
+    q[:, cols] = Q.normalize(q[:, cols])
+    if not (np.isfinite(q).all() and np.isfinite(t).all()):
+        raise ValueError("reduce_motion: the motion contains NaN or inf")
+    return q, t
+
+
 def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_tol: dict, pos0: float, span: int,
-                 refit: bool) -> None:
+                 refit: bool, seed_tol: dict | None = None) -> None:
     """Keys where MMD's leg IK would not play the reduced legs as the dense ones (in place on ``red``).
 
     MMD solves 足ＩＫ / つま先ＩＫ every frame by CCD starting from the FK leg keys (docs/MMD_FACTS.md §2.5, ``core.ik``).
@@ -647,6 +705,12 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     dense motion than FK alone puts it, plus ``pos0``, that leg's IK bones, links and their keyed ancestors get a
     tolerance of 0 (kept exactly: seeds on their targets, no iteration), and are fitted again; a second round checks
     the new keys. ``red.ik_held`` counts the frames held.
+
+    With ``seed_tol`` (bone -> rotation tolerance after FK, radians) the links (:func:`ik_seed_links`) were fitted to
+    the rotation cap alone, as CCD's seeds. The check above is then made with the seeds exact (their dense values),
+    and a second one measures the seeds' own share: on the frames where the legs played with IK end more than
+    ``pos0`` farther off than with exact seeds, the seeds get their tolerance after FK back (``seed_tol``; 0 where
+    they already had it) and are fitted again.
     """
     from . import ik
 
@@ -660,34 +724,71 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     targets = {s + "足ＩＫ": s + "足首" for s in chains}
     targets.update({s + "つま先ＩＫ": s + "つま先" for s in chains if rest.index_of(s + "つま先ＩＫ") is not None
                     and rest.index_of(s + "つま先") is not None})
-    q, t = ik.motion_arrays(rest, motion)
-    fk = ik.evaluate(rest, q, t, ik_enabled=off, solvers=solvers, bones=measure + iks)
-    miss = max(float(np.linalg.norm(fk.positions[:, rest.find(b)] - fk.positions[:, rest.find(g)], axis=-1).max())
+    def play(q, t, bones=measure, **kw) -> np.ndarray:
+        """World positions ``(T, N, 3)`` of ``bones`` (and what they need) played by ``core.ik.evaluate``."""
+        return ik.evaluate(rest, q, t, solvers=solvers, bones=bones, _checked=True, _positions_only=True,
+                           **kw).positions
+
+    q, t = _pose_arrays(rest, motion)
+    fk = play(q, t, measure + iks, ik_enabled=off)
+    miss = max(float(np.linalg.norm(fk[:, rest.find(b)] - fk[:, rest.find(g)], axis=-1).max())
                for b, g in targets.items())
     # the dense motion as MMD plays it: its FK where every IK target starts on its bone (nothing iterates)
-    ref = fk.positions if miss < 0.9e-4 else ik.evaluate(rest, q, t, solvers=solvers, bones=measure).positions
+    ref = fk if miss < 0.9e-4 else play(q, t)
     t_n = motion.n_frames
     needed = list(dict.fromkeys(n for bones, _ in chains.values() for n in bones))
+    seeds = set(seed_tol or ())
+
+    def widen(bad: np.ndarray, rnd: int) -> np.ndarray:
+        for k in range(1, _IK_WIDEN[rnd] + 1):        # the frames beside it too (wider in the second round)
+            bad[k:] |= bad[:-k].copy()
+            bad[:-k] |= bad[k:].copy()
+        return bad
+
+    def set_where(tol: dict, n: str, bad: np.ndarray, to) -> None:
+        tol[n] = np.where(bad, to, np.broadcast_to(np.asarray(tol[n], dtype=np.float64), (t_n,)))
+
+    sides = [(bones, [rest.find(n) for n in meas]) for bones, meas in chains.values()]
+
+    def errors(pos: np.ndarray, frames=slice(None)) -> list:
+        return [np.linalg.norm(pos[:, cols] - ref[frames][:, cols], axis=-1).max(axis=1) for _, cols in sides]
+
     for rnd in range(_IK_ROUNDS):
-        qs, ts = ik.motion_arrays(rest, _played(red, needed, span))
-        with_ik = ik.evaluate(rest, qs, ts, solvers=solvers, bones=measure).positions
-        alone = ik.evaluate(rest, qs, ts, ik_enabled=off, solvers=solvers, bones=measure).positions
+        qs, ts = _pose_arrays(rest, _played(red, needed, span))
+        e_ik = errors(play(qs, ts))
+        # only where a leg is shown more than pos0 off can either check below find anything: the rest is not played
+        # again (CCD solves each frame on its own)
+        sel = np.flatnonzero(np.any([e > pos0 for e in e_ik], axis=0))
+        if sel.size == 0:
+            return
+        if seeds:   # the seeds exact: what the reduced ancestors and IK bones leave of the legs' error
+            qs, ts = _pose_arrays(rest, _played(red, [n for n in needed if n not in seeds], span))
+            e_sel = errors(play(qs[sel], ts[sel]), sel)
+        else:
+            e_sel = [e[sel] for e in e_ik]
+        f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
         todo = []
-        for side, (bones, meas) in chains.items():
-            cols = [rest.find(n) for n in meas]
-            e_ik = np.linalg.norm(with_ik[:, cols] - ref[:, cols], axis=-1).max(axis=1)
-            e_fk = np.linalg.norm(alone[:, cols] - ref[:, cols], axis=-1).max(axis=1)
-            bad = e_ik > np.maximum(e_fk, pos0) + pos0
-            if not bad.any():
-                continue
-            for k in range(1, _IK_WIDEN[rnd] + 1):        # the frames beside it too (wider in the second round)
-                bad[k:] |= bad[:-k].copy()
-                bad[:-k] |= bad[k:].copy()
-            red.ik_held += int(bad.sum())
-            for n in bones:
-                rot_tol[n] = np.where(bad, 0.0, np.broadcast_to(np.asarray(rot_tol[n], dtype=np.float64), (t_n,)))
-                pos_tol[n] = np.where(bad, 0.0, np.broadcast_to(np.asarray(pos_tol[n], dtype=np.float64), (t_n,)))
-            todo += [n for n in bones if n not in todo]
+        for (bones, _), ei, es, fs in zip(sides, e_ik, e_sel, f_sel):
+            err = {"ik": ei, "exact": ei.copy(), "fk": np.zeros(t_n)}
+            err["exact"][sel] = es
+            err["fk"][sel] = fs
+            # a near miss that CCD swings: hold the whole leg on those frames
+            bad = err["exact"] > np.maximum(err["fk"], pos0) + pos0
+            if bad.any():
+                bad = widen(bad, rnd)
+                red.ik_held += int(bad.sum())
+                for n in bones:
+                    set_where(rot_tol, n, bad, 0.0)
+                    set_where(pos_tol, n, bad, 0.0)
+                todo += [n for n in bones if n not in todo]
+            # the seeds' own share more than pos0: back to their tolerance after FK there (0 if it already was)
+            loose = err["ik"] > err["exact"] + pos0 if seeds else np.zeros(t_n, dtype=bool)
+            if loose.any():
+                loose = widen(loose, rnd)
+                for n in (b for b in bones if b in seeds):
+                    cur = np.broadcast_to(np.asarray(rot_tol[n], dtype=np.float64), (t_n,))
+                    set_where(rot_tol, n, loose, np.where(cur > seed_tol[n] * (1 + 1e-9), seed_tol[n], 0.0))
+                    todo += [n] if n not in todo else []
         if not todo:
             return
         _fit_again(motion, red, todo, rot_tol, pos_tol, span, refit)
@@ -758,7 +859,11 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
             arms = levers(motion, rest if rest is not None else RestSkeleton.standard())
         except ValueError:                       # a model without the joints' bones: only the rotation cap holds
             arms = {}
+    # played with the leg IK, the leg links' FK keys are CCD's seeds (ik_seed_links): the rotation cap holds them
+    seeds = set(ik_seed_links(rest, names)) if hold_ik and not strict_fk and rest is not None and names else set()
     rot_tol = {n: min(rot0, pos0 / arms[n]) if arms.get(n, 0.0) > 0.0 else rot0 for n in names}
+    seed_tol = {n: rot_tol[n] for n in seeds}
+    rot_tol.update({n: rot0 for n in seeds})
     pos_tol = {n: pos0 for n in names}
     f = motion.frames
     even = len(f) < 3 or bool(np.all(np.diff(f) == f[1] - f[0]))
@@ -777,7 +882,7 @@ def reduce_motion(motion: BoneMotion, rest=None, *, rot_tol_deg: float = DEFAULT
                           DEFAULT_MORPH_TOL if morph_tol is None else float(morph_tol), span)
         red.morph_keys = dict(zip(mnames, idx))
     if hold_ik and rest is not None and names:
-        _hold_leg_ik(motion, red, rest, rot_tol, pos_tol, pos0, span, refit)
+        _hold_leg_ik(motion, red, rest, rot_tol, pos_tol, pos0, span, refit, seed_tol=seed_tol)
     if not strict_fk or not names:
         return red
     keyed = [rest.index_of(n) for n in names]
