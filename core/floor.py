@@ -8,8 +8,9 @@ Not a single percentile shift for the whole clip: per shot (a list of frame rang
 2. contacts are detected against it (``core.contact``);
 3. a plane is fitted to the contact points by RANSAC (Fischler & Bolles, CACM 1981) and refined by iteratively
    reweighted least squares (Tukey biweight weights on the point-to-plane distances, a weighted total least-squares
-   plane in each round); with too few or too clustered points, or an implausible tilt, the plane stays horizontal
-   at the contact points' median height;
+   plane in each round; a round that would tilt the plane past the limit puts it on the limit, nearest to that
+   plane, so the result does not depend on RANSAC's draws); with too few or too clustered points, or no hypothesis
+   within the limit, the plane stays horizontal at the contact points' median height;
 4. contacts are detected again against the fitted plane, and the plane refitted once.
 
 :func:`ground` then levels each shot so its plane becomes ``height = 0`` along ``up`` and moves the whole body
@@ -135,8 +136,12 @@ def fit_plane(points, up=CAMERA_UP, *, tol: float = 0.025, iterations: int = 300
         n_new = np.linalg.eigh(cov)[1][:, 0]
         if n_new @ up < 0:
             n_new = -n_new
-        if n_new @ up < cos_max:
-            break
+        if n_new @ up < cos_max:    # past the tilt limit: the plane on the limit nearest to it
+            side = n_new - (n_new @ up) * up
+            sn = np.linalg.norm(side)
+            if not sn > 1e-12:
+                break
+            n_new = cos_max * up + np.sqrt(max(1.0 - cos_max ** 2, 0.0)) * side / sn
         n, d = n_new, -float(m @ n_new)
     inl = int(np.sum(np.abs(p @ n + d) < tol))
     return FloorPlane(n, d, inl, "ransac")
