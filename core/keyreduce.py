@@ -37,7 +37,7 @@ Method
   ======================  ========================================  ==================================
   tolerance               closed-loop estimates: keys, MPJPE (max)  3-minute CMU dance: keys, MPJPE (max)
   ======================  ========================================  ==================================
-  0.5° / 1 mm (default)   0.08–0.58×, 0.37–0.54 mm (1.8–2.8 mm)     0.62×, 0.35 mm (2.3 mm)
+  0.5° / 1 mm (default)   0.08–0.58×, 0.36–0.54 mm (1.8–2.8 mm)     0.62×, 0.35 mm (2.3 mm)
   1° / 2 mm               0.06–0.48×, 0.74–1.07 mm (3.9–5.3 mm)     0.49×, 0.81 mm (5.1 mm)
   3° / 3 mm               0.05–0.43×, 1.00–1.72 mm (4.7–8.1 mm)     0.41×, 1.33 mm (9.2 mm)
   ======================  ========================================  ==================================
@@ -753,6 +753,8 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     def errors(pos: np.ndarray, frames=slice(None)) -> list:
         return [np.linalg.norm(pos[:, cols] - ref[frames][:, cols], axis=-1).max(axis=1) for _, cols in sides]
 
+    # with exact seeds the legs depend only on the other bones: their errors stay valid while only seeds are refitted
+    cache_e = cache_f = None
     for rnd in range(_IK_ROUNDS):
         qs, ts = _pose_arrays(rest, _played(red, needed, span))
         e_ik = errors(play(qs, ts))
@@ -762,11 +764,17 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
         if sel.size == 0:
             return
         if seeds:   # the seeds exact: what the reduced ancestors and IK bones leave of the legs' error
-            qs, ts = _pose_arrays(rest, _played(red, [n for n in needed if n not in seeds], span))
-            e_sel = errors(play(qs[sel], ts[sel]), sel)
+            if cache_e is None:
+                cache_e, cache_f = np.full((2, len(sides), t_n), np.nan)
+            new = sel[np.isnan(cache_e[0, sel])]
+            if new.size:
+                qs, ts = _pose_arrays(rest, _played(red, [n for n in needed if n not in seeds], span))
+                cache_e[:, new] = errors(play(qs[new], ts[new]), new)
+                cache_f[:, new] = errors(play(qs[new], ts[new], ik_enabled=off), new)
+            e_sel, f_sel = cache_e[:, sel], cache_f[:, sel]
         else:
             e_sel = [e[sel] for e in e_ik]
-        f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
+            f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
         todo = []
         for (bones, _), ei, es, fs in zip(sides, e_ik, e_sel, f_sel):
             err = {"ik": ei, "exact": ei.copy(), "fk": np.zeros(t_n)}
@@ -791,6 +799,8 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
                     todo += [n] if n not in todo else []
         if not todo:
             return
+        if set(todo) - seeds:
+            cache_e = cache_f = None
         _fit_again(motion, red, todo, rot_tol, pos_tol, span, refit)
 
 
