@@ -103,7 +103,7 @@ def fit_plane(points, up=CAMERA_UP, *, tol: float = 0.025, iterations: int = 300
     if p.shape[0] < 12 or 2.0 * sv[1] < min_spread:
         return _horizontal(p, up, "horizontal")
     rng = np.random.default_rng(seed)
-    cos_max = np.cos(np.radians(max_tilt_deg))
+    cos_max, sin_max = np.cos(np.radians(max_tilt_deg)), np.sin(np.radians(max_tilt_deg))
     # every hypothesis at once: ``iterations`` triples of distinct points, drawn as a sequential RANSAC draws them
     tri = np.array([rng.choice(p.shape[0], 3, replace=False) for _ in range(iterations)])
     a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
@@ -141,7 +141,7 @@ def fit_plane(points, up=CAMERA_UP, *, tol: float = 0.025, iterations: int = 300
             sn = np.linalg.norm(side)
             if not sn > 1e-12:
                 break
-            n_new = cos_max * up + np.sqrt(max(1.0 - cos_max ** 2, 0.0)) * side / sn
+            n_new = cos_max * up + sin_max * side / sn
         n, d = n_new, -float(m @ n_new)
     inl = int(np.sum(np.abs(p @ n + d) < tol))
     return FloorPlane(n, d, inl, "ransac")

@@ -355,9 +355,14 @@ class Reduction:
         return sample_vmd(self.to_vmd(), self.motion.frames)
 
 
+def _frame_tol(tol: dict, name: str, t_n: int) -> np.ndarray:
+    """``(T,)`` tolerance of one bone: its entry is a number (every frame) or a ``(T,)`` array."""
+    return np.broadcast_to(np.asarray(tol[name], dtype=np.float64), (t_n,))
+
+
 def _per_frame(tol: dict, names: list, t_n: int) -> np.ndarray:
-    """``(B, T)`` tolerances of ``names``: a bone's is a number (every frame) or a ``(T,)`` array."""
-    return np.stack([np.broadcast_to(np.asarray(tol[n], dtype=np.float64), (t_n,)) for n in names])
+    """``(B, T)`` tolerances of ``names`` (:func:`_frame_tol`)."""
+    return np.stack([_frame_tol(tol, n, t_n) for n in names])
 
 
 def _fit(motion: BoneMotion, names: list, rot_tol: dict, pos_tol: dict, span: int):
@@ -724,6 +729,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     targets = {s + "足ＩＫ": s + "足首" for s in chains}
     targets.update({s + "つま先ＩＫ": s + "つま先" for s in chains if rest.index_of(s + "つま先ＩＫ") is not None
                     and rest.index_of(s + "つま先") is not None})
+
     def play(q, t, bones=measure, **kw) -> np.ndarray:
         """World positions ``(T, N, 3)`` of ``bones`` (and what they need) played by ``core.ik.evaluate``."""
         return ik.evaluate(rest, q, t, solvers=solvers, bones=bones, _checked=True, _positions_only=True,
@@ -746,7 +752,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
         return bad
 
     def set_where(tol: dict, n: str, bad: np.ndarray, to) -> None:
-        tol[n] = np.where(bad, to, np.broadcast_to(np.asarray(tol[n], dtype=np.float64), (t_n,)))
+        tol[n] = np.where(bad, to, _frame_tol(tol, n, t_n))
 
     sides = [(bones, [rest.find(n) for n in meas]) for bones, meas in chains.values()]
 
@@ -777,11 +783,10 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
         todo = []
         for (bones, _), ei, es, fs in zip(sides, e_ik, e_sel, f_sel):
-            err = {"ik": ei, "exact": ei.copy(), "fk": np.zeros(t_n)}
-            err["exact"][sel] = es
-            err["fk"][sel] = fs
+            e_exact, e_fk = ei.copy(), np.zeros(t_n)     # elsewhere: shown within pos0, nothing to find
+            e_exact[sel], e_fk[sel] = es, fs
             # a near miss that CCD swings: hold the whole leg on those frames
-            bad = err["exact"] > np.maximum(err["fk"], pos0) + pos0
+            bad = e_exact > np.maximum(e_fk, pos0) + pos0
             if bad.any():
                 bad = widen(bad, rnd)
                 red.ik_held += int(bad.sum())
@@ -790,11 +795,11 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
                     set_where(pos_tol, n, bad, 0.0)
                 todo += [n for n in bones if n not in todo]
             # the seeds' own share more than pos0: back to their tolerance after FK there (0 if it already was)
-            loose = err["ik"] > err["exact"] + pos0 if seeds else np.zeros(t_n, dtype=bool)
+            loose = ei > e_exact + pos0 if seeds else np.zeros(t_n, dtype=bool)
             if loose.any():
                 loose = widen(loose, rnd)
                 for n in (b for b in bones if b in seeds):
-                    cur = np.broadcast_to(np.asarray(rot_tol[n], dtype=np.float64), (t_n,))
+                    cur = _frame_tol(rot_tol, n, t_n)
                     set_where(rot_tol, n, loose, np.where(cur > seed_tol[n] * (1 + 1e-9), seed_tol[n], 0.0))
                     todo += [n] if n not in todo else []
         if not todo:
