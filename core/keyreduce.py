@@ -37,9 +37,9 @@ Method
   ======================  ========================================  ==================================
   tolerance               closed-loop estimates: keys, MPJPE (max)  3-minute CMU dance: keys, MPJPE (max)
   ======================  ========================================  ==================================
-  0.5° / 1 mm (default)   0.08–0.58×, 0.36–0.54 mm (1.8–2.8 mm)     0.62×, 0.35 mm (2.3 mm)
-  1° / 2 mm               0.06–0.48×, 0.74–1.07 mm (3.9–5.3 mm)     0.49×, 0.81 mm (5.1 mm)
-  3° / 3 mm               0.05–0.43×, 1.00–1.72 mm (4.7–8.1 mm)     0.41×, 1.33 mm (9.2 mm)
+  0.5° / 1 mm (default)   0.08–0.55×, 0.39–0.49 mm (1.8–2.3 mm)     0.60×, 0.39 mm (2.3 mm)
+  1° / 2 mm               0.07–0.44×, 0.75–1.15 mm (3.7–5.4 mm)     0.47×, 0.89 mm (5.1 mm)
+  3° / 3 mm               0.06–0.38×, 1.10–1.77 mm (5.4–8.8 mm)     0.39×, 1.45 mm (9.2 mm)
   ======================  ========================================  ==================================
 
   Without a model the levers come from ``RestSkeleton.standard()`` (MMD proportions); the job and the add-on's
@@ -53,12 +53,16 @@ Method
   from such a near miss CCD can swing a nearly straight knee far off: without this step every one of the 20 CMU
   subject-5 clips played 7–90 mm off somewhere (4 mm or more on 4–93 frames each). So the reduced legs are played
   with IK, and on the frames where a leg joint ends farther from the dense motion than FK alone puts it, plus
-  ``pos_tol_mm``, that leg's IK bones, links and their keyed ancestors get a per-frame tolerance of 0 (kept exactly:
-  seeds on their targets, nothing iterates) and are fitted again; a second round checks the new keys. Afterwards
-  all 20 clips stay within 2.8 mm, for 0–7% more keys (:attr:`Reduction.ik_held` counts the frames held).
-* **The leg IK's seeds.** Played with the IK on, the FK keys of the legs' IK links (足, ひざ, and 足首 where つま先ＩＫ
-  is keyed: :func:`ik_seed_links`) never show as they are: CCD starts from them and puts the joints they carry on
-  the IK targets. So their keys are held by the rotation cap alone, not by their lever after FK (a thigh's 0.07°),
+  ``pos_tol_mm``, that leg's own keys are kept exactly there: its links (the seeds below) and its IK bones, whose
+  values on those frames are set from where the reduced ancestors (センター, グルーブ, 下半身, each within its
+  tolerance) and the exact links put the ankle and toe, so that targets and seeds meet and nothing iterates; a
+  second round checks the new keys. Afterwards all 20 clips stay within 2.8 mm, for 0–7% more keys
+  (:attr:`Reduction.ik_held` counts the frames held). Until 2 December (seventh session) the ancestors were kept
+  exactly too, against the dense targets: the larger the tolerance, the more frames CCD misplayed, and on
+  ``cmu05_15_yw_back`` at 3° / 4 mm センター was keyed on 75 of its 135 frames (0.24× in all; 0.19× now).
+* **The leg IK's seeds.** Played with the IK on, the FK keys of the legs' IK links (足, ひざ, and 足首 under the
+  model's つま先ＩＫ chain, keyed or not: :func:`ik_seed_links`) never show as they are: CCD starts from them and puts
+  the joints they carry on the IK targets. So their keys are held by the rotation cap alone, not by their lever after FK (a thigh's 0.07°),
   and the IK check above is made with the seeds exact; a second check measures the seeds' own share: where the legs
   played with IK end more than ``pos_tol_mm`` farther from the dense motion than with exact seeds, the seeds get
   their tolerance after FK back on those frames (0 where they already had it) and are fitted again. Measured on the
@@ -76,11 +80,12 @@ Method
   samples; else the dense samples with their own curves, which fit by construction (``refit=False`` always).
 * **Limits.** MMD interpolates a rotation along the great arc between two keys (slerp) with one curve, and every
   weight stays in 0..1 (control points 0..127): where a bone's rotation turns its axis, or a channel reverses,
-  by more than the tolerance, a key is needed. Monocular estimates of fast dance keep much of their motion above
-  the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the joints move 4–9 mm MPJPE above 6 Hz, so no
-  curve with a key every 5 frames comes near 2 mm there; at the default the trained lifter's estimates keep
-  0.29–0.37 of the keys (0.19–0.24 at 3° / 3 mm), MediaPipe's own 3D 0.47–0.58, the slower OpenMMD dance 0.08–0.14
-  (0.05–0.10); the CMU mocap itself keeps 0.62.
+  by more than the tolerance, a key is needed. Monocular estimates of fast dance keep part of their motion above
+  the keys' rate: on the closed-loop CMU renders (5 s of CMU subject 5) the 27 joints move 2.1–4.1 mm on average
+  above 6 Hz with the trained lifter (4.1–8.3 mm with MediaPipe's own 3D; mostly the root's path: 0.6–0.9 mm with
+  the hips aligned), so a key every 5 frames (0.2×) cannot follow them within the default 1 mm; at the default the
+  trained lifter's estimates keep 0.22–0.35 of the keys (0.14–0.22 at 3° / 3 mm, within 1.5–1.8 mm), MediaPipe's own
+  3D 0.44–0.55, the slower OpenMMD dance 0.08–0.16 (0.06–0.09); the CMU mocap itself keeps 0.60.
 
 numpy and the standard library only.
 """
@@ -272,7 +277,8 @@ class Reduction:
     """Reduced keys of a :class:`BoneMotion`: per bone the kept key indices and each key's curves.
 
     Attributes:
-        motion: the dense motion (values are taken from it at the kept keys).
+        motion: the dense motion (values are taken from it at the kept keys); after the leg IK check, its 足ＩＫ /
+            つま先ＩＫ tracks on the frames held follow the reduced FK legs (:func:`_hold_leg_ik`).
         keys: bone name -> ``(K,)`` int64 indices into ``motion.frames`` (first and last always kept).
         curves: bone name -> ``(K, 4, 4)`` uint8 control points (x1, y1, x2, y2) of the X, Y, Z and R curves of
             each key (key 0's are linear: MMD never uses them, docs/MMD_FACTS.md §1.5).
@@ -652,15 +658,16 @@ def _leg_chains(rest, names: list) -> dict:
 
 def ik_seed_links(rest, names: list) -> list:
     """The bones of ``names`` that MMD's leg IK overrides on every frame: the links (足, ひざ, 足首) of the 足ＩＫ /
-    つま先ＩＫ chains of the legs that :func:`_leg_chains` checks (the motion keys the leg's 足ＩＫ). Played with the
-    IK on, their FK keys are only CCD's starting point (docs/MMD_FACTS.md §2.5): the joints they carry are put on
-    the IK targets, so only the rotation cap holds their keys (their lever counts 0), and :func:`_hold_leg_ik`
-    checks what CCD plays from them."""
+    つま先ＩＫ chains of the legs that :func:`_leg_chains` checks (the motion keys the leg's 足ＩＫ). A つま先ＩＫ the
+    motion does not key counts too: MMD plays the model's chain all the same, with the IK bone at rest under 足ＩＫ
+    (docs/MMD_FACTS.md §2.5). Played with the IK on, their FK keys are only CCD's starting point: the joints they
+    carry are put on the IK targets, so only the rotation cap holds their keys (their lever counts 0), and
+    :func:`_hold_leg_ik` checks what CCD plays from them."""
     chains = _leg_chains(rest, names)
     keyed = set(names)
     out = []
     for c in rest.ik_chains:
-        if c.bone[:1] in chains and c.bone[1:] in ("足ＩＫ", "つま先ＩＫ") and c.bone in keyed:
+        if c.bone[:1] in chains and c.bone[1:] in ("足ＩＫ", "つま先ＩＫ"):
             out += [n for n in c.links if n in keyed and n not in out]
     return out
 
@@ -707,15 +714,20 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     IK targets are each within the tolerance but no longer meet, and from such a near miss CCD can swing a nearly
     straight knee far off (on 3 minutes of CMU dance on mat4: 515 frames more than 4 mm off, the worst 9 cm). So the
     reduced legs are played with IK (``core.ik.evaluate``); on the frames where a leg joint ends farther from the
-    dense motion than FK alone puts it, plus ``pos0``, that leg's IK bones, links and their keyed ancestors get a
-    tolerance of 0 (kept exactly: seeds on their targets, no iteration), and are fitted again; a second round checks
-    the new keys. ``red.ik_held`` counts the frames held.
+    dense motion than FK alone puts it, plus ``pos0``, that leg's keys are held there (a tolerance of 0, fitted
+    again; a second round checks the new keys). ``red.ik_held`` counts the frames held.
 
     With ``seed_tol`` (bone -> rotation tolerance after FK, radians) the links (:func:`ik_seed_links`) were fitted to
     the rotation cap alone, as CCD's seeds. The check above is then made with the seeds exact (their dense values),
     and a second one measures the seeds' own share: on the frames where the legs played with IK end more than
     ``pos0`` farther off than with exact seeds, the seeds get their tolerance after FK back (``seed_tol``; 0 where
-    they already had it) and are fitted again.
+    they already had it) and are fitted again. A held frame then keeps only the leg's own keys exactly, its links
+    and IK bones, and the IK bones' values there are set from where the reduced ancestors (センター, グルーブ, 下半身,
+    each within its tolerance) and the exact links put the ankle and toe (``core.retarget.leg_ik_from_fk`` of the
+    played motion): the targets meet the seeds again, so CCD does not iterate, and the leg moves with the reduced
+    hips by their error, as every FK joint does. ``red.motion`` becomes the dense motion with those IK values. Without
+    ``seed_tol`` (``strict_fk``, whose rounds may refit the ancestors afterwards) the ancestors are held exactly too
+    and the targets stay the dense ones.
     """
     from . import ik
 
@@ -759,6 +771,39 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
     def errors(pos: np.ndarray, frames=slice(None)) -> list:
         return [np.linalg.norm(pos[:, cols] - ref[frames][:, cols], axis=-1).max(axis=1) for _, cols in sides]
 
+    # With seeds, a misplayed frame keeps only the leg's own keys exactly (its seeds and IK bones), and the IK
+    # bones' values there are set from where the reduced ancestors and the exact seeds put the leg (``moved``): the
+    # targets meet the seeds again, so nothing iterates, and センター / グルーブ / 下半身 keep their tolerance. Without
+    # seeds (strict_fk) the ancestors are held exactly too, as the targets are then the dense ones.
+    held = {side: np.zeros(t_n, dtype=bool) for side in chains} if seeds else {}
+    work = motion
+
+    def retarget_ik(names: list) -> None:
+        """Set the IK bones of ``names`` on their legs' held frames from the reduced FK legs, and fit them again."""
+        nonlocal work
+        from .retarget import leg_ik_from_fk
+
+        at = np.flatnonzero(np.any([held[n[:1]] for n in names], axis=0))     # only the held frames are needed
+        legs = _played(red, [n for n in needed if n not in iks], span)
+        fk_legs = leg_ik_from_fk(BoneMotion(frames=legs.frames[at], rotations={n: v[at] for n, v in
+                                                                              legs.rotations.items()},
+                                            locations={n: v[at] for n, v in legs.locations.items()}), rest)
+        rot, loc = dict(work.rotations), dict(work.locations)
+        for n in names:
+            h = held[n[:1]][at]
+            if n in rot and n in fk_legs.rotations:
+                q_fk, q_d = fk_legs.rotations[n], motion.rotations[n][at]
+                q_fk = q_fk * np.where(np.sum(q_fk * q_d, axis=-1, keepdims=True) < 0, -1.0, 1.0)  # the dense's signs
+                rot[n] = motion.rotations[n].copy()
+                rot[n][at] = np.where(h[:, None], q_fk, q_d)
+            if n in loc and n in fk_legs.locations:
+                loc[n] = motion.locations[n].copy()
+                loc[n][at] = np.where(h[:, None], fk_legs.locations[n], motion.locations[n][at])
+        work = BoneMotion(frames=motion.frames, rotations=rot, locations=loc, model_name=motion.model_name,
+                          meta=motion.meta, morphs=getattr(motion, "morphs", {}))
+        red.motion = work
+        _fit_again(work, red, names, rot_tol, pos_tol, span, refit)
+
     # with exact seeds the legs depend only on the other bones: their errors stay valid while only seeds are refitted
     cache_e = cache_f = None
     for rnd in range(_IK_ROUNDS):
@@ -781,7 +826,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
         else:
             e_sel = [e[sel] for e in e_ik]
             f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
-        todo = []
+        todo, grew = [], set()
         for (bones, _), ei, es, fs in zip(sides, e_ik, e_sel, f_sel):
             e_exact, e_fk = ei.copy(), np.zeros(t_n)     # elsewhere: shown within pos0, nothing to find
             e_exact[sel], e_fk[sel] = es, fs
@@ -790,10 +835,14 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             if bad.any():
                 bad = widen(bad, rnd)
                 red.ik_held += int(bad.sum())
-                for n in bones:
+                own = [n for n in bones if n in seeds or n in iks] if seeds else bones
+                if seeds:
+                    held[own[0][:1]] |= bad
+                    grew.add(own[0][:1])
+                for n in own:
                     set_where(rot_tol, n, bad, 0.0)
                     set_where(pos_tol, n, bad, 0.0)
-                todo += [n for n in bones if n not in todo]
+                todo += [n for n in own if n not in todo]
             # the seeds' own share more than pos0: back to their tolerance after FK there (0 if it already was)
             loose = ei > e_exact + pos0 if seeds else np.zeros(t_n, dtype=bool)
             if loose.any():
@@ -806,7 +855,15 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             return
         if set(todo) - seeds:
             cache_e = cache_f = None
-        _fit_again(motion, red, todo, rot_tol, pos_tol, span, refit)
+        legs = [n for n in todo if n not in iks]
+        if legs:
+            _fit_again(work, red, legs, rot_tol, pos_tol, span, refit)
+        if grew:
+            # the IK bones of the legs with new held frames: their values there follow the reduced FK legs (on the
+            # frames held before, ancestors and exact links are as they were)
+            retarget_ik([n for n in needed if n in iks and n[:1] in grew])
+        elif len(legs) < len(todo):
+            _fit_again(work, red, [n for n in todo if n in iks], rot_tol, pos_tol, span, refit)
 
 
 def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
