@@ -63,16 +63,16 @@ Method
   IK (the add-on's preview) plays these legs as closely as before or closer (legs against the dense motion, every
   frame; before → after: kunkun on mat4 max 3.07 → 3.07 mm at the default, 9.6 → 7.2 mm at 3° / 3 mm;
   ``cmu05_10_yw`` on yw 2.9 → 2.5 mm, 7.5 → 6.9 mm).
-* **The leg IK's seeds.** Played with the IK on, the FK keys of the legs' IK links (足, ひざ, and 足首 under the
-  model's つま先ＩＫ chain, keyed or not: :func:`ik_seed_links`) never show as they are: CCD starts from them and puts
-  the joints they carry on the IK targets. So their keys are held by the rotation cap alone, not by their lever after FK (a thigh's 0.07°),
-  and the IK check above is made with the seeds exact; a second check measures the seeds' own share: where the legs
-  played with IK end more than ``pos_tol_mm`` farther from the dense motion than with exact seeds, the seeds get
-  their tolerance after FK back on those frames (0 where they already had it) and are fitted again. Measured on the
-  closed-loop estimates: 4–16% fewer keys at the default (0.01–0.02 mm more MPJPE), the trained lifter's CMU renders
-  0.19–0.24× at 3° / 3 mm instead of 0.23–0.27×. A larger cap for the seeds gave more keys, not fewer (2° and 4° on
-  kunkun: +4% and +8%: the check takes back more frames). Blender's IK (the add-on's preview) also starts from the
-  FK pose; it plays the reduced legs as closely as before (kunkun on mat4 and cmu05_10_yw on yw, every frame: 99th
+* **The leg IK's seeds.** Played with the IK on, the FK keys of the legs' IK links (足, ひざ, and 足首 under the model's
+  つま先ＩＫ chain, keyed or not: :func:`ik_seed_links`) never show as they are: CCD starts from them and puts the joints
+  they carry on the IK targets. So their keys are held by the rotation cap alone, not by their lever after FK (a
+  thigh's 0.07°), and the IK check above is made with the seeds exact; a second check measures the seeds' own share:
+  where the legs played with IK end more than ``pos_tol_mm`` farther from the dense motion than with exact seeds, the
+  seeds get their tolerance after FK back on those frames (0 where they already had it) and are fitted again. Measured
+  on the closed-loop estimates: 4–16% fewer keys at the default (0.01–0.02 mm more MPJPE), the trained lifter's CMU
+  renders 0.19–0.24× at 3° / 3 mm instead of 0.23–0.27×. A larger cap for the seeds gave more keys, not fewer (2° and
+  4° on kunkun: +4% and +8%: the check takes back more frames). Blender's IK (the add-on's preview) also starts from
+  the FK pose; it plays the reduced legs as closely as before (kunkun on mat4 and cmu05_10_yw on yw, every frame: 99th
   percentile 1.86 / 1.87 mm, max 3.5 mm from the dense motion, with the seeds held either way).
 * **Key values (least squares).** Keys are chosen on the dense samples (above); then, per bone, the key values and
   curves are refitted by least squares over the segments they bound, alternately (two rounds): the values with the
@@ -775,7 +775,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
         return [np.linalg.norm(pos[:, cols] - ref[frames][:, cols], axis=-1).max(axis=1) for _, cols in sides]
 
     # With seeds, a misplayed frame keeps only the leg's own keys exactly (its seeds and IK bones), and the IK
-    # bones' values there are set from where the reduced ancestors and the exact seeds put the leg (``moved``): the
+    # bones' values there are set from where the reduced ancestors and the exact seeds put the leg (retarget_ik): the
     # targets meet the seeds again, so nothing iterates, and センター / グルーブ / 下半身 keep their tolerance. Without
     # seeds (strict_fk) the ancestors are held exactly too, as the targets are then the dense ones.
     held = {side: np.zeros(t_n, dtype=bool) for side in chains} if seeds else {}
@@ -787,10 +787,10 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
         from .retarget import leg_ik_from_fk
 
         at = np.flatnonzero(np.any([held[n[:1]] for n in names], axis=0))     # only the held frames are needed
-        legs = _played(red, [n for n in needed if n not in iks], span)
-        fk_legs = leg_ik_from_fk(BoneMotion(frames=legs.frames[at], rotations={n: v[at] for n, v in
-                                                                              legs.rotations.items()},
-                                            locations={n: v[at] for n, v in legs.locations.items()}), rest)
+        played = _played(red, [n for n in needed if n not in iks], span)
+        fk_legs = leg_ik_from_fk(BoneMotion(frames=played.frames[at],
+                                            rotations={n: v[at] for n, v in played.rotations.items()},
+                                            locations={n: v[at] for n, v in played.locations.items()}), rest)
         rot, loc = dict(work.rotations), dict(work.locations)
         for n in names:
             h = held[n[:1]][at]
@@ -830,7 +830,7 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             e_sel = [e[sel] for e in e_ik]
             f_sel = errors(play(qs[sel], ts[sel], ik_enabled=off), sel)
         todo, grew = [], set()
-        for (bones, _), ei, es, fs in zip(sides, e_ik, e_sel, f_sel):
+        for side, (bones, _), ei, es, fs in zip(chains, sides, e_ik, e_sel, f_sel):
             e_exact, e_fk = ei.copy(), np.zeros(t_n)     # elsewhere: shown within pos0, nothing to find
             e_exact[sel], e_fk[sel] = es, fs
             # a near miss that CCD swings: hold the whole leg on those frames
@@ -840,8 +840,8 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
                 red.ik_held += int(bad.sum())
                 own = [n for n in bones if n in seeds or n in iks] if seeds else bones
                 if seeds:
-                    held[own[0][:1]] |= bad
-                    grew.add(own[0][:1])
+                    held[side] |= bad
+                    grew.add(side)
                 for n in own:
                     set_where(rot_tol, n, bad, 0.0)
                     set_where(pos_tol, n, bad, 0.0)
