@@ -858,15 +858,15 @@ def _hold_leg_ik(motion: BoneMotion, red: Reduction, rest, rot_tol: dict, pos_to
             return
         if set(todo) - seeds:
             cache_e = cache_f = None
-        legs = [n for n in todo if n not in iks]
-        if legs:
-            _fit_again(work, red, legs, rot_tol, pos_tol, span, refit)
-        if grew:
-            # the IK bones of the legs with new held frames: their values there follow the reduced FK legs (on the
-            # frames held before, ancestors and exact links are as they were)
-            retarget_ik([n for n in needed if n in iks and n[:1] in grew])
-        elif len(legs) < len(todo):
-            _fit_again(work, red, [n for n in todo if n in iks], rot_tol, pos_tol, span, refit)
+        if not grew:
+            _fit_again(work, red, todo, rot_tol, pos_tol, span, refit)
+            continue
+        # new held frames: the links first, then the IK bones of those legs, whose values there follow the reduced
+        # FK legs (on the frames held before, ancestors and exact links are as they were)
+        links = [n for n in todo if n not in iks]
+        if links:
+            _fit_again(work, red, links, rot_tol, pos_tol, span, refit)
+        retarget_ik([n for n in needed if n in iks and n[:1] in grew])
 
 
 def fk_errors(rest, a: BoneMotion, b: BoneMotion) -> tuple[np.ndarray, np.ndarray]:
