@@ -42,7 +42,7 @@ MODELS = {"mat4": DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx",
           "yw": DATA / "pmx" / "yw_test_model" / "yw_test_model.pmx"}
 VMD_DANCE = DATA / "vmd" / "openmmd_output_sample.vmd"
 
-__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "prepare_motion", "ensure_render", "run_job", "evaluate_run",
+__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "TRAVEL_CASES", "prepare_motion", "ensure_render", "run_job", "evaluate_run",
            "evaluate_oracle"]
 
 
@@ -88,6 +88,16 @@ EXTRA_CASES = (
          shading="flat"),
     Case("bandai_walkturn_yw", "yw", "bandai_namco_2/dataset-2_walk-turn-left_feminine_026", yaw_deg=45.0,
          hfov_deg=70.0, height_m=1.0),
+)
+#: Held-out cases that travel: walks and a run, where a planted foot stays behind a body that moves on
+#: (``--cases travel``; the foot lock's reach is what they test).
+TRAVEL_CASES = (
+    Case("cmu07_02_walk_mat4", "mat4", "cmu_iclone/007_02", yaw_deg=80.0, hfov_deg=60.0, height_m=1.2),
+    Case("bandai_run_mat4", "mat4", "bandai_namco_2/dataset-2_run_youthful_014", yaw_deg=30.0, hfov_deg=55.0,
+         height_m=1.0),
+    Case("bandai_walk_happy_yw", "yw", "bandai_namco_1/dataset-1_walk_happy_001", yaw_deg=-60.0, hfov_deg=50.0,
+         height_m=1.4),
+    Case("cmu02_02_mat4", "mat4", "cmu_iclone/002_02", yaw_deg=-30.0, hfov_deg=45.0, height_m=1.1),
 )
 
 
