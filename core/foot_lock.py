@@ -57,6 +57,7 @@ class LockReport:
         root_shift_max: largest horizontal root correction, MMD units (センター x/z).
         residual_max: side -> largest distance (units) between the pinned ankle and where IK got it.
         released: side -> contact frames released because their pin was out of the leg's reach.
+        followed: side -> contact frames whose pin was drawn towards the hip (``follow_reach``).
         grounded_frames: frames without contact lowered onto the floor (a float longer than a jump's flight).
         grounded_max: the most they were lowered, MMD units.
         notes: lines for the run report.
@@ -68,6 +69,7 @@ class LockReport:
     root_shift_max: float = 0.0
     residual_max: dict = field(default_factory=dict)
     released: dict = field(default_factory=dict)
+    followed: dict = field(default_factory=dict)
     grounded_frames: int = 0
     grounded_max: float = 0.0
     notes: list = field(default_factory=list)
@@ -194,7 +196,8 @@ def _sink_floating(vj: dict, ankles: dict, feet_rot: dict, con: np.ndarray, floo
 def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: float = 0.0, blend_frames: int = 10,
               reach: float = 0.99, root_window: int = 4, max_turn_deg: float = 30.0, max_drop: float = 0.2,
               release_unreachable: bool = True, turn_blend_frames: int = 4,
-              max_flight_frames: int = 21, pad_frames: int = 1) -> tuple[BoneMotion, LockReport]:
+              max_flight_frames: int = 21, pad_frames: int = 1,
+              follow_reach: float | None = 0.85) -> tuple[BoneMotion, LockReport]:
     """Pin planted feet, level them, release smoothly, and move the root where a knee would pass its limit.
 
     Args:
@@ -223,6 +226,12 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         max_drop: with ``release_unreachable``, a contact frame whose pin would need the root lowered by more than
             this fraction of the leg's reach (or a pin beyond the reach along the floor) is released instead.
         release_unreachable: release such frames (see ``max_drop``) and pin the rest again.
+        follow_reach: where a contact frame's pin lies farther from the hip (足), along the floor, than this fraction
+            of what the leg reaches there with the root lowered by ``max_drop`` of its reach, the pin is drawn along
+            the floor towards the hip to that distance instead of being released: the foot stays on the floor and
+            level and slides slowly after a body that travels on (a walk or a run whose estimated leg swept less
+            than the body moved), where a released foot would follow its noisy estimate. Frames drawn so are in
+            ``LockReport.followed``; None keeps the pins where they are (and ``release_unreachable`` decides).
     Returns:
         ``(new BoneMotion, LockReport)``; ``meta`` is copied and gets ``foot_lock`` (the report's figures).
     Raises:
@@ -304,6 +313,19 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
                         P = P.copy()
                         P[1] = floor_y + h
                         A2[pa:pb] = P - Q.rotate(G2[pa:pb], np.broadcast_to(off, (pb - pa, 3)))
+            hi = rest.find(side + "足")
+            r = reach * ik.leg_reach(rest, side)[1]      # the farthest the knee limits let the ankle be from 足
+            hip = fk.positions[:, hi]
+            if follow_reach is not None and anyc.any():
+                # a pin the hip has moved away from follows it along the floor, to follow_reach of what the leg
+                # reaches horizontally with the root lowered by max_drop of the reach
+                gap = np.maximum(hip[:, 1] - max_drop * r - A2[:, 1], 0.0)
+                allow = follow_reach * np.sqrt(np.maximum(r * r - gap * gap, 0.0))
+                away = A2[:, [0, 2]] - hip[:, [0, 2]]
+                dist = np.linalg.norm(away, axis=1)
+                over = anyc & (dist > allow)
+                A2[np.ix_(over, [0, 2])] = hip[over][:, [0, 2]] + away[over] * (allow[over] / dist[over])[:, None]
+                report.followed[side] = int(over.sum())      # the last call (after any release) counts
             delta = _blend(A2 - A, anyc, blend_frames, np.zeros(3), slerp=False)
             turn = _blend(Q.multiply(G2, Q.conjugate(G)), anyc, turn_blend_frames, Q.identity(()), slerp=True)
             At = A + delta
@@ -328,9 +350,6 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
             report.locked_frames[side] = int(anyc.sum())
             report.runs[side] = len(runs)
             # reach: where must the hip be?
-            hi = rest.find(side + "足")
-            r = reach * ik.leg_reach(rest, side)[1]      # the farthest the knee limits let the ankle be from 足
-            hip = fk.positions[:, hi]
             d = At - hip
             dh_vec = d.copy()
             dh_vec[:, 1] = 0.0
@@ -428,6 +447,8 @@ def lock_feet(motion: BoneMotion, rest: RestSkeleton, contacts, *, floor_y: floa
         + ("; " + ", ".join(f"{s} {n}" for s, n in report.released.items() if n) + " contact frames released (the "
            "pin was out of the leg's reach: the body moved farther than the estimated leg swept)"
            if any(report.released.values()) else "")
+        + ("; " + ", ".join(f"{s} {n}" for s, n in report.followed.items() if n) + " contact frames drawn along the "
+           "floor after the hip (the body travelled on past the leg's reach)" if any(report.followed.values()) else "")
         + (f"; {report.grounded_frames} frames without contact lowered onto the floor by up to "
            f"{report.grounded_max:.2f} units (the lowest foot floated longer than a jump's flight, "
            f"{max_flight_frames / MMD_FPS:.1f} s)" if report.grounded_frames else ""))

@@ -191,19 +191,45 @@ def test_legs_only_fk_equals_the_whole_body_fk_on_the_legs(run, mat4):
 def test_a_pin_out_of_the_legs_reach_is_released_not_dragging_the_root_down(shared_data, mat4):
     """Contacts that hold a foot for a whole travelling clip (two steps read as one, or a body that moved farther
     than its estimated leg swept): pinning all of it would pull the root down towards the floor; the frames out of
-    the leg's reach are released instead, and the rest stays pinned."""
+    the leg's reach are released instead (``follow_reach=None``; by default they follow the hip, below), and the rest
+    stays pinned."""
     tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
     base = retarget(conventions.camera_to_mmd(_grounded(tr)), mat4, ground=False)
     keys = np.zeros((base.n_frames, 4), dtype=bool)
     keys[:, :2] = True                                                       # the left foot "planted" throughout
-    held, rep_held = lock_feet(base, mat4, keys, release_unreachable=False)
-    freed, rep = lock_feet(base, mat4, keys)
+    held, rep_held = lock_feet(base, mat4, keys, release_unreachable=False, follow_reach=None)
+    freed, rep = lock_feet(base, mat4, keys, follow_reach=None)
     leg = ik.leg_reach(mat4, "左")[1]
     assert rep_held.root_drop_max > 0.3 * leg                                # held: the root sinks by a third of a leg
     assert rep.root_drop_max <= 0.2 * leg + 1e-6                             # released: no more than max_drop
     assert 0 < rep.released["左"] < base.n_frames and rep.released.get("右", 0) == 0
     assert rep.locked_frames["左"] == base.n_frames - rep.released["左"]
     assert "released" in rep.notes[0]
+
+
+def test_with_follow_reach_a_pin_out_of_reach_slides_after_the_hip_on_the_floor(shared_data, mat4):
+    """The same travelling clip with the left foot "planted" throughout: with ``follow_reach`` the frames that would
+    be released keep their contact, their pin drawn along the floor after the hip (the default, 0.85), so the foot
+    never leaves the floor, moves no faster than the hip, and the root still drops no more than ``max_drop``."""
+    tr = M.truth(shared_data, "cmu_iclone/005_03.bvh")
+    base = retarget(conventions.camera_to_mmd(_grounded(tr)), mat4, ground=False)
+    keys = np.zeros((base.n_frames, 4), dtype=bool)
+    keys[:, :2] = True
+    leg = ik.leg_reach(mat4, "左")[1]
+    _, freed = lock_feet(base, mat4, keys, follow_reach=None)
+    out, rep = lock_feet(base, mat4, keys)
+    assert freed.released["左"] > 20                                         # without it: released (and lifted)
+    assert rep.released["左"] == 0 and 0 < rep.followed["左"] < base.n_frames
+    assert rep.root_drop_max <= 0.2 * leg + 1e-6
+    assert "drawn along the floor" in rep.notes[0]
+    pos, rot = ik.evaluate_motion(mat4, out)
+    left = foot_points_mmd(mat4, pos, rot)[:, :2] * METRES_PER_UNIT          # left heel, toe (m)
+    assert np.abs(left[..., 1]).max() < 0.01                                 # on the floor within 1 cm throughout
+    step = np.linalg.norm(np.diff(left[..., [0, 2]], axis=0), axis=-1).max(axis=1)
+    hip = pos[:, mat4.find("左足")] * METRES_PER_UNIT
+    hip_step = np.linalg.norm(np.diff(hip[:, [0, 2]], axis=0), axis=-1)
+    assert step.max() <= hip_step.max() + 1e-3                               # it slides, never jumps
+    assert np.median(step) < 0.001                                           # and stays put most of the time
 
 
 def test_a_float_longer_than_a_jump_comes_down_to_the_floor_and_a_hop_stays_up(shared_data, mat4):
