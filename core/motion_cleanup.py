@@ -8,7 +8,8 @@
    from them (``core.smoothing.apply_swaps``; on the 3D alone where there are no 2D keypoints);
 2. root trajectory from the repaired 2D/3D pairs (``core.trajectory.root_translation``), implausible root jumps
    held or interpolated (``core.smoothing.repair_root_jumps``);
-3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root; camera tilt levelled
+3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root, whose distance from
+   the camera is smoothed on its own without the speed term (``one_euro_params(..., "depth")``); camera tilt levelled
    with the lifter's estimate of the world's up (``poses.camera_up``) or, without one, from the torso
    (``core.trajectory.levelling``);
 4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
@@ -160,7 +161,13 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
     # 3. smoothing, levelling
     if strength > 0 and T >= 3:
         j3[:, cols] = smoothing.one_euro(j3[:, cols], t, **smoothing.one_euro_params(strength, "position"))
+        depth = smoothing.one_euro(root[:, None, 2:], t, **smoothing.one_euro_params(strength, "depth"))[:, 0, 0]
         root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
+        # the camera frame's z (core.conventions) smoothed on its own, harder: the root moved along its camera ray
+        # to that depth, so it still projects where the smoothed root did
+        z = root[:, 2]
+        ok = (z > 1e-6) & (depth > 1e-6)
+        root[ok] *= (depth[ok] / z[ok])[:, None]
     absolute = j3 + root[:, None, :]
     if level:
         absolute = absolute @ trajectory.levelling(j3, getattr(poses, "camera_up", None)).T

@@ -130,8 +130,46 @@ def _one_euro_passes(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: floa
     return out[:, 0], out[::-1, 1]
 
 
-def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0) -> np.ndarray:
+#: :func:`one_euro` with ``pad_s``: the line each padded end is reflected about is fitted to this many seconds.
+EDGE_FIT_S = 0.5
+
+
+def _edge_value(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Value at ``t[0]`` of the least-squares line through ``x`` (``(n, ..., C)``, n >= 1) over ``t`` (``(n,)``)."""
+    if x.shape[0] < 2:
+        return x[0].copy()
+    A = np.stack([t - t[0], np.ones_like(t)], axis=1)
+    coef = np.linalg.lstsq(A, x.reshape(x.shape[0], -1), rcond=None)[0]
+    return coef[1].reshape(x.shape[1:])
+
+
+def _odd_pad(x: np.ndarray, t: np.ndarray, pad_s: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """``x``, ``t`` extended at each end by the samples within ``pad_s`` of it, reflected through the edge's fitted
+    value (point reflection: ``2·x_edge - x``, times mirrored), so a trend continues past the ends; returns
+    ``(x_padded, t_padded, n_front)``."""
+    T = x.shape[0]
+    n0 = int(np.clip(np.searchsorted(t - t[0], pad_s, side="right") - 1, 0, T - 1))
+    n1 = int(np.clip(np.searchsorted(t[-1] - t[::-1], pad_s, side="right") - 1, 0, T - 1))
+    k0 = max(int(np.searchsorted(t - t[0], EDGE_FIT_S, side="right")), 1)
+    k1 = max(int(np.searchsorted(t[-1] - t[::-1], EDGE_FIT_S, side="right")), 1)
+    a0 = _edge_value(x[:k0], t[:k0])
+    a1 = _edge_value(x[::-1][:k1], t[::-1][:k1])
+    xr, tr = x[::-1][1:n1 + 1], t[::-1][1:n1 + 1]              # x[T-2], x[T-3], ... (n1 of them)
+    xp = np.concatenate([2.0 * a0 - x[n0:0:-1], x, 2.0 * a1 - xr])
+    tp = np.concatenate([2.0 * t[0] - t[n0:0:-1], t, 2.0 * t[-1] - tr])
+    return xp, tp, n0
+
+
+def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0,
+             pad_s: float = 0.0) -> np.ndarray:
     """Zero-lag One Euro filter (mean of a forward and a backward pass; see the module docstring).
+
+    Each pass starts on the track's first (last) sample and takes about ``1 / (2π·cutoff)`` seconds to settle, so
+    near the ends the two passes no longer cancel each other's lag: a track that moves steadily at speed v comes
+    out off by about v/2 times that time at the ends. ``pad_s`` > 0 removes this the way zero-phase filtering
+    usually does (the "odd" padding of scipy.signal.filtfilt): each end is extended by the ``pad_s`` seconds next to
+    it, reflected through the value a line fitted to its first :data:`EDGE_FIT_S` seconds takes there, and the pad
+    is cut off afterwards.
 
     Args:
         x: ``(T, ..., C)`` track without NaN (fill gaps first); the speed that opens the filter is the norm over
@@ -140,10 +178,11 @@ def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: floa
         min_cutoff: Hz, the cutoff at rest (lower = smoother when still).
         beta: Hz per unit of speed (units of ``x`` per second): how fast the cutoff opens with speed.
         d_cutoff: Hz, the cutoff of the speed estimate.
+        pad_s: seconds of reflected padding at each end (0: none, the filter starts on the end samples).
     Returns:
         ``(T, ..., C)`` float64.
     Raises:
-        ValueError: NaN in ``x``, bad shapes, non-positive cutoffs.
+        ValueError: NaN in ``x``, bad shapes, non-positive cutoffs, negative ``pad_s``.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim < 2:
@@ -151,12 +190,18 @@ def one_euro(x, t, *, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: floa
     t = _time(t, x.shape[0], "one_euro")
     if not (min_cutoff > 0 and d_cutoff > 0 and beta >= 0):
         raise ValueError(f"one_euro: need min_cutoff > 0, d_cutoff > 0, beta >= 0 (got {min_cutoff}, {d_cutoff}, {beta})")
+    if not pad_s >= 0:
+        raise ValueError(f"one_euro: pad_s must be >= 0 seconds, got {pad_s}")
     if np.isnan(x).any():
         raise ValueError("one_euro: fill gaps before smoothing (NaN in input)")
-    if x.shape[0] < 3:
+    T = x.shape[0]
+    if T < 3:
         return x.copy()
+    n0 = 0
+    if pad_s > 0:
+        x, t, n0 = _odd_pad(x, t, pad_s)
     fwd, bwd = _one_euro_passes(x, t, min_cutoff, beta, d_cutoff)
-    return 0.5 * (fwd + bwd)
+    return (0.5 * (fwd + bwd))[n0:n0 + T]
 
 
 def one_euro_params(strength: float, kind: str = "position") -> dict:
@@ -165,9 +210,13 @@ def one_euro_params(strength: float, kind: str = "position") -> dict:
     ``min_cutoff`` falls geometrically from 2 Hz (strength 0) through 0.32 Hz (0.5, the default) to 0.05 Hz (1);
     ``beta`` (0.7 Hz per m/s for joints) opens the filter on fast motion. At the default this matches the jitter of
     the former fixed 0.45 s Savitzky-Golay window on the shared real clips while keeping more of the wrists' peak
-    speed (measured with ``benchmarks/bench_feet.py``'s clips). ``kind="root"`` smooths the root (depth is the
-    noisiest axis of a monocular estimate) twice as hard; ``kind="rotation"`` works on quaternion components (speed
-    in quaternion units per second, about half the angular speed in rad/s).
+    speed (measured with ``benchmarks/bench_feet.py``'s clips). ``kind="root"`` smooths the root twice as hard;
+    ``kind="depth"`` is for the root's distance from the camera, the noisiest axis of a monocular estimate (on the
+    closed-loop walks and run its frame-to-frame acceleration is 5-40x the truth's): the same cutoff as the root,
+    but no speed term (the noise itself would open the filter) and padded ends (``pad_s``: three of the filter's
+    time constants), so a steady walk towards the camera keeps its speed up to the clip's ends.
+    ``kind="rotation"`` works on quaternion components (speed in quaternion units per second, about half the angular
+    speed in rad/s).
 
     Raises:
         ValueError: strength outside 0..1 or an unknown kind.
@@ -179,9 +228,12 @@ def one_euro_params(strength: float, kind: str = "position") -> dict:
         return {"min_cutoff": base, "beta": 0.7, "d_cutoff": 1.0}
     if kind == "root":
         return {"min_cutoff": 0.5 * base, "beta": 0.3, "d_cutoff": 1.0}
+    if kind == "depth":
+        return {"min_cutoff": 0.5 * base, "beta": 0.0, "d_cutoff": 1.0,
+                "pad_s": 3.0 / (2.0 * np.pi * 0.5 * base)}
     if kind == "rotation":
         return {"min_cutoff": 2.0 * base, "beta": 1.5, "d_cutoff": 1.0}
-    raise ValueError(f"one_euro_params: kind must be position, root or rotation, got {kind!r}")
+    raise ValueError(f"one_euro_params: kind must be position, root, depth or rotation, got {kind!r}")
 
 
 def smooth_rotations(q, t, *, min_cutoff: float = 2.0, beta: float = 3.0, d_cutoff: float = 1.0) -> np.ndarray:
