@@ -13,6 +13,7 @@ from core.foot_lock import foot_points_mmd, lock_feet
 from core.formats import pmx
 from core.rest_skeleton import RestSkeleton
 from core.retarget import retarget
+from core.skeletons import CANONICAL
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +71,17 @@ def test_locking_adds_no_pops_and_knees_stay_within_limits(run, mat4):
     for s in "左右":
         knee = motion.rotations[s + "ひざ"]
         assert not smoothing.hinge_violations(knee, (1, 0, 0), -180.0, -0.5, tol_deg=1.0).any()
-    # released smoothly: no foot point moves much faster than in the unlocked motion
+    # released smoothly: on no frame does a foot point move much faster than in the unlocked motion or in the truth
+    # (pivoting on a planted toe in the pirouettes, the heel swings 10-13 cm a frame, as the truth's does, where the
+    # smoothed unlocked estimate moves it 3-8 cm)
     pos, rot = ik.evaluate_motion(mat4, unlocked)
     fp0 = foot_points_mmd(mat4, pos, rot) * METRES_PER_UNIT
-    step = np.linalg.norm(np.diff(fp, axis=0), axis=-1).max(axis=0)
-    step0 = np.linalg.norm(np.diff(fp0, axis=0), axis=-1).max(axis=0)
-    assert (step < step0 + 0.05).all()                                       # at most 5 cm/frame more
+    feet = [CANONICAL.index(n) for n in ("LHeel", "LFootIndex", "RHeel", "RFootIndex")]
+    step = np.linalg.norm(np.diff(fp, axis=0), axis=-1)
+    step0 = np.linalg.norm(np.diff(fp0, axis=0), axis=-1)
+    step_true = np.linalg.norm(np.diff(tr.joints[:, feet], axis=0), axis=-1)
+    assert len(step) == len(step_true)
+    assert (step < np.maximum(step0, step_true) + 0.05).all()               # at most 5 cm/frame more
 
 
 def test_mmd_plays_the_legs_that_were_locked_and_repaired(run, mat4):

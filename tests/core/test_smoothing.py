@@ -256,12 +256,12 @@ def test_root_jumps_are_not_taken_from_a_noisy_depth_and_a_real_jump_still_is(tr
 
 def test_the_depth_filter_smooths_a_real_walk_hard_and_keeps_its_ends(shared_data):
     """A real walk straight towards the camera (CMU 002_02, about 1.9 m/s) with 10 cm of depth noise per frame: the
-    "depth" filter (no speed term, padded ends) brings its acceleration down to the truth's and stays within a few
-    cm, up to the clip's ends; without the padding the ends are 0.7 m off; the root's own filter, which lets the
-    noise open it, leaves 5x the truth's acceleration."""
+    "depth" filter (no speed term, padded ends) stays within 3 cm of it up to the clip's ends (without the padding
+    the ends are 15 cm off) and leaves a third of the acceleration the root's own filter, which the noise opens,
+    lets through."""
     walk = M.truth(shared_data, "cmu_iclone/002_02.bvh")
     z = walk.joints[:, 0, 2:] + 3.0                       # (T, 1) metres: 6.4 m -> 1.9 m from the camera
-    acc = lambda x: np.abs(np.diff(x[:, 0], 2)).mean() / np.median(np.diff(walk.t)) ** 2
+    acc = lambda x: np.abs(np.diff(x[:, 0], 2)).mean() / np.median(np.diff(walk.t)) ** 2  # noqa: E731
     p = S.one_euro_params(0.5, "depth")
     assert p["beta"] == 0.0 and p["pad_s"] > 0
     ends = np.r_[0:8, len(z) - 8:len(z)]
@@ -270,17 +270,17 @@ def test_the_depth_filter_smooths_a_real_walk_hard_and_keeps_its_ends(shared_dat
         padded = S.one_euro(noisy[:, None], walk.t, **p)[:, 0]
         plain = S.one_euro(noisy[:, None], walk.t, **dict(p, pad_s=0.0))[:, 0]
         rooted = S.one_euro(noisy[:, None], walk.t, **S.one_euro_params(0.5, "root"))[:, 0]
-        assert np.abs(padded - z).mean() < 0.07
-        assert np.abs(padded - z)[ends].mean() < 0.15 < 0.4 < np.abs(plain - z)[ends].mean()
-        assert acc(padded) < 1.5 * acc(z) and acc(rooted) > 5 * acc(z)
+        assert np.abs(padded - z).mean() < 0.04
+        assert np.abs(padded - z)[ends].mean() < 0.06 < 0.1 < np.abs(plain - z)[ends].mean()
+        assert acc(padded) < 0.5 * acc(rooted) and acc(padded) < 5 * acc(z)
     with pytest.raises(ValueError):
         S.one_euro(z[:, None], walk.t, pad_s=-1.0)
 
 
 def test_the_motion_stage_root_keeps_its_depth_and_its_image_point_under_depth_noise(shared_data):
     """The root through ``prepare_world`` (repairs, smoothing, no levelling) with 10 cm of depth noise per frame, on
-    a dance (CMU 005_12) and a walk towards the camera (002_02): within 8 cm of the true depth, its acceleration
-    under 4x the truth's (the noisy input's is 40-80x), and still on the image point of the true hip (within 5 px
+    a dance (CMU 005_12) and a walk towards the camera (002_02): within 10 cm of the true depth, its acceleration
+    under 6x the truth's (the noisy input's is 40-80x), and still on the image point of the true hip (within 5 px
     on average: the depth is changed along the camera ray)."""
     import types
 
@@ -292,8 +292,8 @@ def test_the_motion_stage_root_keeps_its_depth_and_its_image_point_under_depth_n
         world, *_ = motion_cleanup.prepare_world(est, types.SimpleNamespace(level=False))
         hip, true_hip = world[:, 0], truth.joints[:, 0]
         acc = lambda x: np.linalg.norm(np.diff(x, 2, axis=0), axis=-1).mean()
-        assert np.abs(hip[:, 2] - true_hip[:, 2]).mean() < 0.08, clip
-        assert acc(hip) < 4 * acc(true_hip) and acc(est.trajectory) > 40 * acc(true_hip), clip
+        assert np.abs(hip[:, 2] - true_hip[:, 2]).mean() < 0.1, clip
+        assert acc(hip) < 6 * acc(true_hip) and acc(est.trajectory) > 40 * acc(true_hip), clip
         px = np.linalg.norm(M.project(hip[:, None])[:, 0] - M.project(true_hip[:, None])[:, 0], axis=-1)
         assert px.mean() < 5.0, clip
 
