@@ -3,9 +3,13 @@
 A foot point is in contact when it is near the floor and not moving. Each cue gives a score in [0, 1] that falls
 linearly from 1 at its "on" value to 0 at its "off" value; the speed cues (3D, 2D) are averaged with weights (cues
 that are missing drop out) into a "still" score, and the contact score is the geometric mean of the height score
-and the still score (both must agree); a lifter's contact probability is averaged in with equal weight, and the
-result goes
-through a hysteresis (separate on/off thresholds, then minimum durations: contacts shorter than ``min_on_s`` are
+and the still score (both must agree); a lifter's contact probability is averaged in with equal weight. A confident
+lifter contact on a foot point that stays still in the image is a contact whatever the 3D says: the score is at least
+the geometric mean of a ramp on the probability and one on the 2D speed (``ContactParams.learned_2d``). The 3D cues
+fail where the estimated body travels: its stance foot is carried along with the body (the lifter damps the legs'
+sweep; 1.2-1.8 m/s in the stance of the closed-loop run) and its floor drifts in height (0.5 m along that run), while
+the lifter's probability (0.77 in true contact, 0.15 out, there) and the foot's 2D track (still, with a still or
+compensated camera) hold. The result goes through a hysteresis (separate on/off thresholds, then minimum durations: contacts shorter than ``min_on_s`` are
 dropped, releases shorter than ``min_off_s`` are bridged), so contact does not flicker.
 
 The cues miss contacts where the estimated foot drifts while the true one stands (the lifter's error, not the
@@ -46,6 +50,11 @@ class ContactParams:
     speeds were set on real dance mocap (CMU subject 5) seen through estimate-like noise (tests/core/mocap_poses.py):
     a foot sliding along the floor at 0.3 m/s (a glissade) is not planted. ``speed_window``: the speeds are slopes
     over ``2 * speed_window + 1`` frames (:func:`point_speed`), so a detector's jitter does not read as motion.
+    ``learned_2d``: the floor under the score where a lifter's probability and the 2D speed agree (module
+    docstring): 0 at probability ``learned_prob_on``, 1 from ``learned_prob_full``, times 1 up to
+    ``learned_speed2d_full`` body heights/s and 0 from ``learned_speed2d_off``, square-rooted (set on the closed-loop
+    walks and run, where it raised the share of the true contact frames pinned from 10% to 66% on the run, 50% to 80%
+    on a walk, 73% to 86% on a walk-turn; docs/benchmark.md).
     """
 
     height_on: float = 0.04
@@ -61,6 +70,11 @@ class ContactParams:
     min_on_s: float = 0.1
     min_off_s: float = 0.1
     speed_window: int = 2
+    learned_2d: bool = True
+    learned_prob_on: float = 0.6
+    learned_prob_full: float = 0.8
+    learned_speed2d_full: float = 0.3
+    learned_speed2d_off: float = 0.6
 
 
 def foot_points(points) -> np.ndarray:
@@ -161,6 +175,14 @@ def contact_scores(heights, speed3d=None, speed2d=None, probs=None, params: Cont
         ok = np.isfinite(p)
         score = np.where(ok & (den > 0), 0.5 * score + 0.5 * np.clip(np.nan_to_num(p), 0, 1),
                          np.where(ok, np.clip(np.nan_to_num(p), 0, 1), score))
+        if params.learned_2d and speed2d is not None:
+            # a confident lifter contact on a foot still in the image (see the module docstring)
+            v2 = np.asarray(speed2d, dtype=np.float64)
+            sure = np.clip((np.nan_to_num(p) - params.learned_prob_on)
+                           / (params.learned_prob_full - params.learned_prob_on), 0.0, 1.0)
+            still2d = np.where(np.isfinite(v2), _ramp(np.nan_to_num(v2), params.learned_speed2d_full,
+                                                      params.learned_speed2d_off), 0.0)
+            score = np.maximum(score, np.where(ok, np.sqrt(sure * still2d), 0.0))
     return score
 
 
