@@ -9,8 +9,9 @@ the geometric mean of a ramp on the probability and one on the 2D speed (``Conta
 fail where the estimated body travels: its stance foot is carried along with the body (the lifter damps the legs'
 sweep; 1.2-1.8 m/s in the stance of the closed-loop run) and its floor drifts in height (0.5 m along that run), while
 the lifter's probability (0.77 in true contact, 0.15 out, there) and the foot's 2D track (still, with a still or
-compensated camera) hold. The result goes through a hysteresis (separate on/off thresholds, then minimum durations: contacts shorter than ``min_on_s`` are
-dropped, releases shorter than ``min_off_s`` are bridged), so contact does not flicker.
+compensated camera) hold. The result goes through a hysteresis (separate on/off thresholds, then minimum durations:
+contacts shorter than ``min_on_s`` are dropped, releases shorter than ``min_off_s`` are bridged), so contact does not
+flicker.
 
 The cues miss contacts where the estimated foot drifts while the true one stands (the lifter's error, not the
 dancer's): :func:`support_contacts` then adds the supporting foot -- a dancer who is not in the air stands on

@@ -163,8 +163,8 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
         j3[:, cols] = smoothing.one_euro(j3[:, cols], t, **smoothing.one_euro_params(strength, "position"))
         depth = smoothing.one_euro(root[:, None, 2:], t, **smoothing.one_euro_params(strength, "depth"))[:, 0, 0]
         root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
-        # the camera frame's z (core.conventions) smoothed on its own, harder: the root moved along its camera ray
-        # to that depth, so it still projects where the smoothed root did
+        # the camera frame's z (core.conventions) smoothed on its own, without the speed term its noise would open;
+        # the root is moved along its camera ray to that depth, so it still projects where the smoothed root did
         z = root[:, 2]
         ok = (z > 1e-6) & (depth > 1e-6)
         root[ok] *= (depth[ok] / z[ok])[:, None]

@@ -608,7 +608,7 @@ def repair_root_jumps(root, t, *, max_speed: float = 6.0, window_s: float = 0.5,
        own frame-to-frame noise (a coordinate more than 4 robust sigmas from the running median of the steps over
        ``noise_window_s``), the excess displacement is removed from that frame on (the root is held; nobody covers
        metres in a frame). A noisy monocular depth steps faster than ``max_speed`` back and forth without going
-       anywhere (on the closed-loop walks and run, 0.2-0.45 m steps at a robust step sigma of 0.14-0.16 m): holding
+       anywhere (on the closed-loop walks and run, 0.2-0.45 m steps at a robust step sigma of 0.13-0.16 m): holding
        those steps would add their excesses up into a drift, so they are left to the smoothing.
 
     Args:
