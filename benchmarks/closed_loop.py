@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
-    .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150] [--cases default|all|travel|NAME,...]
-        [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args="--smoothing 0.3"] [--true-hfov]
+    .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150]
+        [--cases default|all|travel|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args="--smoothing 0.3"] [--true-hfov]
         [--lift-diagnostic] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``):
@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lifters", default="native", help="comma-separated --lifter names for the main job")
     ap.add_argument("--frames", type=int, default=150, help="frames per case (30 fps)")
     ap.add_argument("--cases", default="default",
-                    help="'default', 'all' (default and extra), 'travel' (walks and a run) or comma-separated case names")
+                    help="'default', 'all' (default and extra), 'travel' (walks and a run) or comma-separated "
+                         "case names")
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")

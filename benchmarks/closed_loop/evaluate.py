@@ -42,8 +42,8 @@ MODELS = {"mat4": DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx",
           "yw": DATA / "pmx" / "yw_test_model" / "yw_test_model.pmx"}
 VMD_DANCE = DATA / "vmd" / "openmmd_output_sample.vmd"
 
-__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "TRAVEL_CASES", "prepare_motion", "ensure_render", "run_job", "evaluate_run",
-           "evaluate_oracle"]
+__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "TRAVEL_CASES", "prepare_motion", "ensure_render", "run_job",
+           "evaluate_run", "evaluate_oracle"]
 
 
 @dataclass(frozen=True)
