@@ -2,8 +2,8 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150]
-        [--cases default|all|travel|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR] [--job-args="--smoothing 0.3"] [--true-hfov]
-        [--lift-diagnostic] [--no-oracle]
+        [--cases default|all|travel|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
+        [--job-args="--smoothing 0.3"] [--true-hfov] [--lift-diagnostic] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``):
 
