@@ -31,7 +31,8 @@ frames labelled back to front (left and right exchanged, ``metrics.mirrored_2d``
 ``--lift-diagnostic`` adds a table of the 3D lifting alone (camera frame, before the motion stage;
 ``evaluate.lift_diagnostic``), including the trained lifter fed the true 2D, and fed MediaPipe's 2D with its
 mirrored frames exchanged back (an oracle). The ``gt->retarget`` row feeds the TRUE joints through ``core.retarget`` (the floor any lifter can reach).
-1 MMD unit = 8 cm (``core.conventions``). Default run: 3 cases x 150 frames, about 5 minutes to render once and
+After the table, :func:`targets_summary` counts per lifter the cases that meet the issues' targets (``targets`` in
+the JSON). 1 MMD unit = 8 cm (``core.conventions``). Default run: 3 cases x 150 frames, about 5 minutes to render once and
 under a minute per lifter on 2 cores.
 """
 from __future__ import annotations
@@ -85,6 +86,38 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(HEADER))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     lines.insert(2, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def targets_summary(rows: list[tuple[str, str, dict]]) -> str:
+    """Per lifter, the issues' targets over the cases it ran: mean MPJPE / PA (mm); MPJPE and PA against ``native``
+    on the same cases (issue 8: at most 0.7x and 0.75x); and the cases meeting issue 9's targets: jitter and foot
+    skate within 1.5x of the truth's, foot height error under 2 cm, no foot point 2 cm below the floor, no more
+    rotation steps over 45° than the truth has. Rows: ``(case, lifter, result)`` as in :func:`format_table`; the
+    ``gt->retarget`` rows are left out."""
+    by = {}
+    for case, lifter, r in rows:
+        if lifter != "gt->retarget":
+            by.setdefault(lifter, {})[case] = r
+    lines = []
+    for lifter, res in by.items():
+        n = len(res)
+        mean = lambda k: sum(r[k] for r in res.values()) / n  # noqa: E731
+        ok = {"jitter": sum(r["jitter_ms2"] <= 1.5 * r["jitter_gt_ms2"] for r in res.values()),
+              "skate": sum(r["foot_skate_cms"] <= 1.5 * r["foot_skate_gt_cms"] for r in res.values()),
+              "foot h < 2 cm": sum(r["foot_height_error_cm"] < 2.0 for r in res.values()),
+              "none below": sum(r["below_floor"]["points"] == 0 for r in res.values()),
+              "rot>45 <= gt": sum(r["rotation_steps_gt45"] <= r["rotation_steps_gt45_gt"] for r in res.values())}
+        line = f"{lifter}: {n} cases, MPJPE {mean('mpjpe_mm'):.1f} mm, PA {mean('pa_mpjpe_mm'):.1f} mm"
+        if lifter != "native" and "native" in by:
+            both = [c for c in res if c in by["native"]]
+            if both:
+                ratio = lambda k: [res[c][k] / by["native"][c][k] for c in both]  # noqa: E731
+                m, p = ratio("mpjpe_mm"), ratio("pa_mpjpe_mm")
+                line += (f"; against native MPJPE {min(m):.2f}-{max(m):.2f}x ({sum(x <= 0.7 for x in m)} of "
+                         f"{len(both)} at most 0.7x), PA {min(p):.2f}-{max(p):.2f}x ({sum(x <= 0.75 for x in p)} at "
+                         "most 0.75x)")
+        lines.append(line + "; " + ", ".join(f"{k} {v}/{n}" for k, v in ok.items()))
     return "\n".join(lines)
 
 
@@ -165,6 +198,9 @@ def main(argv=None) -> int:
     table = format_table(rows)
     print(table)
     report["table"] = table
+    report["targets"] = targets_summary(rows)
+    print("\ntargets (issue 8: MPJPE <= 0.7x native, PA <= 0.75x; issue 9: within 1.5x of the truth, under 2 cm, "
+          "none below, no extra pops):\n" + report["targets"])
     if lift_rows:
         w = max(len(r[0]) for r in lift_rows), max(len(r[1]) for r in lift_rows)
         lift_table = "\n".join([f"{'case':{w[0]}}  {'3D lifting alone (camera frame)':{w[1]}}  MPJPE mm  PA mm"] +
