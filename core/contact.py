@@ -179,8 +179,7 @@ def contact_scores(heights, speed3d=None, speed2d=None, probs=None, params: Cont
         if params.learned_2d and speed2d is not None:
             # a confident lifter contact on a foot still in the image (see the module docstring)
             v2 = np.asarray(speed2d, dtype=np.float64)
-            sure = np.clip((np.nan_to_num(p) - params.learned_prob_on)
-                           / (params.learned_prob_full - params.learned_prob_on), 0.0, 1.0)
+            sure = _ramp(np.nan_to_num(p), params.learned_prob_full, params.learned_prob_on)   # rising with p
             still2d = np.where(np.isfinite(v2), _ramp(np.nan_to_num(v2), params.learned_speed2d_full,
                                                       params.learned_speed2d_off), 0.0)
             score = np.maximum(score, np.where(ok, np.sqrt(sure * still2d), 0.0))

@@ -18,6 +18,11 @@ def case(request, shared_data):
     return tr, est, absolute, R
 
 
+def _per_foot(c):
+    """``(T, 4)`` point contacts -> ``(T, 2)``: a foot is planted when its heel or its toe is."""
+    return np.stack([c[:, :2].any(axis=1), c[:, 2:].any(axis=1)], axis=1)
+
+
 def test_contact_order_and_npz_key():
     assert C.CONTACT_POINTS == ("LHeel", "LToe", "RHeel", "RToe")
     assert C.NPZ_KEY == "foot_contacts"
@@ -72,7 +77,6 @@ def test_a_confident_lifter_contact_on_a_foot_still_in_2d_is_a_contact(shared_da
     lifter gave them on the closed-loop run (0.77 in contact, 0.15 out, noisy): the learned-2D term pins at least
     90% of the planted feet where the cues without it find 74-84%, and what it adds is mostly planted; with the 2D
     feet moving too (a pan the background track did not undo) it adds nothing."""
-    pf = lambda c: np.stack([c[:, :2].any(axis=1), c[:, 2:].any(axis=1)], axis=1)  # noqa: E731
     for clip, dz in (("cmu_iclone/002_02.bvh", 3.0), ("cmu_iclone/005_12.bvh", 0.0)):
         tr = M.truth(shared_data, clip)
         tr.joints[..., 2] += dz
@@ -82,12 +86,12 @@ def test_a_confident_lifter_contact_on_a_foot_still_in_2d_is_a_contact(shared_da
         absolute, kp, _, _ = motion_cleanup.prepare_world(_drifting_feet(est, 0.6))
         panned = kp.copy()
         panned[..., 0] += 400.0 * tr.t[:, None]                   # 400 px/s: about a body height a second
-        true = pf(tr.contacts)
+        true = _per_foot(tr.contacts)
         found = {}
         for name, k2, on in (("without", kp, False), ("with", kp, True), ("panned", panned, False),
                              ("panned with", panned, True)):
             g = F.ground(absolute, tr.t, keypoints_2d=k2, probs=probs, params=C.ContactParams(learned_2d=on))
-            found[name] = pf(g.contacts)
+            found[name] = _per_foot(g.contacts)
         assert found["without"][true].mean() < 0.85 and found["with"][true].mean() >= 0.9, clip
         added = found["with"] & ~found["without"]
         assert added.any() and true[added].mean() >= 0.7, clip          # (79% on the walk: the rest at a step's edges)
@@ -222,8 +226,7 @@ def test_the_supporting_foot_is_found_where_a_drifting_estimate_hides_the_contac
     g = F.ground(absolute, tr.t)
     fp = C.foot_points(g.joints)
     used, added = C.support_contacts(fp, tr.t, fp @ F.CAMERA_UP, g.contacts)
-    per_foot = lambda c: np.stack([c[:, :2].any(axis=1), c[:, 2:].any(axis=1)], axis=1)  # noqa: E731
-    true, found, kept, new = per_foot(tr.contacts), per_foot(g.contacts), per_foot(used), per_foot(added)
+    true, found, kept, new = _per_foot(tr.contacts), _per_foot(g.contacts), _per_foot(used), _per_foot(added)
     assert (used == (g.contacts | added)).all() and not (added & g.contacts).any()
     assert kept[true].mean() >= found[true].mean() + 0.15      # recall of the planted feet
     assert true[new].mean() >= 0.8                             # what is added is planted in the truth
