@@ -2,10 +2,11 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150]
-        [--cases default|all|travel|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
+        [--cases default|all|travel|cuts|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
         [--job-args="--smoothing 0.3"] [--true-hfov] [--lift-diagnostic] [--no-oracle]
 
-For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``):
+For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``,
+``CUT_CASES``):
 
 1. a held-out mocap clip (``tools/lifter_training/mocap.py`` ``split()["test"]``: CMU subject 5 dance, Bandai
    clips) is retargeted onto a shared PMX model (``../shared/data/pmx``), or the real OpenMMD VMD dance is played
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lifters", default="native", help="comma-separated --lifter names for the main job")
     ap.add_argument("--frames", type=int, default=150, help="frames per case (30 fps)")
     ap.add_argument("--cases", default="default",
-                    help="'default', 'all' (default and extra), 'travel' (walks and a run) or comma-separated "
-                         "case names")
+                    help="'default', 'all' (default and extra), 'travel' (walks and a run), 'cuts' (a camera cut "
+                         "halfway) or comma-separated case names")
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
@@ -139,13 +140,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
     args = ap.parse_args(argv)
 
-    all_cases = {c.name: c for c in E.DEFAULT_CASES + E.EXTRA_CASES + E.TRAVEL_CASES}
+    all_cases = {c.name: c for c in E.DEFAULT_CASES + E.EXTRA_CASES + E.TRAVEL_CASES + E.CUT_CASES}
     if args.cases == "default":
         cases = list(E.DEFAULT_CASES)
     elif args.cases == "all":
         cases = list(E.DEFAULT_CASES + E.EXTRA_CASES)
     elif args.cases == "travel":
         cases = list(E.TRAVEL_CASES)
+    elif args.cases == "cuts":
+        cases = list(E.CUT_CASES)
     else:
         unknown = [n for n in args.cases.split(",") if n not in all_cases]
         if unknown:

@@ -42,7 +42,7 @@ MODELS = {"mat4": DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx",
           "yw": DATA / "pmx" / "yw_test_model" / "yw_test_model.pmx"}
 VMD_DANCE = DATA / "vmd" / "openmmd_output_sample.vmd"
 
-__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "TRAVEL_CASES", "prepare_motion", "ensure_render", "run_job",
+__all__ = ["Case", "DEFAULT_CASES", "EXTRA_CASES", "TRAVEL_CASES", "CUT_CASES", "prepare_motion", "ensure_render", "run_job",
            "evaluate_run", "evaluate_oracle"]
 
 
@@ -56,6 +56,10 @@ class Case:
         source: ``"vmd"`` (the OpenMMD dance) or a mocap clip name ``<dataset>/<stem>`` of the test split.
         yaw_deg, hfov_deg, height_m, size: camera (``camera.framing_camera``): yaw around the dancer (0 = in
             front), horizontal field of view, height above the floor (m), image (W, H) px.
+        cut: ``()`` for one camera, or ``(frame, yaw_deg, hfov_deg, height_m)``: from that frame on the render
+            cuts to a second camera (another angle and framing, as an edited dance video does); the ground truth
+            stays in the first camera's heading, so a job that turns the dancer with the camera at the cut scores
+            the turn.
     """
 
     name: str
@@ -66,11 +70,14 @@ class Case:
     height_m: float
     size: tuple = (640, 640)
     shading: str = "studio"
+    cut: tuple = ()
 
     def describe(self, frames: int) -> dict:
         d = {k: getattr(self, k) for k in ("name", "model", "source", "yaw_deg", "hfov_deg", "height_m", "shading")}
         d["size"] = list(self.size)
         d["frames"] = int(frames)
+        if self.cut:
+            d["cut"] = [float(v) for v in self.cut]   # only when set: the one-camera cases keep their cache keys
         return d
 
 
@@ -98,6 +105,14 @@ TRAVEL_CASES = (
     Case("bandai_walk_happy_yw", "yw", "bandai_namco_1/dataset-1_walk_happy_001", yaw_deg=-60.0, hfov_deg=50.0,
          height_m=1.4),
     Case("cmu02_02_mat4", "mat4", "cmu_iclone/002_02", yaw_deg=-30.0, hfov_deg=45.0, height_m=1.1),
+)
+#: Held-out cases with a camera cut halfway (``--cases cuts``): the second shot sees the dancer from another angle
+#: and distance, as edited dance videos do; the dancer's motion goes on through the cut.
+CUT_CASES = (
+    Case("cut_cmu05_20_mat4", "mat4", "cmu_iclone/005_20", yaw_deg=-20.0, hfov_deg=50.0, height_m=1.3,
+         cut=(75, 55.0, 35.0, 1.0)),
+    Case("cut_cmu07_02_walk_mat4", "mat4", "cmu_iclone/007_02", yaw_deg=60.0, hfov_deg=55.0, height_m=1.2,
+         shading="flat", cut=(70, -15.0, 45.0, 1.5)),
 )
 
 
@@ -183,13 +198,20 @@ def _render_request(d: Path) -> None:
     from benchmarks.closed_loop.render import render_case
     desc = json.loads((d / "request.json").read_text())
     case = Case(desc["name"], desc["model"], desc["source"], desc["yaw_deg"], desc["hfov_deg"], desc["height_m"],
-                tuple(desc["size"]), desc["shading"])
+                tuple(desc["size"]), desc["shading"], tuple(desc.get("cut", ())))
     rest = RestSkeleton.from_pmx(pmx_format.read(MODELS[case.model]))
     motion, joints, what = prepare_motion(case, rest, desc["frames"])
     cam = framing_camera(joints, yaw_deg=case.yaw_deg, hfov_deg=case.hfov_deg, height_m=case.height_m,
                          width=case.size[0], height_px=case.size[1])
-    render_case(MODELS[case.model], motion, cam, d, shading=case.shading)
-    (d / "case.json").write_text(json.dumps({**desc, "motion": what, "camera": cam.to_dict()}, indent=1))
+    cuts, more = [], {}
+    if case.cut:
+        frame, yaw, hfov, height = case.cut
+        second = framing_camera(joints[int(frame):], yaw_deg=yaw, hfov_deg=hfov, height_m=height,
+                                width=case.size[0], height_px=case.size[1])
+        cuts = [(int(frame), second)]
+        more = {"cut_frame": int(frame), "second_camera": second.to_dict()}
+    render_case(MODELS[case.model], motion, cam, d, shading=case.shading, cuts=cuts)
+    (d / "case.json").write_text(json.dumps({**desc, "motion": what, "camera": cam.to_dict(), **more}, indent=1))
 
 
 @dataclass
@@ -335,7 +357,11 @@ def lift_diagnostic(render_dir: Path, runs: dict) -> dict:
     """
     from core.conventions import METRES_PER_UNIT
     gt = dict(np.load(render_dir / "gt.npz"))
-    cam = (gt["joints"] - gt["cam_position"]) @ gt["R"].T * METRES_PER_UNIT
+    if "R_frames" in gt:         # each frame seen from its own camera (a render with a cut)
+        cam = np.einsum("tij,tkj->tki", gt["R_frames"], gt["joints"] - gt["cam_position_frames"][:, None]) \
+            * METRES_PER_UNIT
+    else:
+        cam = (gt["joints"] - gt["cam_position"]) @ gt["R"].T * METRES_PER_UNIT
     cam = cam - cam[:, :1]
     out = {}
 

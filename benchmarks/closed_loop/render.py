@@ -85,21 +85,44 @@ def default_camera(width: int = 640, height: int = 640) -> Camera:
 
 # ------------------------------------------------------------------------------------------------ ground truth
 
-def ground_truth(rest: RestSkeleton, motion: BoneMotion, camera: Camera) -> dict:
+def ground_truth(rest: RestSkeleton, motion: BoneMotion, camera: Camera, cuts=()) -> dict:
     """Ground-truth joints of ``motion`` on ``rest`` and their projection through ``camera``.
+
+    Args:
+        cuts: ``[(frame index, Camera), ...]`` in order: from that frame on the picture is the other camera's (a
+            shot cut); empty for one camera.
 
     Returns:
         dict of arrays (the ``gt.npz`` content): ``frames (T,)`` int64 MMD frames; ``joints (T, 27, 3)`` float64
-        ``CANONICAL`` joints, MMD units, ``mmd`` frame; ``joints_px (T, 27, 2)`` pixels (``image`` frame);
-        ``depth (T, 27)`` camera depth, MMD units; ``K (3, 3)`` intrinsics (px); ``R (3, 3)`` mmd -> camera
-        rotation (det -1, ``Camera.rotation``); ``cam_position (3,)`` MMD units; ``heading (3, 3)``
-        (``Camera.heading_rotation``); ``image_size (2,)`` (W, H); ``camera_json`` the camera as JSON text.
+        ``CANONICAL`` joints, MMD units, ``mmd`` frame; ``joints_px (T, 27, 2)`` pixels (``image`` frame) through
+        each frame's camera; ``depth (T, 27)`` camera depth, MMD units; ``K (3, 3)`` intrinsics (px), ``R (3, 3)``
+        mmd -> camera rotation (det -1, ``Camera.rotation``), ``cam_position (3,)`` MMD units, ``heading (3, 3)``
+        (``Camera.heading_rotation``): all of the first camera; ``R_frames (T, 3, 3)`` and ``cam_position_frames
+        (T, 3)``: each frame's camera; ``shots (S, 2)`` the ``[start, stop)`` frames of each camera;
+        ``image_size (2,)`` (W, H); ``camera_json`` the first camera as JSON text.
     """
     pos, rot = rest.fk(motion.rotations, motion.locations)
     joints = joints_from_pose(rest, pos, rot)
-    uv, depth = camera.project(joints)
+    T = len(joints)
+    starts = [0] + [int(f) for f, _ in cuts]
+    cams = [camera] + [c for _, c in cuts]
+    if any(b <= a for a, b in zip(starts, starts[1:])) or (len(starts) > 1 and starts[-1] >= T):
+        raise ValueError(f"ground_truth: cut frames must increase within 1..{T - 1}, got {starts[1:]}")
+    uv = np.zeros(joints.shape[:2] + (2,))
+    depth = np.zeros(joints.shape[:2])
+    r_frames = np.zeros((T, 3, 3))
+    p_frames = np.zeros((T, 3))
+    bounds = starts + [T]
+    for cam, a, b in zip(cams, bounds[:-1], bounds[1:]):
+        if cam.width != camera.width or cam.height != camera.height:
+            raise ValueError("ground_truth: every camera of a render must have the same image size")
+        uv[a:b], depth[a:b] = cam.project(joints[a:b])
+        r_frames[a:b] = cam.rotation
+        p_frames[a:b] = np.asarray(cam.position)
     return {"frames": motion.frames.astype(np.int64), "joints": joints, "joints_px": uv, "depth": depth,
             "K": camera.intrinsics, "R": camera.rotation, "cam_position": np.asarray(camera.position),
+            "R_frames": r_frames, "cam_position_frames": p_frames,
+            "shots": np.array(list(zip(bounds[:-1], bounds[1:])), dtype=np.int64),
             "heading": camera.heading_rotation(), "image_size": np.array([camera.width, camera.height]),
             "camera_json": np.array(json.dumps(camera.to_dict()))}
 
@@ -198,18 +221,23 @@ def _make_floor(bpy, scene, size_m: float = 12.0):
     return obj
 
 
-def _setup_render(bpy, scene, camera: Camera, shading: str) -> None:
-    cam_data = bpy.data.cameras.new("closed_loop_camera")
+def _camera_object(bpy, scene, camera: Camera, name: str = "closed_loop_camera"):
+    """A Blender camera object with ``camera``'s pose and field of view, linked to ``scene``."""
+    cam_data = bpy.data.cameras.new(name)
     cam_data.sensor_fit = "HORIZONTAL"
     cam_data.sensor_width = 36.0
     cam_data.lens = 18.0 / np.tan(np.radians(camera.hfov_deg) / 2.0)
     cam_data.clip_start = 0.01
     cam_data.clip_end = 1000.0
-    cam = bpy.data.objects.new("closed_loop_camera", cam_data)
+    cam = bpy.data.objects.new(name, cam_data)
     scene.collection.objects.link(cam)
     import mathutils
     cam.matrix_world = mathutils.Matrix(camera.blender_matrix_world().tolist())
-    scene.camera = cam
+    return cam
+
+
+def _setup_render(bpy, scene, camera: Camera, shading: str) -> None:
+    scene.camera = _camera_object(bpy, scene, camera)
     world = scene.world or bpy.data.worlds.new("closed_loop_world")
     scene.world = world
     world.color = _BACKGROUND
@@ -258,7 +286,7 @@ def _encode(pngs: list[Path], out: Path, fps: int) -> None:
 
 
 def render_case(pmx_path, motion: BoneMotion, camera: Camera, out_dir, *, shading: str = "studio",
-                bake: bool | None = None, floor: bool = True, progress: bool = True) -> dict:
+                bake: bool | None = None, floor: bool = True, progress: bool = True, cuts=()) -> dict:
     """Render ``motion`` on the PMX model through ``camera``; write ``render.mp4`` and ``gt.npz`` in ``out_dir``.
 
     Args:
@@ -271,6 +299,8 @@ def render_case(pmx_path, motion: BoneMotion, camera: Camera, out_dir, *, shadin
         bake: bake leg IK into FK keys (:func:`bake_ik`); default: when the motion has no ひざ rotation track.
         floor: draw a floor plane at MMD y = 0.
         progress: print a line every 30 frames.
+        cuts: ``[(frame index, Camera), ...]``: from that frame on, render through the other camera (a shot cut;
+            :func:`ground_truth`).
 
     Returns:
         the ground-truth dict (:func:`ground_truth`) plus ``gt_check_units`` (largest head difference Blender vs
@@ -301,7 +331,8 @@ def render_case(pmx_path, motion: BoneMotion, camera: Camera, out_dir, *, shadin
     if floor:
         _make_floor(bpy, scene)
     _setup_render(bpy, scene, camera, shading)
-    gt = ground_truth(rest, motion, camera)
+    gt = ground_truth(rest, motion, camera, cuts)
+    switch = {int(f): _camera_object(bpy, scene, c, f"closed_loop_camera_{k + 2}") for k, (f, c) in enumerate(cuts)}
     fk_pos, _ = rest.fk(motion.rotations, motion.locations)
     bone_map = _bone_map(arm)
     check = [n for n in rest.names if "ＩＫ" not in n and n in bone_map]
@@ -313,6 +344,8 @@ def render_case(pmx_path, motion: BoneMotion, camera: Camera, out_dir, *, shadin
     try:
         pngs = []
         for t, f in enumerate(motion.frames):
+            if t in switch:
+                scene.camera = switch[t]
             scene.frame_set(int(f))
             worst = max(worst, float(np.linalg.norm(_heads_mmd(arm, blender_names) - fk_pos[t, idx], axis=1).max()))
             scene.render.filepath = str(tmp / f"{t:05d}.png")

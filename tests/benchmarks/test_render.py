@@ -148,6 +148,44 @@ def test_tiny_render_ground_truth_lies_on_the_model(yw, dance, tmp_path):
     assert np.abs(jb - gt["joints"]).max() < 1e-3
 
 
+def test_tiny_render_with_a_cut_sees_each_frame_through_its_own_camera(yw, dance, tmp_path):
+    """A cut (``cuts``): frames from the cut on are rendered, and their ground truth projected, through the second
+    camera; the heading stays the first camera's."""
+    _bpy()
+    import av
+
+    from benchmarks.closed_loop.render import render_case
+
+    path, rest = yw
+    m = dense_from_vmd(dance, first=0)
+    m = BoneMotion(frames=np.arange(4), rotations={k: v[40:44] for k, v in m.rotations.items()},
+                   locations={k: v[40:44] for k, v in m.locations.items()})
+    j = joints_from_pose(rest, *rest.fk(m.rotations, m.locations))
+    first = framing_camera(j, yaw_deg=30.0, hfov_deg=50.0, height_m=1.2, width=160, height_px=160, fill=0.8)
+    second = framing_camera(j, yaw_deg=-70.0, hfov_deg=35.0, height_m=0.8, width=160, height_px=160, fill=0.8)
+    gt = render_case(path, m, first, tmp_path, floor=False, progress=False, cuts=[(2, second)])
+    jg = gt["joints"]                          # the rendered (IK-baked) motion's joints
+    np.testing.assert_allclose(gt["joints_px"][:2], first.project(jg[:2])[0])
+    np.testing.assert_allclose(gt["joints_px"][2:], second.project(jg[2:])[0])
+    assert gt["shots"].tolist() == [[0, 2], [2, 4]]
+    np.testing.assert_allclose(gt["heading"], first.heading_rotation())
+    np.testing.assert_allclose(gt["R_frames"][3], second.rotation)
+    with av.open(str(tmp_path / "render.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    bg = np.median(frames[0][:5, :5].reshape(-1, 3), axis=0)
+    for t in (1, 2, 3):
+        hits = []
+        for name in ("Hip", "Spine", "LKnee", "RKnee"):
+            u, v = np.rint(gt["joints_px"][t, J[name]]).astype(int)
+            hits.append(np.abs(frames[t][v, u].astype(float) - bg).max() > 30)
+        assert all(hits), t
+    # the first camera's projection misses the body on the second shot's frames: the cut is in the picture
+    wrong = first.project(jg[3])[0]
+    misses = [np.abs(frames[3][int(round(v)), int(round(u))].astype(float) - bg).max() <= 30
+              for u, v in wrong[[J["Hip"], J["Spine"], J["LKnee"], J["RKnee"]]] if 0 <= u < 160 and 0 <= v < 160]
+    assert any(misses)
+
+
 def test_bake_ik_puts_the_fk_ankles_on_the_leg_ik_targets(yw, dance):
     bpy = _bpy()
     from anime_mmd_addon import pmx_import
