@@ -11,7 +11,9 @@
 3. adaptive smoothing (``core.smoothing.one_euro``) of the joints and, harder, of the root, whose distance from
    the camera is smoothed on its own without the speed term (``one_euro_params(..., "depth")``); camera tilt levelled
    with the lifter's estimate of the world's up (``poses.camera_up``) or, without one, from the torso
-   (``core.trajectory.levelling``);
+   (``core.trajectory.levelling``); steps 1-3 are done shot by shot (``poses.shots``, ``core.shots``: each shot has
+   its own camera), and the shots are then joined (``core.shots.align_shots``: each turned about the vertical and
+   moved so the dancer's heading and path go on through the cut, in the first shot's camera frame);
 4. contacts and a floor plane per shot (``core.floor.ground``): feet in contact on the floor, none below it;
 5. camera motion (``core.camera_motion.compensate``): zoom and pan not turned into travel, or the dancer kept in
    place; a background track measured by the worker (``poses.background_motion``, used where
@@ -37,6 +39,7 @@ import numpy as np
 
 from . import camera_motion, contact, conventions, filters, floor, pose_io, smoothing, trajectory
 from .errors import PipelineError
+from .shots import align_shots, shot_ranges
 from .skeletons import CANONICAL
 
 _J = {n: i for i, n in enumerate(CANONICAL)}
@@ -102,8 +105,36 @@ def _opt(opts, name, default):
     return getattr(opts, name, default) if opts is not None else default
 
 
-def prepare_world(poses: pose_io.PoseSequence, opts=None):
+def _merge_repairs(parts: list, what: str | None = None) -> smoothing.Repair:
+    """One :class:`core.smoothing.Repair` from the per-shot repairs ``[(start, stop, Repair), ...]``: frames offset
+    to the clip, counts and numeric details summed (``max…`` ones: the largest), ``masks`` (group -> ``(stop -
+    start,)`` bool, :func:`core.smoothing.repair_swaps`) joined end to end. One shot's repair is returned as it is."""
+    if len(parts) == 1:
+        rep = parts[0][2]
+    else:
+        details: dict = {}
+        for _, _, r in parts:
+            for k, v in r.details.items():
+                if isinstance(v, (int, float, np.integer, np.floating)):
+                    details[k] = max(details.get(k, v), v) if k.startswith("max") else details.get(k, 0) + v
+        groups = sorted({g for _, _, r in parts for g in r.details.get("masks", {})})
+        if any("masks" in r.details for _, _, r in parts):
+            details["masks"] = {g: np.concatenate([np.asarray(r.details.get("masks", {}).get(g, np.zeros(b - a)),
+                                                              dtype=bool) for a, b, r in parts]) for g in groups}
+        rep = smoothing.Repair(parts[0][2].what, np.concatenate([a + r.frames for a, _, r in parts]).astype(np.int64),
+                               int(sum(r.count for _, _, r in parts)), details)
+    if what is not None:
+        rep.what = what
+    return rep
+
+
+def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
     """Steps 1-3 of the module docstring: repaired, smoothed, levelled absolute joints at the video frames.
+
+    Shot by shot (``shots``, default ``poses.shots``; ``core.shots``): each shot is seen by its own camera, so the
+    repairs, the root's path, the smoothing and the levelling are done within each shot, never across a cut, and the
+    shots are then joined into one motion (``core.shots.align_shots``: the dancer's heading and place go on through a
+    cut, in the first shot's camera frame). One shot is the whole clip.
 
     Returns:
         ``(absolute (T, 27, 3) camera frame metres, keypoints (T, 27, 3) CANONICAL px + confidence or None,
@@ -119,6 +150,7 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
     repairs = []
     t = poses.timestamps - poses.timestamps[0]
     T = len(poses)
+    ranges = shot_ranges(getattr(poses, "shots", None) if shots is None else shots, T)
 
     # 1. gaps, outliers, swaps
     j3 = np.array(poses.joints_3d, dtype=np.float64)
@@ -128,9 +160,11 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
     rep2 = None
     if poses.keypoints_2d.shape[1] > 0:
         kp = poses.keypoints_canonical_2d().astype(np.float64)
-        kp_xy, rep2 = smoothing.repair_swaps(kp[..., :2], confidence=np.nan_to_num(kp[..., 2]))
-        rep2.what = "left/right swap (2D)"
-        kp = np.concatenate([kp_xy, kp[..., 2:]], axis=-1)
+        parts = []
+        for a, b in ranges:
+            kp[a:b, :, :2], r = smoothing.repair_swaps(kp[a:b, :, :2], confidence=np.nan_to_num(kp[a:b, :, 2]))
+            parts.append((a, b, r))
+        rep2 = _merge_repairs(parts, "left/right swap (2D)")
         if getattr(poses, "lifter", "") not in LIFTERS_UNDOING_SWAPS:
             # a 3D from the same detection (MediaPipe's world landmarks) carries its labels: exchange the same
             # joints on the same frames (repairing 3D on its own leaves 2D and 3D disagreeing, and the trajectory
@@ -138,12 +172,19 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
             j3 = smoothing.apply_swaps(j3, rep2.details["masks"])
     else:
         kp = None
-    j3[:, cols], _ = filters.fill_gaps(j3[:, cols], t, valid)
-    j3[:, cols], rep = smoothing.hampel(j3[:, cols], t)
-    repairs.append(rep)
+    parts = []
+    for a, b in ranges:
+        v = valid[a:b] if valid is not None and valid[a:b].any() else None    # a shot the job filled from its neighbour
+        j3[a:b, cols], _ = filters.fill_gaps(j3[a:b, cols], t[a:b], v)
+        j3[a:b, cols], r = smoothing.hampel(j3[a:b, cols], t[a:b])
+        parts.append((a, b, r))
+    repairs.append(_merge_repairs(parts))
     if rep2 is None:
-        j3, rep2 = smoothing.repair_swaps(j3)          # 3D alone: after the outliers (a glitch is not a swap)
-        rep2.what = "left/right swap (3D)"
+        parts = []
+        for a, b in ranges:   # 3D alone: after the outliers (a glitch is not a swap)
+            j3[a:b], r = smoothing.repair_swaps(j3[a:b])
+            parts.append((a, b, r))
+        rep2 = _merge_repairs(parts, "left/right swap (3D)")
     repairs.append(rep2)
 
     # 2. root
@@ -155,22 +196,37 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None):
                                            poses.image_size, focal=focal)
     else:
         root = np.zeros((T, 3))
-    root, rep_r = smoothing.repair_root_jumps(root, t)
-    repairs.append(rep_r)
+    root = np.array(root, dtype=np.float64)
+    parts = []
+    for a, b in ranges:       # a cut's jump is the camera's: each shot's own root is checked
+        root[a:b], r = smoothing.repair_root_jumps(root[a:b], t[a:b])
+        parts.append((a, b, r))
+    repairs.append(_merge_repairs(parts))
 
     # 3. smoothing, levelling
-    if strength > 0 and T >= 3:
-        j3[:, cols] = smoothing.one_euro(j3[:, cols], t, **smoothing.one_euro_params(strength, "position"))
-        depth = smoothing.one_euro(root[:, None, 2:], t, **smoothing.one_euro_params(strength, "depth"))[:, 0, 0]
-        root = smoothing.one_euro(root[:, None, :], t, **smoothing.one_euro_params(strength, "root"))[:, 0]
-        # the camera frame's z (core.conventions) smoothed on its own, without the speed term its noise would open;
-        # the root is moved along its camera ray to that depth, so it still projects where the smoothed root did
-        z = root[:, 2]
-        ok = (z > 1e-6) & (depth > 1e-6)
-        root[ok] *= (depth[ok] / z[ok])[:, None]
-    absolute = j3 + root[:, None, :]
-    if level:
-        absolute = absolute @ trajectory.levelling(j3, getattr(poses, "camera_up", None)).T
+    absolute = np.zeros_like(j3)
+    up = getattr(poses, "camera_up", None)
+    for a, b in ranges:
+        js, rs, ts = j3[a:b], root[a:b], t[a:b]
+        if strength > 0 and b - a >= 3:
+            js[:, cols] = smoothing.one_euro(js[:, cols], ts, **smoothing.one_euro_params(strength, "position"))
+            depth = smoothing.one_euro(rs[:, None, 2:], ts, **smoothing.one_euro_params(strength, "depth"))[:, 0, 0]
+            rs[:] = smoothing.one_euro(rs[:, None, :], ts, **smoothing.one_euro_params(strength, "root"))[:, 0]
+            # the camera frame's z (core.conventions) smoothed on its own, without the speed term its noise would
+            # open; the root is moved along its camera ray to that depth, so it still projects where the smoothed
+            # root did
+            z = rs[:, 2]
+            ok = (z > 1e-6) & (depth > 1e-6)
+            rs[ok] *= (depth[ok] / z[ok])[:, None]
+        absolute[a:b] = js + rs[:, None, :]
+        if level:
+            absolute[a:b] = absolute[a:b] @ trajectory.levelling(js, None if up is None else up[a:b]).T
+    if len(ranges) > 1:
+        absolute, aligned = align_shots(absolute, ranges, up=floor.CAMERA_UP)
+        repairs.append(smoothing.Repair("shot cut", np.array([a for a, _ in ranges[1:]], dtype=np.int64),
+                                        len(ranges) - 1, {"turns_deg": aligned.turns_deg.tolist(),
+                                                          "shifts_m": aligned.shifts_m.tolist(),
+                                                          "note": aligned.describe()}))
     return absolute, kp, t, repairs
 
 
@@ -321,7 +377,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     # from the final FK legs, so what MMD shows is what was measured and repaired here
     if not do_lock or late:
         motion = leg_ik_from_fk(motion, rest)
-    report.notes = [r.describe(t_keys if r.what.startswith("rotation flip") else t) for r in report.repairs] + report.notes
+    report.notes = [r.details.get("note") or r.describe(t_keys if r.what.startswith("rotation flip") else t)
+                    for r in report.repairs] + report.notes
     motion.meta["cleanup"] = report.notes
     motion.meta["camera_pan_deg"] = float(getattr(report.camera, "pan_deg", 0.0))
     motion.meta[contact.NPZ_KEY] = report.contacts

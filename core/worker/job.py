@@ -148,6 +148,31 @@ def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> 
     return lift_pose_sequence(poses, lifter, progress)
 
 
+def _lift_per_shot(lifter, kp: np.ndarray, poses: pose_io.PoseSequence, hfov, world):
+    """``lifter.lift`` on each shot of ``poses`` on its own (``poses.shots``; ``core.shots``): the lifter's window must
+    not see across a cut, where the camera changes. A shot without a detected frame is lifted with the shot before
+    it (or, first, after it). Returns one ``core.lifting.trained.LiftOutput`` for the whole clip."""
+    from ..lifting.trained import LiftOutput
+    from ..shots import shot_ranges
+
+    groups = []
+    for a, b in shot_ranges(poses.shots, len(poses)):
+        if groups and not poses.detected[a:b].any():
+            groups[-1] = (groups[-1][0], b)
+        elif groups and not poses.detected[groups[-1][0]:groups[-1][1]].any():
+            groups[-1] = (groups[-1][0], b)
+        else:
+            groups.append((a, b))
+    outs = [lifter.lift(kp[a:b], poses.image_size, hfov, world_3d=None if world is None else world[a:b],
+                        world_present=poses.detected[a:b], flip=world is not None) for a, b in groups]
+    if len(outs) == 1:
+        return outs[0]
+    cat = lambda name: np.concatenate([getattr(o, name) for o in outs])   # noqa: E731
+    return LiftOutput(joints_3d=cat("joints_3d"), root=cat("root"), root_depth=cat("root_depth"),
+                      contacts=cat("contacts"), valid=cat("valid"),
+                      up=None if any(o.up is None for o in outs) else cat("up"))
+
+
 def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
                  progress: Progress | None = None) -> pose_io.PoseSequence:
     """Lift with the project's trained temporal lifter (``core.lifting.trained``, numpy): 3D joints, the root's path
@@ -186,8 +211,7 @@ def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
     kp[~poses.detected, :, 2] = 0.0  # interpolated frames are guesses: the lifter treats them as missing
     # frames the detector missed (gap-filled) count as absent in the world landmarks too, as in the 2D
     try:
-        out = lifter.lift(kp, poses.image_size, hfov, world_3d=world, world_present=poses.detected,
-                          flip=world is not None)
+        out = _lift_per_shot(lifter, kp, poses, hfov, world)
     except ValueError as e:
         raise PipelineError("bad_input", str(e)) from e
     progress("lift", len(poses), len(poses))
