@@ -33,13 +33,13 @@ Frames and units: ``core.conventions``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import camera_motion, contact, conventions, filters, floor, pose_io, smoothing, trajectory
 from .errors import PipelineError
-from .shots import align_shots, shot_ranges
+from .shots import align_shots, continue_height, shot_ranges
 from .skeletons import CANONICAL
 
 _J = {n: i for i, n in enumerate(CANONICAL)}
@@ -289,6 +289,15 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     g = floor.ground(absolute, t, shots=shots, keypoints_2d=kp, probs=contact_probs, max_tilt_deg=tilt)
     report.planes = g.planes
     report.notes += g.notes
+    upper = getattr(poses, "upper_body", None)
+    if shots is not None and len(shots) > 1 and upper is not None and np.any(upper):
+        # a close-up's floor is a guess (its feet are out of frame): its hips go on at the height of the shot beside
+        lifted, dh = continue_height(g.joints, shots, ~np.asarray(upper, dtype=bool), up=floor.CAMERA_UP)
+        if np.any(dh):
+            g = replace(g, joints=lifted, shift=g.shift + np.concatenate([np.full(b - a, v) for (a, b), v in
+                                                                          zip(shot_ranges(shots, len(t)), dh)]))
+            report.notes.append("shots without the legs in view (close-ups) take their height from the shot beside: "
+                                + ", ".join(f"shot {k + 1} {100 * v:+.0f} cm" for k, v in enumerate(dh) if v))
 
     # 5. camera motion without a background track: the feet as the reference (or static / off)
     if cam is None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["frame_signature", "detect_shots", "signature_distance", "reanchor", "shot_ranges", "facing_yaw",
-           "align_shots", "ShotAlignment", "SIGNATURE_SIZE"]
+           "align_shots", "ShotAlignment", "continue_height", "SIGNATURE_SIZE"]
 
 _BINS = 4
 #: Length of :func:`frame_signature`'s output: one whole-frame histogram and four quarter histograms.
@@ -304,3 +304,56 @@ def align_shots(joints, shots, *, up=(0.0, -1.0, 0.0), root: int = 0, edge: int 
             shifts[k:] += d
     turns = np.degrees(np.angle(np.exp(1j * np.radians(turns))))
     return j, ShotAlignment(turns, shifts)
+
+
+def continue_height(joints, shots, legs_seen, *, up=(0.0, -1.0, 0.0), root: int = 0, edge: int = 5,
+                    min_seen: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Give a shot that does not see the dancer's legs the height of the shot beside it that does.
+
+    The floor is fitted per shot from the feet in contact (``core.floor.ground``); in a close-up the feet are out of
+    frame and the legs guessed, so that shot's floor, hence its height, means nothing, and the hips would jump at
+    the cut. Such a shot (legs seen on fewer than ``min_seen`` of its frames) is moved along ``up`` so that its root
+    height at the cut continues that of the nearest shot (the one before first) whose legs are seen, each extrapolated
+    to the cut by a straight line over its ``edge`` frames nearest to it. Shots beside none with seen legs are left.
+
+    Args:
+        joints: ``(T, J, 3)`` absolute joints, metres, levelled, each shot on its floor.
+        shots: ``(S, 2)`` ``[start, stop)`` frame ranges covering ``0..T`` in order, or None (one shot).
+        legs_seen: ``(T,)`` bool, frames that see a knee or an ankle (``~poses.upper_body``).
+        up: the world's up in that frame.
+    Returns:
+        ``(joints (T, J, 3) float64, shifts (S,) metres along up given to each shot)``.
+    Raises:
+        ValueError: bad shapes or shots.
+    """
+    j = np.array(joints, dtype=np.float64)
+    if j.ndim != 3 or j.shape[2] != 3:
+        raise ValueError(f"continue_height expects (T, J, 3) joints, got {j.shape}")
+    T = len(j)
+    seen = np.asarray(legs_seen, dtype=bool)
+    if seen.shape != (T,):
+        raise ValueError(f"continue_height: legs_seen must be ({T},), got {seen.shape}")
+    rng = shot_ranges(shots, T)
+    u = np.asarray(up, dtype=np.float64)
+    u = u / np.linalg.norm(u)
+    good = [bool(seen[a:b].mean() >= min_seen) for a, b in rng]
+    shifts = np.zeros(len(rng))
+    h = j[:, root] @ u
+    for k, (a, b) in enumerate(rng):
+        if good[k]:
+            continue
+        for n in ([k - 1, k + 1] if k > 0 else [k + 1]):
+            if not 0 <= n < len(rng) or not good[n]:
+                continue
+            na, nb = rng[n]
+            if n < k:
+                side, own, at = np.arange(max(na, a - edge), a), np.arange(a, min(b, a + edge)), a - 0.5
+            else:
+                side, own, at = np.arange(na, min(nb, na + edge)), np.arange(max(a, b - edge), b), b - 0.5
+            h_n, h_k = _edge_fit(h[side], side, at), _edge_fit(h[own], own, at)
+            if h_n is None or h_k is None:
+                continue
+            shifts[k] = h_n - h_k
+            j[a:b] += shifts[k] * u
+            break
+    return j, shifts

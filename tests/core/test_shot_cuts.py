@@ -112,3 +112,21 @@ def test_a_cut_to_another_camera_keeps_the_dancers_heading_and_place(clip):
     assert step[CUT - 1] < 3.0 * np.median(step[CUT - 15:CUT + 15]) + 0.02
     cut = [r for r in repairs if r.what == "shot cut"]
     assert len(cut) == 1 and cut[0].frames.tolist() == [CUT] and "shot 2: turned" in cut[0].details["note"]
+
+
+def test_a_close_up_takes_its_height_from_the_shot_beside(clip):
+    """A first shot that never sees the legs (a close-up) sits 0.4 m too low (its floor was fitted to guessed feet):
+    it is raised to continue the hips of the next shot, which sees them; a shot whose legs are seen is left."""
+    _, world, _ = clip
+    T = len(world)
+    low = world.copy()
+    low[:CUT] -= 0.4 * CAMERA_UP
+    seen = np.ones(T, dtype=bool)
+    seen[:CUT] = False
+    out, dh = shots.continue_height(low, [(0, CUT), (CUT, T)], seen, up=CAMERA_UP)
+    assert abs(dh[0] - 0.4) < 0.05 and dh[1] == 0.0
+    assert np.abs((out - world) @ CAMERA_UP).max() < 0.05
+    np.testing.assert_array_equal(out[CUT:], world[CUT:])
+    same, dh2 = shots.continue_height(low, [(0, CUT), (CUT, T)], np.ones(T, dtype=bool), up=CAMERA_UP)
+    assert not np.any(dh2)
+    np.testing.assert_array_equal(same, low)

@@ -80,3 +80,29 @@ def test_an_implausibly_fast_lifter_root_gives_way_to_the_fitted_one(tmp_path, s
     assert quality.motion_figures(plain)["centre_speed_p99"] <= quality.MAX_CENTRE_SPEED
     kept, same = job._plausible_root(calm, plain, rest, opts)
     assert kept is plain and same.notes == calm.notes
+
+
+def _frames(poses: pose_io.PoseSequence, a: int, b: int) -> pose_io.PoseSequence:
+    """Frames a..b-1 of a 2D pose sequence (one shot)."""
+    return replace(poses, keypoints_2d=poses.keypoints_2d[a:b], timestamps=poses.timestamps[a:b],
+                   frame_indices=poses.frame_indices[a:b], detected=poses.detected[a:b], shots=None,
+                   rejected=None, upper_body=None)
+
+
+def test_each_shot_is_lifted_on_its_own(shared_data):
+    """The lifter's window never looks across a cut: with shots, each shot's 3D, root and contacts are exactly what
+    lifting that shot's frames alone gives (real detectron2 2D of a real dance)."""
+    from core import keypoints_io
+
+    poses = keypoints_io.load_detectron2_raw(shared_data / "keypoints" / "lia_kim_dance" / "detectron2_raw.npz")
+    first = int(np.flatnonzero(poses.detected)[0])
+    poses = job._fill(_frames(poses, first, first + 160))
+    cut = 70
+    split = job.lift_trained(replace(poses, shots=np.array([[0, cut], [cut, len(poses)]])))
+    alone = job.lift_trained(_frames(poses, cut, len(poses)))
+    whole = job.lift_trained(poses)
+    np.testing.assert_allclose(split.joints_3d[cut:], alone.joints_3d, atol=1e-6)
+    np.testing.assert_allclose(split.trajectory[cut:], alone.trajectory, atol=1e-6)
+    np.testing.assert_allclose(split.contact_probs[cut:], alone.contact_probs, atol=1e-6)
+    # across the cut the one-shot lifting differs: its window saw the frames of the other shot
+    assert np.abs(whole.joints_3d[cut:cut + 10] - split.joints_3d[cut:cut + 10]).max() > 1e-3

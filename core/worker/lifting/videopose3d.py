@@ -304,7 +304,7 @@ def lift_pose_sequence(poses, lifter: VideoPose3DLifter,
         lifter: a loaded :class:`VideoPose3DLifter`.
         progress: ``progress(stage, done, total)`` callback, called with ``("lift", 0, T)`` and ``("lift", T, T)``.
     Returns:
-        A new PoseSequence with ``joints_3d`` ``(T, 27, 3)`` CANONICAL (H36M-17 + NaN extras), ``lifter =
+        A new PoseSequence (each shot of ``poses.shots`` lifted on its own) with ``joints_3d`` ``(T, 27, 3)`` CANONICAL (H36M-17 + NaN extras), ``lifter =
         "videopose3d"``, ``trajectory`` from ``model_traj`` when the checkpoint has one (else the input's), and a
         note; other fields copied.
     Raises:
@@ -318,14 +318,19 @@ def lift_pose_sequence(poses, lifter: VideoPose3DLifter,
     if progress:
         progress("lift", 0, n)
     kp = poses.keypoints_coco17()
-    res = lifter.lift(kp, poses.image_size)
-    joints = skeletons.h36m17_to_canonical(res.joints)
+    from ...shots import shot_ranges
+
+    # shot by shot (core.shots): the temporal window must not look across a cut, where the camera changes
+    parts = [lifter.lift(kp[a:b], poses.image_size) for a, b in shot_ranges(poses.shots, n)]
+    joints = skeletons.h36m17_to_canonical(np.concatenate([r.joints for r in parts]))
+    trajectory = (np.concatenate([r.trajectory for r in parts])
+                  if all(r.trajectory is not None for r in parts) else None)
     notes = list(poses.notes) + list(lifter.notes)
     notes.append(f"lifted with VideoPose3D (receptive field {lifter.receptive_field} frames"
                  f"{', flip augmentation' if lifter.flip_augment else ''}"
-                 f"{', trajectory model' if res.trajectory is not None else ''})")
+                 f"{', trajectory model' if trajectory is not None else ''})")
     if progress:
         progress("lift", n, n)
     return dataclasses.replace(poses, joints_3d=joints, lifter="videopose3d",
-                               trajectory=res.trajectory if res.trajectory is not None else poses.trajectory,
+                               trajectory=trajectory if trajectory is not None else poses.trajectory,
                                notes=notes)
