@@ -112,7 +112,7 @@ CUT_CASES = (
     Case("cut_cmu05_20_mat4", "mat4", "cmu_iclone/005_20", yaw_deg=-20.0, hfov_deg=50.0, height_m=1.3,
          cut=(75, 55.0, 35.0, 1.0)),
     Case("cut_cmu07_02_walk_mat4", "mat4", "cmu_iclone/007_02", yaw_deg=60.0, hfov_deg=55.0, height_m=1.2,
-         shading="flat", cut=(70, -15.0, 45.0, 1.5)),
+         shading="flat", cut=(40, -15.0, 45.0, 1.5)),
 )
 
 
