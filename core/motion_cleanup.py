@@ -136,6 +136,10 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
     shots are then joined into one motion (``core.shots.align_shots``: the dancer's heading and place go on through a
     cut, in the first shot's camera frame). One shot is the whole clip.
 
+    Args:
+        poses: the pose sequence (``joints_3d`` needed).
+        opts: options (``smoothing``, ``hfov``, ``level``, ``root``), as for :func:`clean_motion`.
+        shots: ``[(start, stop), ...]`` frame ranges covering the clip, or None for ``poses.shots``.
     Returns:
         ``(absolute (T, 27, 3) camera frame metres, keypoints (T, 27, 3) CANONICAL px + confidence or None,
         t (T,) seconds from the first frame, repairs list)``.
@@ -252,7 +256,7 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     from .foot_lock import lock_feet, standing_height
     from .retarget import leg_ik_from_fk, retarget
 
-    absolute, kp, t, repairs = prepare_world(poses, opts)
+    absolute, kp, t, repairs = prepare_world(poses, opts, shots=shots)
     key_fps = float(_opt(opts, "key_fps", 30.0))
     hfov = float(_opt(opts, "hfov", trajectory.DEFAULT_HFOV_DEG))
     cam_mode = str(_opt(opts, "camera", "auto"))
