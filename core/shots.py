@@ -210,6 +210,15 @@ def facing_yaw(joints, up=(0.0, -1.0, 0.0)) -> np.ndarray:
     return yaw
 
 
+def _joints_and_up(joints, up, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, J, 3)`` float64 copy of ``joints`` (ValueError otherwise) and ``up`` as a unit vector."""
+    j = np.array(joints, dtype=np.float64)
+    if j.ndim != 3 or j.shape[2] != 3:
+        raise ValueError(f"{what} expects (T, J, 3) joints, got {j.shape}")
+    u = np.asarray(up, dtype=np.float64)
+    return j, u / np.linalg.norm(u)
+
+
 def _edge_fit(values: np.ndarray, frames: np.ndarray, at: float, circular: bool = False):
     """A least-squares line through ``values`` (``(N,)`` or ``(N, D)``, NaN rows skipped) over ``frames``, evaluated
     at frame ``at``; the angles of ``circular`` values are unwrapped first. None without two finite rows."""
@@ -271,13 +280,9 @@ def align_shots(joints, shots, *, up=(0.0, -1.0, 0.0), root: int = 0, edge: int 
     Raises:
         ValueError: bad shapes or shots.
     """
-    j = np.array(joints, dtype=np.float64)
-    if j.ndim != 3 or j.shape[2] != 3:
-        raise ValueError(f"align_shots expects (T, J, 3) joints, got {j.shape}")
+    j, u = _joints_and_up(joints, up, "align_shots")
     T = len(j)
     rng = shot_ranges(shots, T)
-    u = np.asarray(up, dtype=np.float64)
-    u = u / np.linalg.norm(u)
     turns = np.zeros(len(rng))
     shifts = np.zeros((len(rng), 3))
     flat = np.eye(3) - np.outer(u, u)
@@ -326,16 +331,12 @@ def continue_height(joints, shots, legs_seen, *, up=(0.0, -1.0, 0.0), root: int 
     Raises:
         ValueError: bad shapes or shots.
     """
-    j = np.array(joints, dtype=np.float64)
-    if j.ndim != 3 or j.shape[2] != 3:
-        raise ValueError(f"continue_height expects (T, J, 3) joints, got {j.shape}")
+    j, u = _joints_and_up(joints, up, "continue_height")
     T = len(j)
     seen = np.asarray(legs_seen, dtype=bool)
     if seen.shape != (T,):
         raise ValueError(f"continue_height: legs_seen must be ({T},), got {seen.shape}")
     rng = shot_ranges(shots, T)
-    u = np.asarray(up, dtype=np.float64)
-    u = u / np.linalg.norm(u)
     good = [bool(seen[a:b].mean() >= min_seen) for a, b in rng]
     shifts = np.zeros(len(rng))
     h = j[:, root] @ u
