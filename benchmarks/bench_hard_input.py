@@ -12,6 +12,8 @@ Built clips (written to ``--work``; H.264/MPEG-4 at 25 fps, 640 px wide):
 * ``spliced``: 2 s each of kunkun, the figure skater and the anime dancer, one after the other (shot cuts, a new
   scale and place in each shot);
 * ``zoom``: kunkun with the camera zooming in 1.8x over 4 s (the body grows without walking);
+* ``recut``: kunkun, 2 s of the wide shot and then a cut to a 1.6x closer shot of the same dance going on (an
+  edited video's cut to a medium shot: the dancer must not jump, nor turn, at the cut);
 * ``dropout``: the anime dancer with 40% of the frames blacked out (a clip the detector cannot follow: it must be
   refused);
 * ``side_by_side``: the shared side-by-side clip as it is (the still half must be found).
@@ -101,14 +103,47 @@ def build(work: Path) -> dict:
             y0, x0 = (h - ch) // 3, (w - cw) // 2
             out.append(cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (640, 360)))
         _write(work / "zoom.mp4", out)
+    if not (work / "recut.mp4").exists():
+        src = _frames(KUNKUN, 100)
+        out = []
+        for i, f in enumerate(src):
+            if i >= 50:
+                h, w = f.shape[:2]
+                ch, cw = int(h / 1.6), int(w / 1.6)
+                y0, x0 = (h - ch) // 4, (w - cw) // 2
+                f = f[y0:y0 + ch, x0:x0 + cw]
+            out.append(cv2.resize(f, (640, 360)))
+        _write(work / "recut.mp4", out)
     if not (work / "dropout.mp4").exists():
         src = [cv2.resize(f, (512, 512)) for f in _frames(ANIME, 100, crop=right)]
         rng = np.random.default_rng(0)
         drop = rng.random(len(src)) < 0.4
         _write(work / "dropout.mp4", [np.zeros_like(f) if d else f for f, d in zip(src, drop)])
-    for n in ("closeup_open", "spliced", "zoom", "dropout"):
+    for n in ("closeup_open", "spliced", "zoom", "recut", "dropout"):
         clips[n] = work / f"{n}.mp4"
     return clips
+
+
+def _cut_steps(vmd_path: Path, poses) -> str:
+    """The centre's (センター + グルーブ) largest step within a key of each shot cut of the written motion, in cm,
+    against its median step: a dancer who jumps at a cut shows here. Empty without cuts."""
+    from core.formats import vmd
+    from core.motion import BoneMotion
+
+    shots = getattr(poses, "shots", None)
+    if shots is None or len(shots) < 2:
+        return ""
+    m = BoneMotion.from_vmd(vmd.read(vmd_path))
+    c = m.locations["センター"] + m.locations.get("グルーブ", 0.0)
+    step = np.linalg.norm(np.diff(c, axis=0), axis=1) * 8.0           # MMD units -> cm (core.conventions)
+    t0 = poses.timestamps[0]
+    at = [int(round((poses.timestamps[a] - t0) * 30.0)) for a, _ in shots[1:]]
+    cut = [float(step[max(k - 2, 0):k + 1].max()) for k in at if 0 < k <= len(step)]
+    import re
+
+    turns = [t for n in poses.notes for t in re.findall(r"turned ([+-]?\d+)°", n)]
+    return (f", centre step at the cuts {'/'.join(f'{v:.1f}' for v in cut)} cm (median {np.median(step):.1f})"
+            + (f", shots turned {'/'.join(turns)}°" if turns else ""))
 
 
 def run(repo: Path, name: str, clip, work: Path) -> str:
@@ -138,7 +173,8 @@ def run(repo: Path, name: str, clip, work: Path) -> str:
         use = f"{100 * q.usable_fraction:5.1f}%" if q else f"{100 * p.detected.mean():5.1f}%*"
         extra = (f" detected {100 * q.detected / q.frames:5.1f}% rejected {100 * q.rejected / q.frames:4.1f}% "
                  f"shots {q.shots} legs-out {q.upper_body}") if q else " (no quality report: detected frames)"
-        figures = f"usable {use}{extra} | centre p99 {mf['centre_speed_p99']:.2f} m/s, pops {mf['rotation_pops']}"
+        figures = (f"usable {use}{extra} | centre p99 {mf['centre_speed_p99']:.2f} m/s, pops {mf['rotation_pops']}"
+                   + _cut_steps(out, p))
     else:
         err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
         figures = "REFUSED: " + (err[0][:160] if err else r.stderr.strip()[-160:])
