@@ -11,7 +11,8 @@ quantised RGB colours (``bins`` levels per channel) on a subsampled grid, plus t
 quarters (so a cut between two shots of similar colours still changes the layout). The distance between consecutive
 frames is half the L1 distance of their signatures (in [0, 1]). A cut is a frame whose distance is above
 ``threshold`` and ``ratio`` times the median distance of the frames around it (a fast pan or a flash changes
-histograms too, but for several frames; a cut is one spike), or, between two angles on the same set (the same
+histograms too, but for several frames; a cut is one spike, after which the scene does not come back, as it does
+after a flash of a frame or two), or, between two angles on the same set (the same
 colours, only their layout moves), a smaller distance, above ``quiet_threshold``, that stands out ``quiet_ratio``
 times from frames around it that barely change. Measured (``benchmarks`` renders and the shared videos): a cut from one
 camera to another on the closed-loop set scored 0.085, 26 times its neighbours; no frame of the shared videos or of
@@ -28,6 +29,8 @@ __all__ = ["frame_signature", "detect_shots", "signature_distance", "reanchor", 
            "align_shots", "ShotAlignment", "continue_height", "SIGNATURE_SIZE"]
 
 _BINS = 4
+#: Longest flash (frames) that :func:`detect_shots` tells from a cut: the scene looks as before once it is over.
+_FLASH_FRAMES = 2
 #: Length of :func:`frame_signature`'s output: one whole-frame histogram and four quarter histograms.
 SIGNATURE_SIZE = 5 * _BINS ** 3
 
@@ -110,6 +113,13 @@ def detect_shots(signatures, timestamps=None, *, threshold: float = 0.35, ratio:
         loud = d[i] >= threshold and d[i] >= ratio * max(base, 0.01)
         quiet = d[i] >= quiet_threshold and d[i] >= quiet_ratio * max(base, 1e-3)
         if not (loud or quiet):
+            continue
+        # a flash (a strobe, a camera flash) changes a frame or two and gives the scene back, so the frames just
+        # before the spike and just after it (its start or its end) look alike; across a cut they do not
+        back = [0.5 * float(np.abs(s[i + k] - s[i - 1 - m]).sum()) for m in (0, 1, 2) for k in (0, 1, 2)
+                if 1 <= m + k <= _FLASH_FRAMES and i + k < T and i - 1 - m >= 0]
+        back = [b for b in back if np.isfinite(b)]
+        if back and min(back) < 0.5 * d[i]:
             continue
         if cuts and t[i] - t[cuts[-1]] < min_shot_s:
             if d[i] > d[cuts[-1]]:

@@ -50,6 +50,14 @@ def test_a_cut_between_two_angles_on_the_same_set_is_found():
     assert shots.detect_shots(sig).tolist() == [[0, 30], [30, 60]]
     assert shots.detect_shots(sig, quiet_threshold=1.0).tolist() == [[0, 60]]
     assert shots.detect_shots(sig[:30]).tolist() == [[0, 30]]   # a figure moving on a still set is no cut
+    # a strobe: one frame much brighter, then the same scene again: no cut (the scene comes back)
+    flashed = list(frames[:30])
+    flashed[12] = np.clip(flashed[12].astype(int) + 90, 0, 255).astype(np.uint8)
+    fsig = np.stack([shots.frame_signature(f) for f in flashed])
+    assert shots.signature_distance(fsig)[12] > 0.35                # loud enough for either rule
+    assert shots.detect_shots(fsig).tolist() == [[0, 30]]
+    flashed[20] = flashed[21] = np.clip(flashed[20].astype(int) + 90, 0, 255).astype(np.uint8)   # two frames
+    assert shots.detect_shots(np.stack([shots.frame_signature(f) for f in flashed])).tolist() == [[0, 30]]
 
 
 def test_still_half_found_and_moving_halves_left_alone():
