@@ -1,9 +1,11 @@
-"""Shot cuts from colour histograms (numpy only).
+"""Shot cuts: found from colour histograms, and the shots joined into one motion (numpy only).
 
 An edited dance video cuts between shots: a close-up, then the full body, another angle. Across a cut nothing is
-continuous -- gaps must not be interpolated over it and the root must be re-anchored -- so the pipeline finds the
-cuts first and handles each shot on its own (``core.gating`` per shot, gap filling per shot in
-``core.worker.job``, the ``shots`` array of the pose ``.npz`` for the motion stage's floor per shot).
+continuous -- gaps must not be interpolated over it, a temporal lifter or filter must not look across it, and the
+dancer must not turn or jump with the camera -- so the pipeline finds the cuts first and handles each shot on its
+own (``core.gating`` per shot, gap filling and lifting per shot in ``core.worker.job``, the ``shots`` array of the
+pose ``.npz`` for the motion stage's repairs, smoothing, levelling and floor per shot), then joins the shots
+(:func:`align_shots`, :func:`continue_height`).
 
 Method (a histogram test, as in PySceneDetect's ``HistogramDetector`` / the classic colour-histogram shot-boundary
 detectors): every frame is reduced to :func:`frame_signature`, a normalised joint histogram of its coarsely
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["frame_signature", "detect_shots", "signature_distance", "reanchor", "shot_ranges", "facing_yaw",
+__all__ = ["frame_signature", "detect_shots", "signature_distance", "shot_ranges", "facing_yaw",
            "align_shots", "ShotAlignment", "continue_height", "SIGNATURE_SIZE"]
 
 _BINS = 4
@@ -130,47 +132,6 @@ def detect_shots(signatures, timestamps=None, *, threshold: float = 0.35, ratio:
         cuts.append(i)
     bounds = [0] + cuts + [T]
     return np.array([(a, b) for a, b in zip(bounds[:-1], bounds[1:])], dtype=np.int64)
-
-
-def reanchor(track, shots, *, axes=(0, 1, 2), lookback: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Remove the jump a cut puts into a trajectory: each shot after the first is shifted so that it continues
-    from where the previous shot ended (its first frame = the previous shot's last frame plus the previous shot's
-    mean step over its last ``lookback`` frames), on the chosen ``axes``.
-
-    A cut changes the camera, so the root's position relative to the camera jumps although the dancer did not move;
-    keeping each shot's own trajectory but re-anchoring its start keeps the dancer's travel within the shot and
-    drops the teleport (for the motion stage, e.g. the horizontal axes of ``core.motion_cleanup``'s root).
-
-    Args:
-        track: ``(T, D)`` positions (e.g. the root, metres, ``core.conventions`` camera frame); NaN rows are kept.
-        shots: ``(S, 2)`` ``[start, stop)`` frame ranges (:func:`detect_shots`).
-        axes: the columns to re-anchor (e.g. ``(0, 2)``: x and depth, leaving the height to the floor per shot).
-    Returns:
-        ``(re-anchored (T, D) float64, offsets (S, D) added to each shot)``.
-    Raises:
-        ValueError: shots that do not cover ``0..T`` in order.
-    """
-    x = np.array(track, dtype=np.float64)
-    s = np.asarray(shots, dtype=np.int64).reshape(-1, 2)
-    T = len(x)
-    if len(s) == 0 or s[0, 0] != 0 or s[-1, 1] != T or np.any(s[1:, 0] != s[:-1, 1]):
-        raise ValueError(f"reanchor: shots must cover 0..{T} in order, got {s.tolist()}")
-    offsets = np.zeros((len(s), x.shape[1]))
-    cols = list(axes)
-    for k in range(1, len(s)):
-        a = int(s[k, 0])
-        p0, p1 = int(s[k - 1, 0]), a
-        prev = x[p0:p1, cols]
-        prev = prev[np.isfinite(prev).all(axis=1)]
-        cur = x[a:int(s[k, 1]), cols]
-        cur = cur[np.isfinite(cur).all(axis=1)]
-        if len(prev) == 0 or len(cur) == 0:
-            continue
-        step = np.diff(prev[-(lookback + 1):], axis=0).mean(axis=0) if len(prev) >= 2 else 0.0
-        off = prev[-1] + step - cur[0]
-        x[a:, cols] += off     # later shots move with this one, so each cut is re-anchored once
-        offsets[k:, cols] += off
-    return x, offsets
 
 
 def shot_ranges(shots, T: int) -> list[tuple[int, int]]:

@@ -71,15 +71,3 @@ def test_still_half_found_and_moving_halves_left_alone():
     moving = np.stack([rng.integers(0, 255, (60, 160, 3)).astype(np.uint8) for _ in range(8)])
     assert crop_help.find_static_half(moving).crop is None
     assert crop_help.find_static_half(frames[:1]).crop is None
-
-
-def test_reanchor_removes_the_jump_at_a_cut_and_keeps_each_shots_travel():
-    t = np.arange(60)
-    root = np.stack([0.02 * t, np.zeros(60), np.full(60, 3.0)], axis=1)
-    root[30:] += [1.5, 0.0, -1.0]                    # the camera cut: the root jumps, the dancer did not
-    out, off = shots.reanchor(root, [(0, 30), (30, 60)], axes=(0, 2))
-    assert np.allclose(np.diff(out[:, 0]), 0.02) and np.allclose(out[:, 2], 3.0)
-    assert np.allclose(off[1], [-1.5, 0.0, 1.0]) and np.allclose(off[0], 0)
-    assert np.allclose(shots.reanchor(root, [(0, 60)])[0], root)
-    with pytest.raises(ValueError):
-        shots.reanchor(root, [(0, 20), (30, 60)])
