@@ -81,6 +81,18 @@ def fill_gaps(x: np.ndarray, t: np.ndarray, valid: np.ndarray | None = None) -> 
     return flat.reshape(np.shape(x)), GapReport(filled=idx, runs=_runs(idx))
 
 
+def line_at(x: np.ndarray, t: np.ndarray, at: float) -> np.ndarray:
+    """Value at time ``at`` of the least-squares straight line through ``x`` (``(n, ...)``, n >= 1, finite) over
+    ``t`` (``(n,)``); one sample is returned as it is. ``(...)`` float64."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if x.shape[0] < 2:
+        return x[0].copy()
+    A = np.stack([t - at, np.ones_like(t)], axis=1)
+    coef = np.linalg.lstsq(A, x.reshape(x.shape[0], -1), rcond=None)[0]
+    return coef[1].reshape(x.shape[1:])
+
+
 def resample(x: np.ndarray, t: np.ndarray, t_new: np.ndarray) -> np.ndarray:
     """Linearly resample a track at new times (held at the ends).
 

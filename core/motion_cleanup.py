@@ -298,8 +298,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
         # a close-up's floor is a guess (its feet are out of frame): its hips go on at the height of the shot beside
         lifted, dh = continue_height(g.joints, shots, ~np.asarray(upper, dtype=bool), up=floor.CAMERA_UP)
         if np.any(dh):
-            g = replace(g, joints=lifted, shift=g.shift + np.concatenate([np.full(b - a, v) for (a, b), v in
-                                                                          zip(shot_ranges(shots, len(t)), dh)]))
+            sizes = [b - a for a, b in shot_ranges(shots, len(t))]
+            g = replace(g, joints=lifted, shift=g.shift + np.repeat(dh, sizes))
             report.notes.append("shots without the legs in view (close-ups) take their height from the shot beside: "
                                 + ", ".join(f"shot {k + 1} {100 * v:+.0f} cm" for k, v in enumerate(dh) if v))
 

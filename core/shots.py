@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .filters import line_at
+from .skeletons import CANONICAL
+
 __all__ = ["frame_signature", "detect_shots", "signature_distance", "shot_ranges", "facing_yaw",
            "align_shots", "ShotAlignment", "continue_height", "SIGNATURE_SIZE"]
 
@@ -151,7 +154,7 @@ def shot_ranges(shots, T: int) -> list[tuple[int, int]]:
 
 
 #: ``CANONICAL`` indices of the left and right hips and shoulders (the body's left-right axis).
-_LR = ((4, 1), (11, 14))
+_LR = tuple((CANONICAL.index("L" + n), CANONICAL.index("R" + n)) for n in ("Hip", "Shoulder"))
 
 
 def facing_yaw(joints, up=(0.0, -1.0, 0.0)) -> np.ndarray:
@@ -191,19 +194,15 @@ def _joints_and_up(joints, up, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _edge_fit(values: np.ndarray, frames: np.ndarray, at: float, circular: bool = False):
-    """A least-squares line through ``values`` (``(N,)`` or ``(N, D)``, NaN rows skipped) over ``frames``, evaluated
-    at frame ``at``; the angles of ``circular`` values are unwrapped first. None without two finite rows."""
+    """``core.filters.line_at`` of ``values`` (``(N,)`` or ``(N, D)``, NaN rows skipped) over ``frames`` at frame
+    ``at``; the angles of ``circular`` values are unwrapped first. None without two finite rows."""
     v = np.asarray(values, dtype=np.float64)
     v2 = v.reshape(len(v), -1)
     ok = np.isfinite(v2).all(axis=1)
     if ok.sum() < 2:
         return None
-    f, v2 = frames[ok].astype(np.float64), v2[ok]
-    if circular:
-        v2 = np.unwrap(v2, axis=0)
-    a = np.stack([np.ones_like(f), f - at], axis=1)
-    coef, *_ = np.linalg.lstsq(a, v2, rcond=None)
-    out = coef[0]
+    v2 = np.unwrap(v2[ok], axis=0) if circular else v2[ok]
+    out = line_at(v2, frames[ok], at)
     return out.reshape(v.shape[1:]) if v.ndim > 1 else float(out[0])
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import quat as Q
+from .filters import line_at
 from .skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["Repair", "one_euro", "one_euro_params", "smooth_rotations", "hampel", "repair_rotation_flips",
@@ -136,11 +137,7 @@ EDGE_FIT_S = 0.5
 
 def _edge_value(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Value at ``t[0]`` of the least-squares line through ``x`` (``(n, ..., C)``, n >= 1) over ``t`` (``(n,)``)."""
-    if x.shape[0] < 2:
-        return x[0].copy()
-    A = np.stack([t - t[0], np.ones_like(t)], axis=1)
-    coef = np.linalg.lstsq(A, x.reshape(x.shape[0], -1), rcond=None)[0]
-    return coef[1].reshape(x.shape[1:])
+    return line_at(x, t, t[0])
 
 
 def _odd_pad(x: np.ndarray, t: np.ndarray, pad_s: float) -> tuple[np.ndarray, np.ndarray, int]:

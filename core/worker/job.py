@@ -157,10 +157,8 @@ def _lift_per_shot(lifter, kp: np.ndarray, poses: pose_io.PoseSequence, hfov, wo
 
     groups = []
     for a, b in shot_ranges(poses.shots, len(poses)):
-        if groups and not poses.detected[a:b].any():
-            groups[-1] = (groups[-1][0], b)
-        elif groups and not poses.detected[groups[-1][0]:groups[-1][1]].any():
-            groups[-1] = (groups[-1][0], b)
+        if groups and not (poses.detected[a:b].any() and poses.detected[groups[-1][0]:groups[-1][1]].any()):
+            groups[-1] = (groups[-1][0], b)      # this shot or the one before has no detection: lift them together
         else:
             groups.append((a, b))
     outs = [lifter.lift(kp[a:b], poses.image_size, hfov, world_3d=None if world is None else world[a:b],

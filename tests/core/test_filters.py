@@ -93,3 +93,12 @@ def test_savgol_keeps_polynomials_and_rejects_bad_input():
         filters.savgol(quad, 8, 2)
     with pytest.raises(ValueError, match="fill gaps"):
         filters.savgol(np.array([0.0, np.nan, 1.0, 2.0, 3.0]), 3, 1)
+
+
+def test_line_at_extrapolates_the_least_squares_line():
+    from core.filters import line_at
+
+    t = np.array([0.0, 0.1, 0.2, 0.3])
+    x = np.stack([2.0 + 3.0 * t, -1.0 * t], axis=1) + np.array([[0.01], [-0.01], [-0.01], [0.01]])
+    np.testing.assert_allclose(line_at(x, t, 0.5), [3.5, -0.5], atol=1e-12)   # the noise is symmetric: no bias
+    np.testing.assert_array_equal(line_at(x[:1], t[:1], 9.0), x[0])          # one sample: itself
