@@ -32,9 +32,28 @@ def _npz_start(path: Path) -> float:
     return float(poses.frame_indices[0]) / float(poses.fps) if len(poses) and poses.fps > 0 else 0.0
 
 
+def _npz_video(path: Path) -> Path:
+    """The video a pose file was estimated from (its ``source``), so that the frame shown beside the model is that
+    clip's and not another one's.
+
+    Raises:
+        SystemExit: the pose file names no video, or that video is not there (pass ``--video``).
+    """
+    from core import pose_io
+
+    src = str(pose_io.load(path).source or "")
+    video = Path(src)
+    if not src or not video.is_file():
+        raise SystemExit(f"screenshot: {path} was estimated from {src or 'no named video'!r}, which is not here: "
+                         "pass --video VIDEO")
+    return video
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--video", type=Path, default=DATA / "videos" / "kunkun_dance_864x480_25fps.mp4")
+    ap.add_argument("--video", type=Path, default=None,
+                    help="the dance video (default: the --npz pose file's own source video, else the shared kunkun "
+                         "clip)")
     ap.add_argument("--model", type=Path, default=DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx")
     ap.add_argument("--start", type=float, default=None,
                     help="seconds into the video (default 2, or where the --npz pose file starts)")
@@ -47,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1280x640")
     ap.add_argument("--yaw", type=float, default=25.0, help="camera angle from the front, degrees")
     args = ap.parse_args(argv)
+    if args.video is None:
+        args.video = _npz_video(args.npz) if args.npz else DATA / "videos" / "kunkun_dance_864x480_25fps.mp4"
     if args.start is None:
         args.start = _npz_start(args.npz) if args.npz else 2.0
 
