@@ -110,8 +110,9 @@ def detect_shots(signatures, timestamps=None, *, threshold: float = 0.35, ratio:
         raise ValueError(f"detect_shots: timestamps must be ({T},), got {t.shape}")
     d = np.nan_to_num(signature_distance(s), nan=0.0)
     cuts: list[int] = []
-    for i in range(1, T):
-        if d[i] < min(threshold, quiet_threshold):
+    for i in np.flatnonzero(d >= min(threshold, quiet_threshold)):     # only frames that can be a cut
+        i = int(i)
+        if i == 0:
             continue
         around = np.concatenate([d[max(1, i - window):i], d[i + 1:i + 1 + window]])
         base = float(np.median(around)) if around.size else 0.0

@@ -135,11 +135,6 @@ def _one_euro_passes(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: floa
 EDGE_FIT_S = 0.5
 
 
-def _edge_value(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Value at ``t[0]`` of the least-squares line through ``x`` (``(n, ..., C)``, n >= 1) over ``t`` (``(n,)``)."""
-    return line_at(x, t, t[0])
-
-
 def _odd_pad(x: np.ndarray, t: np.ndarray, pad_s: float) -> tuple[np.ndarray, np.ndarray, int]:
     """``x``, ``t`` extended at each end by the samples within ``pad_s`` of it, reflected through the edge's fitted
     value (point reflection: ``2·x_edge - x``, times mirrored), so a trend continues past the ends; returns
@@ -149,8 +144,8 @@ def _odd_pad(x: np.ndarray, t: np.ndarray, pad_s: float) -> tuple[np.ndarray, np
     n1 = int(np.clip(np.searchsorted(t[-1] - t[::-1], pad_s, side="right") - 1, 0, T - 1))
     k0 = max(int(np.searchsorted(t - t[0], EDGE_FIT_S, side="right")), 1)
     k1 = max(int(np.searchsorted(t[-1] - t[::-1], EDGE_FIT_S, side="right")), 1)
-    a0 = _edge_value(x[:k0], t[:k0])
-    a1 = _edge_value(x[::-1][:k1], t[::-1][:k1])
+    a0 = line_at(x[:k0], t[:k0], t[0])                      # each end's value on a line fitted near it
+    a1 = line_at(x[::-1][:k1], t[::-1][:k1], t[-1])
     xr, tr = x[::-1][1:n1 + 1], t[::-1][1:n1 + 1]              # x[T-2], x[T-3], ... (n1 of them)
     xp = np.concatenate([2.0 * a0 - x[n0:0:-1], x, 2.0 * a1 - xr])
     tp = np.concatenate([2.0 * t[0] - t[n0:0:-1], t, 2.0 * t[-1] - tr])
