@@ -128,6 +128,12 @@ def _merge_repairs(parts: list, what: str | None = None) -> smoothing.Repair:
     return rep
 
 
+def _by_shot(ranges, repair_one, what: str | None = None) -> smoothing.Repair:
+    """Run ``repair_one(a, b)`` (which repairs frames ``[a, b)`` in place and returns their
+    :class:`core.smoothing.Repair`) on each shot of ``ranges`` and merge the repairs (:func:`_merge_repairs`)."""
+    return _merge_repairs([(a, b, repair_one(a, b)) for a, b in ranges], what)
+
+
 def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
     """Steps 1-3 of the module docstring: repaired, smoothed, levelled absolute joints at the video frames.
 
@@ -164,11 +170,11 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
     rep2 = None
     if poses.keypoints_2d.shape[1] > 0:
         kp = poses.keypoints_canonical_2d().astype(np.float64)
-        parts = []
-        for a, b in ranges:
+        def swaps_2d(a, b):
             kp[a:b, :, :2], r = smoothing.repair_swaps(kp[a:b, :, :2], confidence=np.nan_to_num(kp[a:b, :, 2]))
-            parts.append((a, b, r))
-        rep2 = _merge_repairs(parts, "left/right swap (2D)")
+            return r
+
+        rep2 = _by_shot(ranges, swaps_2d, "left/right swap (2D)")
         if getattr(poses, "lifter", "") not in LIFTERS_UNDOING_SWAPS:
             # a 3D from the same detection (MediaPipe's world landmarks) carries its labels: exchange the same
             # joints on the same frames (repairing 3D on its own leaves 2D and 3D disagreeing, and the trajectory
@@ -176,19 +182,19 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
             j3 = smoothing.apply_swaps(j3, rep2.details["masks"])
     else:
         kp = None
-    parts = []
-    for a, b in ranges:
+    def gaps_and_outliers(a, b):
         v = valid[a:b] if valid is not None and valid[a:b].any() else None    # a shot the job filled from its neighbour
         j3[a:b, cols], _ = filters.fill_gaps(j3[a:b, cols], t[a:b], v)
         j3[a:b, cols], r = smoothing.hampel(j3[a:b, cols], t[a:b])
-        parts.append((a, b, r))
-    repairs.append(_merge_repairs(parts))
+        return r
+
+    def swaps_3d(a, b):       # 3D alone: after the outliers (a glitch is not a swap)
+        j3[a:b], r = smoothing.repair_swaps(j3[a:b])
+        return r
+
+    repairs.append(_by_shot(ranges, gaps_and_outliers))
     if rep2 is None:
-        parts = []
-        for a, b in ranges:   # 3D alone: after the outliers (a glitch is not a swap)
-            j3[a:b], r = smoothing.repair_swaps(j3[a:b])
-            parts.append((a, b, r))
-        rep2 = _merge_repairs(parts, "left/right swap (3D)")
+        rep2 = _by_shot(ranges, swaps_3d, "left/right swap (3D)")
     repairs.append(rep2)
 
     # 2. root
@@ -201,11 +207,12 @@ def prepare_world(poses: pose_io.PoseSequence, opts=None, shots=None):
     else:
         root = np.zeros((T, 3))
     root = np.array(root, dtype=np.float64)
-    parts = []
-    for a, b in ranges:       # a cut's jump is the camera's: each shot's own root is checked
+
+    def root_jumps(a, b):     # a cut's jump is the camera's: each shot's own root is checked
         root[a:b], r = smoothing.repair_root_jumps(root[a:b], t[a:b])
-        parts.append((a, b, r))
-    repairs.append(_merge_repairs(parts))
+        return r
+
+    repairs.append(_by_shot(ranges, root_jumps))
 
     # 3. smoothing, levelling
     absolute = np.zeros_like(j3)
