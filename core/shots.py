@@ -30,7 +30,7 @@ import numpy as np
 from .filters import line_at
 from .skeletons import CANONICAL
 
-__all__ = ["frame_signature", "detect_shots", "signature_distance", "shot_ranges", "facing_yaw",
+__all__ = ["frame_signature", "detect_shots", "signature_distance", "shot_ranges", "lift_ranges", "facing_yaw",
            "align_shots", "ShotAlignment", "continue_height", "SIGNATURE_SIZE"]
 
 _BINS = 4
@@ -152,6 +152,27 @@ def shot_ranges(shots, T: int) -> list[tuple[int, int]]:
             any(p[1] != q[0] for p, q in zip(out, out[1:])):
         raise ValueError(f"shots must cover 0..{T} in order, got {out}")
     return out
+
+
+def lift_ranges(shots, detected) -> list[tuple[int, int]]:
+    """The frame ranges a temporal lifter is run on: each shot on its own (its window must not see across a cut,
+    where the camera changes), except that a shot without a detected frame is lifted together with the shot before
+    it (the first such shot with the one after it): alone it has nothing to lift.
+
+    Args:
+        shots: ``(S, 2)`` ``[start, stop)`` frame ranges or None (:func:`shot_ranges`).
+        detected: ``(T,)`` bool, frames the detector found the dancer on.
+    Returns:
+        ``[(start, stop), ...]`` covering ``0..T`` in order.
+    """
+    det = np.asarray(detected, dtype=bool)
+    groups: list[tuple[int, int]] = []
+    for a, b in shot_ranges(shots, len(det)):
+        if groups and not (det[a:b].any() and det[groups[-1][0]:groups[-1][1]].any()):
+            groups[-1] = (groups[-1][0], b)
+        else:
+            groups.append((a, b))
+    return groups
 
 
 #: ``CANONICAL`` indices of the left and right hips and shoulders (the body's left-right axis).

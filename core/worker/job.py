@@ -149,18 +149,12 @@ def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> 
 
 
 def _lift_per_shot(lifter, kp: np.ndarray, poses: pose_io.PoseSequence, hfov, world):
-    """``lifter.lift`` on each shot of ``poses`` on its own (``poses.shots``; ``core.shots``): the lifter's window must
-    not see across a cut, where the camera changes. A shot without a detected frame is lifted with the shot before
-    it (or, first, after it). Returns one ``core.lifting.trained.LiftOutput`` for the whole clip."""
+    """``lifter.lift`` on each shot of ``poses`` on its own (``core.shots.lift_ranges``: the lifter's window must not
+    see across a cut). Returns one ``core.lifting.trained.LiftOutput`` for the whole clip."""
     from ..lifting.trained import LiftOutput
-    from ..shots import shot_ranges
+    from ..shots import lift_ranges
 
-    groups = []
-    for a, b in shot_ranges(poses.shots, len(poses)):
-        if groups and not (poses.detected[a:b].any() and poses.detected[groups[-1][0]:groups[-1][1]].any()):
-            groups[-1] = (groups[-1][0], b)      # this shot or the one before has no detection: lift them together
-        else:
-            groups.append((a, b))
+    groups = lift_ranges(poses.shots, poses.detected)
     outs = [lifter.lift(kp[a:b], poses.image_size, hfov, world_3d=None if world is None else world[a:b],
                         world_present=poses.detected[a:b], flip=world is not None) for a, b in groups]
     if len(outs) == 1:

@@ -71,3 +71,17 @@ def test_still_half_found_and_moving_halves_left_alone():
     moving = np.stack([rng.integers(0, 255, (60, 160, 3)).astype(np.uint8) for _ in range(8)])
     assert crop_help.find_static_half(moving).crop is None
     assert crop_help.find_static_half(frames[:1]).crop is None
+
+
+def test_lift_ranges_keep_shots_apart_unless_one_has_no_detection():
+    """Each shot is lifted on its own; a shot the detector never found the dancer in goes with the shot before it
+    (the first such shot with the one after it), since alone it holds nothing to lift."""
+    cuts = [(0, 10), (10, 20), (20, 30), (30, 40)]
+    det = np.ones(40, dtype=bool)
+    assert shots.lift_ranges(cuts, det) == cuts
+    det[20:30] = False                                    # the third shot: nobody found
+    assert shots.lift_ranges(cuts, det) == [(0, 10), (10, 30), (30, 40)]
+    det = np.ones(40, dtype=bool)
+    det[0:10] = False                                     # the first shot: nobody found
+    assert shots.lift_ranges(cuts, det) == [(0, 20), (20, 30), (30, 40)]
+    assert shots.lift_ranges(None, np.ones(7, dtype=bool)) == [(0, 7)]

@@ -318,10 +318,10 @@ def lift_pose_sequence(poses, lifter: VideoPose3DLifter,
     if progress:
         progress("lift", 0, n)
     kp = poses.keypoints_coco17()
-    from ...shots import shot_ranges
+    from ...shots import lift_ranges
 
-    # shot by shot (core.shots): the temporal window must not look across a cut, where the camera changes
-    parts = [lifter.lift(kp[a:b], poses.image_size) for a, b in shot_ranges(poses.shots, n)]
+    # shot by shot (core.shots.lift_ranges): the temporal window must not look across a cut, where the camera changes
+    parts = [lifter.lift(kp[a:b], poses.image_size) for a, b in lift_ranges(poses.shots, poses.detected)]
     joints = skeletons.h36m17_to_canonical(np.concatenate([r.joints for r in parts]))
     trajectory = (np.concatenate([r.trajectory for r in parts])
                   if all(r.trajectory is not None for r in parts) else None)
