@@ -123,14 +123,15 @@ def make_cases(n_cases: int, n_frames: int, seed: int) -> list[dict]:
     return cases
 
 
-def render_and_detect(case: dict, cache: Path, cli_repo: Path) -> Path:
-    """Render the case (unless cached) and run the CLI on it; returns the case folder."""
+def render_and_detect(case: dict, cache: Path, cli_repo: Path, shading: str = "studio") -> Path:
+    """Render the case (unless cached) with ``shading`` (``render_case``'s) and run the CLI on it; returns the case
+    folder."""
     from benchmarks.closed_loop.render import render_case
     d = cache / case["name"]
     gt = d / "gt.npz"
     if not gt.is_file() or not (d / "render.mp4").is_file() or json.loads((d / "case.json").read_text()) != _desc(case):
         d.mkdir(parents=True, exist_ok=True)
-        render_case(MODELS[case["model"]], case["motion"], case["camera"], d)
+        render_case(MODELS[case["model"]], case["motion"], case["camera"], d, shading=shading, progress=False)
         (d / "case.json").write_text(json.dumps(_desc(case), indent=1))
     est = d / "est.npz"
     if not est.is_file() or est.stat().st_mtime < gt.stat().st_mtime:
@@ -145,8 +146,11 @@ def render_and_detect(case: dict, cache: Path, cli_repo: Path) -> Path:
 
 
 def _desc(case: dict) -> dict:
-    return {"model": case["model"], "source": case["source"], "camera": case["camera"].to_dict(),
-            "frames": int(case["motion"].n_frames)}
+    out = {"model": case["model"], "source": case["source"], "camera": case["camera"].to_dict(),
+           "frames": int(case["motion"].n_frames)}
+    if case.get("shading", "studio") != "studio":
+        out["shading"] = case["shading"]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ statistics
