@@ -58,6 +58,14 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", type=float, default=0.0,
                     help="fraction of training sequences with runs of frames read back to front (BlazePose's "
                          "front/back mistake; default 0)")
+    ap.add_argument("--rendered", type=Path, default=None,
+                    help="folder of rendered cases (python -m tools.lifter_training.rendered): part of each batch is "
+                         "real MediaPipe output on renders of training clips; the checkpoint is chosen on its "
+                         "validation clips (needs --world)")
+    ap.add_argument("--p-rendered", type=float, default=0.25, help="fraction of each batch from --rendered")
+    ap.add_argument("--rendered-models", default=None,
+                    help="comma-separated: use only these models' renders (mat4, yw; default all)")
+    ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up over this many steps")
     args = ap.parse_args(argv)
     from tools.lifter_training.train import train
     name = "mocap_tcn" + ("_world" if args.world else "") + ("_cmu" if args.cmu_only else "") + ".npz"
@@ -68,7 +76,8 @@ def main(argv=None) -> int:
                 cache=args.cache,
                 cmu_only=args.cmu_only, threads=args.threads, time_budget_s=args.time_budget,
                 noise_file=args.noise, command=cmd.strip(), history=args.history, world=args.world, init=args.init,
-                up=args.up, p_mirror=args.mirror,
+                up=args.up, p_mirror=args.mirror, rendered=args.rendered, p_rendered=args.p_rendered,
+                rendered_models=args.rendered_models.split(",") if args.rendered_models else None, warmup=args.warmup,
                 log=lambda s: print(s, flush=True))
     print(f"done: {res['steps']} steps in {res['seconds']:.0f} s; best held-out: {res['best']}", flush=True)
     return 0

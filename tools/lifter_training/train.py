@@ -172,7 +172,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
           out: Path, cache: Path = dataset.DEFAULT_CACHE, cmu_only: bool = False, threads: int = 2,
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
           command: str = "", history: Path | None = None, world: bool = False, init: Path | None = None,
-          up: bool = False, p_mirror: float = 0.0) -> dict:
+          up: bool = False, p_mirror: float = 0.0, rendered: Path | None = None, p_rendered: float = 0.25,
+          rendered_models=None, warmup: int = 0) -> dict:
     """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures.
 
     ``world``: the model also takes MediaPipe's world landmarks (``core.lifting.trained.N_FEATURES_WORLD`` inputs),
@@ -180,6 +181,11 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     exported weights (their input widened with zero weights, batch norm frozen: :func:`model.widen_input`,
     :func:`model.freeze_batch_norm`) instead of a random initialisation. ``up``: the model also estimates the
     world's up direction in the camera frame (``N_OUTPUTS_UP`` outputs; loss 0.05 x its L2 error).
+    ``rendered``: a folder of rendered cases (:mod:`.rendered`, needs ``world``): a fraction ``p_rendered`` of each
+    batch's windows is real MediaPipe output on renders of training clips (``rendered_models``: only those models'
+    renders), and the checkpoint is chosen on the rendered validation clips instead of the synthetic held-out set.
+    ``warmup``: the learning rate rises linearly over this many first steps (a fine-tune's first Adam steps move
+    every weight by about ``lr`` at once, which throws a trained network off).
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -207,6 +213,20 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
         by_model = nd.get("world_3d_by_model") or {"all": nd["world_3d"]}
         mixture = [(WORLD_MIX.get(k, 1.0), World3DNoise.from_dict(v)) for k, v in sorted(by_model.items())]
         mix_p = np.array([w for w, _ in mixture]) / sum(w for w, _ in mixture)
+    r_train, r_val, n_r = [], [], 0
+    if rendered is not None:
+        from . import rendered as rendered_mod
+        if not world:
+            raise ValueError("rendered cases carry MediaPipe's world landmarks: train them with world=True")
+        cases = rendered_mod.load_all(rendered, models=rendered_models, log=log)
+        r_train = [c for c in cases if not rendered_mod.is_validation(c.clip)]
+        r_val = [c for c in cases if rendered_mod.is_validation(c.clip)]
+        if not r_train or not r_val:
+            raise ValueError(f"{rendered}: need rendered training and validation cases, found {len(r_train)} and "
+                             f"{len(r_val)} (render more: python -m tools.lifter_training.rendered)")
+        n_r = int(round(batch * p_rendered))
+        log(f"rendered: {len(r_train)} training cases ({sum(len(c.d) for c in r_train)} frames), {len(r_val)} "
+            f"validation cases ({sum(len(c.d) for c in r_val)} frames); {n_r} of {batch} windows per step")
     log(f"data: {len(train_v)} train variants ({sum(len(v.joints) for v in train_v)} frames), {len(test_v)} test "
         f"variants ({sum(len(v.joints) for v in test_v)} frames); noise model: {noise.source}")
     full_eval = make_eval_set(test_v, noise, world_noise=world_noise)
@@ -227,17 +247,23 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     rf = model.receptive_field
     opt = torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True)
     gamma = lr_final ** (1.0 / max(steps, 1))
+    base_lr = lr
     best, best_fig, hist = math.inf, None, []
     run = {"mpjpe": 0.0, "vel": 0.0, "bone": 0.0, "depth": 0.0, "bce": 0.0, "up": 0.0}
     t0 = time.time()
     def make_batch():
-        j, c, m = sample_windows(rng, train_v, probs, batch, out_frames, rf)
+        j, c, m = sample_windows(rng, train_v, probs, batch - n_r, out_frames, rf)
         noise.scale = float(rng.uniform(0.7, 1.5))           # noise-level augmentation around the measurement
         wn = None
         if world_noise is not None:
             wn = mixture[int(rng.choice(len(mixture), p=mix_p))][1]
             wn.scale = float(rng.uniform(*WORLD_SCALE))
-        return synth.make_inputs(rng, j, noise, world_noise=wn, p_mirror=p_mirror), c, m
+        r = synth.make_inputs(rng, j, noise, world_noise=wn, p_mirror=p_mirror)
+        if n_r:
+            rw = rendered_mod.sample_windows(rng, r_train, n_r, out_frames, rf)
+            r = {k: np.concatenate([r[k], rw[k]]) for k in ("features", "target", "d", "up")}
+            c, m = np.concatenate([c, rw["contacts"].astype(np.float32)]), np.concatenate([m, rw["mask"]])
+        return r, c, m
 
     # The next batch is made (numpy, one generator, in order: deterministic) while torch trains on this one.
     pool = ThreadPoolExecutor(1)
@@ -257,9 +283,10 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
         ls = losses(o, tgt, d, torch.from_numpy(c), mask, up_t)
         opt.zero_grad()
         ls["total"].backward()
-        opt.step()
         for g in opt.param_groups:
-            g["lr"] *= gamma
+            g["lr"] = base_lr * (min(1.0, step / warmup) if warmup else 1.0)
+        opt.step()
+        base_lr *= gamma
         for k in run:
             run[k] += float(ls[k].detach())
         last = step == steps or (time_budget_s is not None and time.time() - t_start > time_budget_s)
@@ -271,6 +298,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
             if init is not None:
                 freeze_batch_norm(model)
             fig = evaluate(load_lifter(tmp_out), eval_set)
+            if r_val:
+                fig["rendered_val"] = rendered_mod.evaluate_rendered(load_lifter(tmp_out), r_val)
             el = time.time() - t0
             hist.append({"step": step, "elapsed_s": round(el), **{k: v / n for k, v in run.items()},
                          "eval": fig})
@@ -282,10 +311,14 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
                 f"depth {run['depth'] / n:.4f} bce {run['bce'] / n:.3f} up {run['up'] / n:.3f} | held-out MPJPE "
                 f"{a['mpjpe_mm']:.1f} up {a['up_err_deg']:.1f}° "
                 f"PA {a['pa_mpjpe_mm']:.1f} mm depth {a['root_depth_err_pct']:.1f}% contacts "
-                f"{a['contact_acc']:.3f}{dance}")
+                f"{a['contact_acc']:.3f}{dance}" + (
+                    f" | rendered val {fig['rendered_val']['all']['mpjpe_mm']:.1f}/"
+                    f"{fig['rendered_val']['all']['pa_mpjpe_mm']:.1f} up {fig['rendered_val']['all']['up_err_deg']:.1f}°"
+                    if r_val else ""))
             run = {k: 0.0 for k in run}
-            if a["mpjpe_mm"] < best:
-                best, best_fig = a["mpjpe_mm"], fig
+            score = fig["rendered_val"]["all"]["mpjpe_mm"] if r_val else a["mpjpe_mm"]
+            if score < best:
+                best, best_fig = score, fig
                 meta = {"trained_steps": step, "seed": seed, "channels": channels, "blocks": blocks, "dropout": dropout,
                         "receptive_field": rf, "noise_model": noise.source,
                         "inputs": "2D keypoints + MediaPipe world landmarks" if world else "2D keypoints",
@@ -294,17 +327,23 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
                         "Bandai Namco Research Motiondataset 1+2 (CC BY-NC 4.0) + CMU (iClone BVH)",
                         "license": "CMU data terms (commercial use allowed)" if cmu_only else "CC BY-NC 4.0",
                         "heldout": json.dumps(fig), "command": command, "train_seconds": round(el)}
+                if r_train:
+                    meta["rendered"] = (f"{len(r_train)} rendered training cases ({n_r}/{batch} windows per step), "
+                                        f"{len(r_val)} validation cases: MediaPipe on renders of mocap TRAIN clips "
+                                        f"(tools/lifter_training/rendered.py)")
                 model.eval()
                 export_npz(model, out, meta)
                 model.train()
                 if init is not None:
                     freeze_batch_norm(model)
-                log(f"  saved best (held-out MPJPE {best:.1f} mm) to {out}")
+                log(f"  saved best ({'rendered validation' if r_val else 'held-out'} MPJPE {best:.1f} mm) to {out}")
             if last:
                 break
     pool.shutdown(wait=True, cancel_futures=True)
     # The best checkpoint on the whole held-out set; its figures go into the weights' metadata.
     final = evaluate(load_lifter(out), full_eval)
+    if r_val:
+        final["rendered_val"] = rendered_mod.evaluate_rendered(load_lifter(out), r_val)
     with np.load(out, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["meta_heldout"] = np.array(json.dumps(final))
