@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rendered-models", default=None,
                     help="comma-separated: use only these models' renders (mat4, yw; default all)")
     ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up over this many steps")
+    ap.add_argument("--limb-corr", default=None, metavar="ARM,LEG",
+                    help="correlation of the synthetic 2D errors within a forearm / shin (measured: python -m "
+                         "tools.lifter_training.rendered --limb-correlation); default independent")
     args = ap.parse_args(argv)
     from tools.lifter_training.train import train
     name = "mocap_tcn" + ("_world" if args.world else "") + ("_cmu" if args.cmu_only else "") + ".npz"
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
                 noise_file=args.noise, command=cmd.strip(), history=args.history, world=args.world, init=args.init,
                 up=args.up, p_mirror=args.mirror, rendered=args.rendered, p_rendered=args.p_rendered,
                 rendered_models=args.rendered_models.split(",") if args.rendered_models else None, warmup=args.warmup,
+                limb_corr=dict(zip(("arm", "leg"), map(float, args.limb_corr.split(",")))) if args.limb_corr else None,
                 log=lambda s: print(s, flush=True))
     print(f"done: {res['steps']} steps in {res['seconds']:.0f} s; best held-out: {res['best']}", flush=True)
     return 0

@@ -104,3 +104,25 @@ def test_validation_split_is_by_whole_clip():
     val = [n for n in names if rendered.is_validation(n)]
     assert 60 < len(val) < 140
     assert val == [n for n in names if rendered.is_validation(n)]
+
+
+def test_limb_correlation_reads_the_detections_errors(case_dir, tmp_path):
+    """A detector whose forearm points share one error and whose legs' errors are independent."""
+    d, gt, world = case_dir
+    case = tmp_path / "noisy"
+    case.mkdir()
+    for name in ("gt.npz", "rendered.json"):
+        (case / name).write_bytes((d / name).read_bytes())
+    rng = np.random.default_rng(4)
+    err = rng.normal(0.0, 4.0, (T, len(CANONICAL), 2))
+    j = {n: i for i, n in enumerate(CANONICAL)}
+    for side in "LR":
+        err[:, j[side + "Wrist"]] = err[:, j[side + "Elbow"]]
+    poses = pose_io.load(d / "est.npz")
+    kp = poses.keypoints_2d.copy()
+    kp[..., :2] += err
+    pose_io.save(case / "est.npz", pose_io.PoseSequence(**{**poses.__dict__, "keypoints_2d": kp}))
+    got = rendered.limb_correlation(tmp_path)
+    assert got["arm"] > 0.95 and abs(got["leg"]) < 0.15, got
+    with pytest.raises(ValueError, match="no finished rendered case"):
+        rendered.limb_correlation(tmp_path / "empty")

@@ -72,6 +72,32 @@ def test_noise_has_the_given_statistics():
     assert 0.02 < swapped[~missing].mean() < 0.09
 
 
+def test_limb_correlation_ties_a_limbs_errors_and_keeps_their_size():
+    noise = synth.NoiseModel.from_dict(synth.PROVISIONAL_NOISE)
+    noise.tail_fraction[:] = 0.0
+    noise.miss_rate[:] = 0.0
+    noise.frame_miss_rate = 0.0
+    noise.swap_rate[:] = 0.0
+    noise.sigma[:] = [0.02, 0.01]
+    px = np.zeros((100, 60, 27, 2))
+    px[..., 1] = np.linspace(0, 500, 27)
+    size = np.full((100, 2), 2000.0)
+
+    def errors(corr):
+        noise.limb_corr = corr
+        kp = synth.detector_noise(np.random.default_rng(2), px + 700, size, noise, p_no_extras=0.0)
+        return (kp[..., :2] - (px + 700)) / 500.0
+
+    def r(err, a, b):
+        return np.corrcoef(err[..., J[a], 0].ravel(), err[..., J[b], 0].ravel())[0, 1]
+
+    free, tied = errors({}), errors({"arm": 0.66, "leg": 0.77})
+    assert abs(r(free, "LElbow", "LWrist")) < 0.05 and abs(r(free, "RKnee", "RFoot")) < 0.05
+    assert abs(r(tied, "LElbow", "LWrist") - 0.66) < 0.05 and abs(r(tied, "RKnee", "RHeel") - 0.77) < 0.05
+    assert abs(r(tied, "LWrist", "RWrist")) < 0.05 and abs(r(tied, "LWrist", "LFoot")) < 0.05   # limbs apart
+    np.testing.assert_allclose(tied.reshape(-1, 2).std(axis=0), [0.02, 0.01], rtol=0.08)
+
+
 def test_measured_noise_file_is_used_when_present(tmp_path):
     d = {"joints": {n: {"core_sigma_bbox": [0.03, 0.04], "offset_body_leglen": [0.1, 0.0, 0.0], "tail_fraction": 0.01}
                     for n in CANONICAL}, "frame_miss_rate": 0.02, "swap_rate": {"LKnee/RKnee": 0.01},

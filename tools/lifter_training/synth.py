@@ -88,6 +88,9 @@ class NoiseModel:
     source: str = ""
     scale: float = 1.0               # multiplies sigma and tails (augmentation)
     extra: dict = field(default_factory=dict)
+    #: correlation of the core errors of a limb's joints, ``{"arm": c, "leg": c}`` (:data:`LIMBS`; measured by
+    #: ``tools.lifter_training.rendered.limb_correlation``); empty: every joint's error on its own
+    limb_corr: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "") -> "NoiseModel":
@@ -235,6 +238,12 @@ def _runs(rng, shape, rate, mean_len):
     return out
 
 
+#: The joints whose core errors share a limb component (``NoiseModel.limb_corr``): each side's forearm and hand
+#: points, and shin and foot points.
+LIMBS = {"arm": (("LElbow", "LWrist", "LHandIndex", "LHandPinky"), ("RElbow", "RWrist", "RHandIndex", "RHandPinky")),
+         "leg": (("LKnee", "LFoot", "LHeel", "LFootIndex"), ("RKnee", "RFoot", "RHeel", "RFootIndex"))}
+
+
 def detector_noise(rng: np.random.Generator, px: np.ndarray, size: np.ndarray, noise: NoiseModel,
                    p_no_extras: float = 0.15) -> np.ndarray:
     """Detector-like keypoints from projected (already biased) joints.
@@ -249,8 +258,15 @@ def detector_noise(rng: np.random.Generator, px: np.ndarray, size: np.ndarray, n
     lo, hi = px.min(axis=2), px.max(axis=2)
     bbox = np.maximum(hi[..., 1] - lo[..., 1], 1.0)                  # (B, T) px
     s = noise.scale
-    # AR(1) core noise, unit variance, with the measured lag-1 autocorrelation.
-    out = px + ar1(rng, (b, t, NJ, 2), noise.rho) * noise.sigma * s * bbox[..., None, None]
+    # AR(1) core noise, unit variance, with the measured lag-1 autocorrelation; with ``limb_corr``, a limb's joints
+    # share a component (sqrt(c) shared + sqrt(1 - c) own: unit variance, correlation c within the limb).
+    core = ar1(rng, (b, t, NJ, 2), noise.rho)
+    for limb, c in sorted(noise.limb_corr.items()):
+        for side in LIMBS[limb]:
+            idx = [J[n] for n in side]
+            shared = ar1(rng, (b, t, 2), noise.rho)
+            core[:, :, idx] = math.sqrt(c) * shared[:, :, None] + math.sqrt(1.0 - c) * core[:, :, idx]
+    out = px + core * noise.sigma * s * bbox[..., None, None]
     # Heavy tails: outliers of the measured size (log-normal around the median) in a random direction.
     tail = rng.random((b, t, NJ)) < noise.tail_fraction
     mag = noise.tail_median * s * np.exp(0.5 * rng.standard_normal((b, t, NJ)))

@@ -173,7 +173,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
           command: str = "", history: Path | None = None, world: bool = False, init: Path | None = None,
           up: bool = False, p_mirror: float = 0.0, rendered: Path | None = None, p_rendered: float = 0.25,
-          rendered_models=None, warmup: int = 0) -> dict:
+          rendered_models=None, warmup: int = 0, limb_corr: dict | None = None) -> dict:
     """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures.
 
     ``world``: the model also takes MediaPipe's world landmarks (``core.lifting.trained.N_FEATURES_WORLD`` inputs),
@@ -185,7 +185,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     batch's windows is real MediaPipe output on renders of training clips (``rendered_models``: only those models'
     renders), and the checkpoint is chosen on the rendered validation clips instead of the synthetic held-out set.
     ``warmup``: the learning rate rises linearly over this many first steps (a fine-tune's first Adam steps move
-    every weight by about ``lr`` at once, which throws a trained network off).
+    every weight by about ``lr`` at once, which throws a trained network off). ``limb_corr``: the synthetic 2D
+    errors of a limb's joints correlate this much (``synth.NoiseModel.limb_corr``; default: independent).
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -200,6 +201,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     w = np.array([len(v.joints) * _weight(v.clip) for v in train_v])
     probs = w / w.sum()
     noise = synth.load_noise(noise_file)
+    if limb_corr:
+        noise.limb_corr = dict(limb_corr)
     world_noise = None
     if world:
         from .world3d import World3DNoise
@@ -320,7 +323,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
             if score < best:
                 best, best_fig = score, fig
                 meta = {"trained_steps": step, "seed": seed, "channels": channels, "blocks": blocks, "dropout": dropout,
-                        "receptive_field": rf, "noise_model": noise.source,
+                        "receptive_field": rf, "noise_model": noise.source + (
+                            f" + limb correlation {json.dumps(noise.limb_corr)}" if noise.limb_corr else ""),
                         "inputs": "2D keypoints + MediaPipe world landmarks" if world else "2D keypoints",
                         "outputs": "joints, root depth, contacts, up" if up else "joints, root depth, contacts",
                         "init": str(init) if init is not None else "random", "data": "CMU only" if cmu_only else
