@@ -44,13 +44,19 @@ def test_cameras_frame_the_dancer_with_the_requested_fov(walk):
     np.testing.assert_allclose(px[..., 0], focal[:, None, None] * cam[..., 0] / cam[..., 2] + size[:, None, None, 0] / 2)
 
 
-def test_noise_has_the_given_statistics():
+def _core_only_noise():
+    """The provisional noise model with only its Gaussian core (sigma 0.02 / 0.01 bbox): no tails, misses, swaps."""
     noise = synth.NoiseModel.from_dict(synth.PROVISIONAL_NOISE)
     noise.tail_fraction[:] = 0.0
     noise.miss_rate[:] = 0.0
     noise.frame_miss_rate = 0.0
     noise.swap_rate[:] = 0.0
     noise.sigma[:] = [0.02, 0.01]
+    return noise
+
+
+def test_noise_has_the_given_statistics():
+    noise = _core_only_noise()
     rng = np.random.default_rng(1)
     px = np.zeros((200, 60, 27, 2))
     px[..., 1] = np.linspace(0, 500, 27)                     # a 500 px tall figure
@@ -73,12 +79,7 @@ def test_noise_has_the_given_statistics():
 
 
 def test_limb_correlation_ties_a_limbs_errors_and_keeps_their_size():
-    noise = synth.NoiseModel.from_dict(synth.PROVISIONAL_NOISE)
-    noise.tail_fraction[:] = 0.0
-    noise.miss_rate[:] = 0.0
-    noise.frame_miss_rate = 0.0
-    noise.swap_rate[:] = 0.0
-    noise.sigma[:] = [0.02, 0.01]
+    noise = _core_only_noise()
     px = np.zeros((100, 60, 27, 2))
     px[..., 1] = np.linspace(0, 500, 27)
     size = np.full((100, 2), 2000.0)
