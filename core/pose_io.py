@@ -174,6 +174,14 @@ class PoseSequence:
     def __len__(self) -> int:
         return int(self.keypoints_2d.shape[0])
 
+    def backend_3d(self) -> np.ndarray | None:
+        """The backend's own 3D (MediaPipe's world landmarks, ``(T, 27, 3)`` camera axes, metres): as kept beside
+        a lifter's output (:attr:`world_landmarks`), else :attr:`joints_3d` where no lifter replaced it; None when
+        neither holds it."""
+        if self.world_landmarks is not None:
+            return self.world_landmarks
+        return self.joints_3d if self.lifter not in ("trained", "videopose3d") else None
+
     def keypoints_canonical_2d(self) -> np.ndarray:
         """2D keypoints in the ``CANONICAL`` set: ``(T, 27, 3)`` px + confidence (NaN where the set lacks a joint)."""
         return skeletons.to_canonical(self.keypoints_2d, self.joint_names_2d, has_confidence=True)

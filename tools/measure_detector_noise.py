@@ -78,6 +78,19 @@ def _window(motion, start: int, n: int):
                       meta=dict(motion.meta))
 
 
+def mocap_window(rng, mocap, clips: list, n_frames: int, rest, tries: int = 20):
+    """A random ``n_frames`` window of a random clip of ``clips`` (mocap BVH paths; the first of ``tries`` draws that
+    is long enough), retargeted onto ``rest``: ``(clip name, dense BoneMotion with frames 0..n-1, (n, 27, 3) joints
+    MMD units, source text "mocap:NAME[a:b]")``."""
+    for _ in range(tries):
+        clip = mocap.load_clip(clips[int(rng.integers(len(clips)))])
+        if len(clip.joints) >= n_frames:
+            break
+    start = int(rng.integers(0, len(clip.joints) - n_frames + 1))
+    motion, joints = mocap.to_mmd(clip.joints[start:start + n_frames], rest)
+    return clip.name, _window(motion, 0, n_frames), joints, f"mocap:{clip.name}[{start}:{start + n_frames}]"
+
+
 def make_cases(n_cases: int, n_frames: int, seed: int) -> list[dict]:
     """The case list (deterministic for a seed): model, motion source, window, camera."""
     from benchmarks.closed_loop.motion_source import dense_from_vmd
@@ -101,16 +114,7 @@ def make_cases(n_cases: int, n_frames: int, seed: int) -> list[dict]:
         rest = rests[model]
         use_mocap = mocap is not None and train and (i // 2) % 2 == 1   # both models get both sources
         if use_mocap:
-            for _ in range(20):
-                path = train[int(rng.integers(len(train)))]
-                clip = mocap.load_clip(path)
-                if len(clip.joints) >= n_frames:
-                    break
-            start = int(rng.integers(0, len(clip.joints) - n_frames + 1))
-            seg = clip.joints[start:start + n_frames]
-            motion, joints = mocap.to_mmd(seg, rest)
-            motion = _window(motion, 0, n_frames)
-            source = f"mocap:{clip.name}[{start}:{start + n_frames}]"
+            _, motion, joints, source = mocap_window(rng, mocap, train, n_frames, rest)
         else:
             start = int(rng.integers(0, max(vmd_motion.n_frames - n_frames, 0) + 1))
             motion = _window(vmd_motion, start, n_frames)
@@ -185,8 +189,9 @@ def load_case(d: Path) -> dict:
     poses = pose_io.load(d / "est.npz")
     det = poses.keypoints_canonical_2d().astype(np.float64)
     t = min(len(det), len(gt["joints_px"]))
+    world = poses.backend_3d()          # MediaPipe's own 3D, also where the CLI's default lifter replaced joints_3d
     return {"gt": gt, "det": det[:t], "detected": poses.detected[:t], "T": t, "name": d.name,
-            "world": poses.joints_3d[:t] if poses.joints_3d is not None else np.full((t, len(CANONICAL), 3), np.nan),
+            "world": world[:t] if world is not None else np.full((t, len(CANONICAL), 3), np.nan),
             "case": json.loads((d / "case.json").read_text())}
 
 

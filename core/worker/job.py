@@ -189,8 +189,7 @@ def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
     world = None
     if poses.backend in ("mediapipe", "holistic"):
         # MediaPipe's own 3D: as detected, or as kept by an earlier trained run (a re-run from its pose file)
-        world = poses.world_landmarks if poses.world_landmarks is not None else (
-            poses.joints_3d if poses.lifter not in ("trained", "videopose3d") else None)
+        world = poses.backend_3d()
     try:
         lifter = trained.load_lifter(trained.WEIGHTS_WORLD if world is not None else trained.WEIGHTS_2D)
     except FileNotFoundError as e:
