@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from core.conventions import METRES_PER_UNIT
-from core.lifting.trained import (CONTACTS, N_JOINTS, N_OUTPUTS, N_OUTPUTS_UP, _CONTACT_MIRROR, _MIRROR, focal_px,
-                                  normalise_keypoints, world_features)
+from core.lifting.trained import _CONTACT_MIRROR, _MIRROR, focal_px, normalise_keypoints, world_features
 
 from . import dataset
 
@@ -76,18 +75,11 @@ def make_cases(n_cases: int, n_frames: int, seed: int) -> list[dict]:
     cases = []
     for i in range(n_cases):
         model = list(mdn.MODELS)[i % len(mdn.MODELS)]
-        for _ in range(50):
-            path = train[int(rng.integers(len(train)))]
-            clip = mocap.load_clip(path)
-            if len(clip.joints) >= n_frames:
-                break
-        start = int(rng.integers(0, len(clip.joints) - n_frames + 1))
-        motion, joints = mocap.to_mmd(clip.joints[start:start + n_frames], rests[model])
-        motion = mdn._window(motion, 0, n_frames)
+        clip, motion, joints, source = mdn.mocap_window(rng, mocap, train, n_frames, rests[model], tries=50)
         cam = mdn._random_camera(rng, rests[model], joints)
         shading = "flat" if rng.random() < 0.4 else "studio"
-        cases.append({"name": f"r{seed}_{i:03d}_{model}", "model": model, "clip": clip.name, "shading": shading,
-                      "source": f"mocap:{clip.name}[{start}:{start + n_frames}]", "motion": motion, "camera": cam})
+        cases.append({"name": f"r{seed}_{i:03d}_{model}", "model": model, "clip": clip, "shading": shading,
+                      "source": source, "motion": motion, "camera": cam})
     return cases
 
 
@@ -131,6 +123,9 @@ class RenderedCase:
     d: np.ndarray
     up: dict
     contacts: dict
+    #: the lifter's raw input as the job passes it: ``keypoints (T, 27, 3)`` px, ``world (T, 27, 3)``,
+    #: ``present (T,)``, ``size (w, h)``
+    raw: dict
 
 
 def load_case(d: Path) -> RenderedCase:
@@ -144,8 +139,7 @@ def load_case(d: Path) -> RenderedCase:
     gt = dict(np.load(d / "gt.npz"))
     info = json.loads((d / "rendered.json").read_text())
     poses = pose_io.load(d / "est.npz")
-    world = poses.world_landmarks if poses.world_landmarks is not None else (
-        poses.joints_3d if poses.lifter not in ("trained", "videopose3d") else None)
+    world = poses.backend_3d()
     if world is None:
         raise ValueError(f"{d}: the pose file keeps no MediaPipe world landmarks")
     kp = poses.keypoints_canonical_2d().astype(np.float64)
@@ -177,7 +171,8 @@ def load_case(d: Path) -> RenderedCase:
     return RenderedCase(name=d.name, clip=info["clip"], model=info["model"], features=feats,
                         target={False: target.astype(np.float32), True: (target[:, _MIRROR] * flip).astype(np.float32)},
                         d=dd.astype(np.float32), up={False: up, True: up * flip},
-                        contacts={False: contacts, True: contacts[:, _CONTACT_MIRROR]})
+                        contacts={False: contacts, True: contacts[:, _CONTACT_MIRROR]},
+                        raw={"keypoints": kp, "world": world, "present": present, "size": size})
 
 
 def load_all(cache: Path, models=None, log=print) -> list[RenderedCase]:
@@ -227,23 +222,16 @@ def evaluate_rendered(lifter, cases: list[RenderedCase]) -> dict:
     60° assumed; test-time flip; no output smoothing): MPJPE and PA-MPJPE (mm, root-relative, 27 joints, camera
     frame), up-direction error (degrees), contact accuracy, per model and overall."""
     from .train import pa_mpjpe
-    from core.lifting.trained import _unmirror
     rows = []
     for c in cases:
-        o = lifter.forward(c.features[(True, False)]).astype(np.float64)
-        m = lifter.forward(c.features[(True, True)]).astype(np.float64)
-        o = 0.5 * (o + _unmirror(m, lifter.has_up))
-        pj = o[:, :N_JOINTS * 3].reshape(-1, N_JOINTS, 3)
-        pj = pj - pj[:, :1]
+        r = c.raw
+        out = lifter.lift(r["keypoints"], r["size"], None, smooth_sigma=0.0, world_3d=r["world"],
+                          world_present=r["present"], flip=True)
         g = c.target[False].astype(np.float64)
-        err = np.linalg.norm(pj - g, axis=-1).mean(1)
-        pa = pa_mpjpe(pj, g)
-        upe = np.full(len(o), np.nan)
-        if lifter.has_up:
-            u = o[:, N_OUTPUTS:N_OUTPUTS_UP]
-            u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
-            upe = np.degrees(np.arccos(np.clip(u @ c.up[False], -1, 1)))
-        acc = ((o[:, CONTACTS] > 0) == (c.contacts[False] > 0.5)).mean(1)
+        err = np.linalg.norm(out.joints_3d - g, axis=-1).mean(1)
+        pa = pa_mpjpe(out.joints_3d, g)
+        upe = np.full(len(g), np.nan) if out.up is None else np.degrees(np.arccos(np.clip(out.up @ c.up[False], -1, 1)))
+        acc = ((out.contacts > 0.5) == (c.contacts[False] > 0.5)).mean(1)
         rows.append((c.model, err, pa, upe, acc))
 
     def agg(sel):

@@ -300,9 +300,10 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
             model.train()
             if init is not None:
                 freeze_batch_norm(model)
-            fig = evaluate(load_lifter(tmp_out), eval_set)
+            exported = load_lifter(tmp_out)
+            fig = evaluate(exported, eval_set)
             if r_val:
-                fig["rendered_val"] = rendered_mod.evaluate_rendered(load_lifter(tmp_out), r_val)
+                fig["rendered_val"] = rendered_mod.evaluate_rendered(exported, r_val)
             el = time.time() - t0
             hist.append({"step": step, "elapsed_s": round(el), **{k: v / n for k, v in run.items()},
                          "eval": fig})
@@ -345,9 +346,10 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
                 break
     pool.shutdown(wait=True, cancel_futures=True)
     # The best checkpoint on the whole held-out set; its figures go into the weights' metadata.
-    final = evaluate(load_lifter(out), full_eval)
+    best_lifter = load_lifter(out)
+    final = evaluate(best_lifter, full_eval)
     if r_val:
-        final["rendered_val"] = rendered_mod.evaluate_rendered(load_lifter(out), r_val)
+        final["rendered_val"] = rendered_mod.evaluate_rendered(best_lifter, r_val)
     with np.load(out, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["meta_heldout"] = np.array(json.dumps(final))
