@@ -253,6 +253,12 @@ class Lifter:
     def forward(self, feats: np.ndarray) -> np.ndarray:
         """Raw network: ``(T, 84)`` (or ``(T, 166)`` with world landmarks) float32 features -> ``(T, 86)`` (or
         ``(T, 89)`` with the up direction) float32 outputs (edges padded by repetition)."""
+        w, b = self._layers[-1]
+        return self.trunk(feats) @ w[0] + b
+
+    def trunk(self, feats: np.ndarray) -> np.ndarray:
+        """The network up to its last (1x1, linear) layer: ``(T, F)`` features -> ``(T, C)`` float32 activations,
+        so that ``forward(f) == trunk(f) @ W + b`` with the last layer's ``W (C, outputs)`` and ``b``."""
         x = np.asarray(feats, dtype=np.float32)
         pad = self.receptive_field // 2
         x = np.concatenate([np.repeat(x[:1], pad, axis=0), x, np.repeat(x[-1:], pad, axis=0)], axis=0)
@@ -271,8 +277,7 @@ class Lifter:
             y = np.maximum(conv(x, w1, b1, d), 0.0)
             y = np.maximum(y @ w2[0] + b2, 0.0)
             x = x[d:x.shape[0] - d] + y
-        w, b = self._layers[-1]
-        return x @ w[0] + b
+        return x
 
     def lift(self, keypoints_2d: np.ndarray, image_size, hfov_deg: float | None = None,
              smooth_sigma: float = DEFAULT_SMOOTH_SIGMA, world_3d: np.ndarray | None = None,
