@@ -69,8 +69,11 @@ def main(argv=None) -> int:
     ap.add_argument("--limb-corr", default=None, metavar="ARM,LEG",
                     help="correlation of the synthetic 2D errors within a forearm / shin (measured: python -m "
                          "tools.lifter_training.rendered --limb-correlation); default independent")
+    ap.add_argument("--noise-range", default=None, metavar="LO,HI",
+                    help="factor on the measured 2D noise (sigma and tails), drawn uniformly per batch "
+                         "(default 0.7,1.5)")
     args = ap.parse_args(argv)
-    from tools.lifter_training.train import train
+    from tools.lifter_training.train import NOISE_SCALE, train
     name = "mocap_tcn" + ("_world" if args.world else "") + ("_cmu" if args.cmu_only else "") + ".npz"
     out = args.out or REPO / "core" / "lifting" / "weights" / name
     cmd = "tools/train_lifter.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -82,6 +85,7 @@ def main(argv=None) -> int:
                 up=args.up, p_mirror=args.mirror, rendered=args.rendered, p_rendered=args.p_rendered,
                 rendered_models=args.rendered_models.split(",") if args.rendered_models else None, warmup=args.warmup,
                 limb_corr=dict(zip(("arm", "leg"), map(float, args.limb_corr.split(",")))) if args.limb_corr else None,
+                noise_range=tuple(map(float, args.noise_range.split(","))) if args.noise_range else NOISE_SCALE,
                 log=lambda s: print(s, flush=True))
     print(f"done: {res['steps']} steps in {res['seconds']:.0f} s; best held-out: {res['best']}", flush=True)
     return 0

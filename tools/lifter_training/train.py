@@ -38,6 +38,8 @@ EDGES = np.array(CANONICAL_EDGES)
 #: range of the noise-level factor drawn per batch.
 WORLD_MIX = {"mat4": 0.6, "yw": 0.4}
 WORLD_SCALE = (0.6, 1.3)
+#: Range of the 2D noise-level factor (``synth.NoiseModel.scale``) drawn per batch, around the measurement.
+NOISE_SCALE = (0.7, 1.5)
 
 
 def _weight(clip: str) -> float:
@@ -173,7 +175,8 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
           time_budget_s: float | None = None, noise_file: Path | None = synth.NOISE_FILE, log=print,
           command: str = "", history: Path | None = None, world: bool = False, init: Path | None = None,
           up: bool = False, p_mirror: float = 0.0, rendered: Path | None = None, p_rendered: float = 0.25,
-          rendered_models=None, warmup: int = 0, limb_corr: dict | None = None) -> dict:
+          rendered_models=None, warmup: int = 0, limb_corr: dict | None = None,
+          noise_range: tuple = NOISE_SCALE) -> dict:
     """Train and export the best checkpoint to ``out`` (``.npz``); returns the best held-out figures.
 
     ``world``: the model also takes MediaPipe's world landmarks (``core.lifting.trained.N_FEATURES_WORLD`` inputs),
@@ -187,6 +190,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     ``warmup``: the learning rate rises linearly over this many first steps (a fine-tune's first Adam steps move
     every weight by about ``lr`` at once, which throws a trained network off). ``limb_corr``: the synthetic 2D
     errors of a limb's joints correlate this much (``synth.NoiseModel.limb_corr``; default: independent).
+    ``noise_range``: ``(lo, hi)``, the factor on the measured 2D noise (sigma and tails) drawn uniformly per batch.
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -256,7 +260,7 @@ def train(*, seed: int = 0, steps: int = 6000, channels: int = 256, blocks: int 
     t0 = time.time()
     def make_batch():
         j, c, m = sample_windows(rng, train_v, probs, batch - n_r, out_frames, rf)
-        noise.scale = float(rng.uniform(0.7, 1.5))           # noise-level augmentation around the measurement
+        noise.scale = float(rng.uniform(*noise_range))       # noise-level augmentation around the measurement
         wn = None
         if world_noise is not None:
             wn = mixture[int(rng.choice(len(mixture), p=mix_p))][1]
