@@ -39,6 +39,8 @@ class PoseSequence:
         lifter: what produced the 3D joints (``"mediapipe"``, ``"videopose3d"``, ``"import"``...).
         source: the input path, for reports.
         crop: ``(x, y, w, h)`` px in the source frame, or None.
+        rotate: degrees (0, 90, 180, 270) counter-clockwise the source's frames were turned before detection, after
+            their display rotation and before the crop (``core.worker.video.iter_frames``; a video filmed sideways).
         trajectory: ``(T, 3)`` float32 root (pelvis) position in the camera frame, metres, or None.
         notes: human-readable notes (gaps filled, frames that failed to decode...).
         shots: ``(S, 2)`` int64 ``[start, stop)`` frame ranges between shot cuts (``core.shots``), covering all
@@ -97,6 +99,7 @@ class PoseSequence:
     world_landmarks: np.ndarray | None = None
     background_motion: np.ndarray | None = None
     background_measured: np.ndarray | None = None
+    rotate: int = 0
 
     def __post_init__(self) -> None:
         self.keypoints_2d = np.asarray(self.keypoints_2d, dtype=np.float32)
@@ -170,6 +173,9 @@ class PoseSequence:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         if self.crop is not None:
             self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
+        self.rotate = int(self.rotate)
+        if self.rotate not in (0, 90, 180, 270):
+            raise ValueError(f"rotate must be 0, 90, 180 or 270 degrees, got {self.rotate}")
 
     def __len__(self) -> int:
         return int(self.keypoints_2d.shape[0])
@@ -219,6 +225,8 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
         arrays["joints_3d"] = poses.joints_3d
     if poses.crop is not None:
         arrays["crop"] = np.array(poses.crop, dtype=np.int64)
+    if poses.rotate:
+        arrays["rotate"] = np.array(poses.rotate, dtype=np.int64)
     if poses.trajectory is not None:
         arrays["trajectory"] = poses.trajectory
     for name in ("shots", "rejected", "upper_body", "hands", "face", "contact_probs", "foot_contacts", "camera_up",
@@ -233,7 +241,7 @@ def save(path: str | os.PathLike, poses: PoseSequence, *, overwrite: bool = Fals
     return path
 
 
-#: Arrays every pose file holds (the others, joints_3d, crop, trajectory, lifter, source, notes, shots, rejected,
+#: Arrays every pose file holds (the others, joints_3d, crop, rotate, trajectory, lifter, source, notes, shots, rejected,
 #: upper_body, quality, hands, face, contact_probs, foot_contacts, camera_up, world_landmarks, background_motion and
 #: background_measured, are optional: files without them still load).
 REQUIRED_ARRAYS = ("format_version", "keypoints_2d", "timestamps", "frame_indices", "detected", "fps", "image_size",
@@ -302,6 +310,7 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> PoseSequen
             foot_contacts=d.get("foot_contacts"), camera_up=d.get("camera_up"),
             world_landmarks=d.get("world_landmarks"), background_motion=d.get("background_motion"),
             background_measured=d.get("background_measured"),
+            rotate=int(d["rotate"]) if "rotate" in d else 0,
         )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise PoseFileError(f"{path}: inconsistent pose file ({e})") from e
