@@ -85,6 +85,14 @@ POSE_MODELS: tuple[Choice, ...] = (
                              "closed-loop renders (benchmarks/bench_landmark_models.py); installed at set-up"),
     Choice("lite", "Lite", "BlazePose lite landmark model: faster, less accurate; installed at set-up"),
 )
+ROTATIONS: tuple[Choice, ...] = (
+    Choice("auto", "Auto", "stand a video filmed sideways or upside down upright before the detection, where the "
+                           "dancer's body lies across the frame on most frames (core.upright), and say so"),
+    Choice("0", "None", "take the frames as they are (after the file's own rotation flag)"),
+    Choice("90", "90° left", "turn every frame 90 degrees counter-clockwise"),
+    Choice("180", "180°", "turn every frame upside down"),
+    Choice("270", "90° right", "turn every frame 90 degrees clockwise"),
+)
 DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
     Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
 
@@ -118,6 +126,10 @@ class DetectOptions:
     end: float | None = _option(None, "end time in the video, seconds", kind="float", flag="--end", minimum=0.0)
     crop: tuple[int, int, int, int] | None = _option(
         None, "analyse only this box of the frame: x,y,w,h in pixels", kind="crop", flag="--crop")
+    rotate: str = _option("auto", "turn the frames before the detection: auto (stand a dancer upright who lies "
+                                  "across the frame on most frames: a video filmed sideways), or 0, 90, 180, 270 "
+                                  "degrees counter-clockwise; a --crop is in the turned frame", kind="str",
+                          flag="--rotate", choices=ROTATIONS)
     backend: str = _option("mediapipe", "2D/3D detector", kind="str", flag="--backend", choices=BACKENDS)
     lifter: str = _option("trained", "what turns 2D joints into 3D: the project's trained temporal lifter (trained, "
                                      "the default: MediaPipe's 2D and 3D together), the backend's own 3D (native) or "

@@ -53,7 +53,7 @@ def _expected_frames(info, start: float | None, end: float | None) -> int | None
 def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "mediapipe", start: float | None = None,
                  end: float | None = None, crop=None, device: str = "cpu", progress: Progress | None = None,
                  backend_options: dict | None = None, batch_size: int = 8, auto_crop: bool = True,
-                 retry: bool = True, background: bool = True) -> PoseSequence:
+                 retry: bool = True, background: bool = True, rotate: int = 0) -> PoseSequence:
     """Detect the dancer's 2D keypoints (and the backend's 3D joints) on every frame of a video.
 
     Args:
@@ -73,6 +73,9 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             (:func:`_retry`; MediaPipe backend by name only).
         background: measure the camera's pan and zoom on the background around the people found
             (``core.worker.background``; ``background_motion`` / ``background_measured`` of the result).
+        rotate: turn every frame 0, 90, 180 or 270 degrees counter-clockwise before anything else sees it (after
+            the display rotation; ``core.worker.video.iter_frames``): the crop, keypoints and image size are those
+            of the turned frames (``rotate`` of the result).
 
     Returns:
         :class:`~core.pose_io.PoseSequence` with ``T`` = decoded frames in the window:
@@ -98,9 +101,9 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     crop_note = ""
     if crop is None and auto_crop:
-        crop, crop_note = _auto_crop(path, start, end)
+        crop, crop_note = _auto_crop(path, start, end, rotate=rotate)
     try:
-        frames = video.iter_frames(path, start=start, end=end, crop=crop)
+        frames = video.iter_frames(path, start=start, end=end, crop=crop, rotate=rotate)
     except ValueError as e:
         raise PipelineError("bad_input", f"{path}: {e}") from e
     info = frames.info
@@ -191,7 +194,7 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     notes = [crop_note] if crop_note else []
     if retry and own_backend and backend in ("mediapipe", "holistic") and n >= 3:
         n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
-                              progress, backend_options)
+                              progress, backend_options, rotate=frames.rotate)
         if n_try:
             notes.append(f"retried {n_try} frames without a plausible pose on windows around the dancer "
                          f"(padded, upscaled, mirrored; searched where no neighbour had one): {n_won} recovered")
@@ -225,7 +228,8 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     return PoseSequence(
         keypoints_2d=kp, timestamps=t - t[0], frame_indices=np.asarray(indices, dtype=np.int64),
         detected=detected, fps=info.fps, image_size=image_size, joint_names_2d=names, backend=model.name,
-        joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, notes=notes,
+        joints_3d=j3, lifter=model.name if has_3d else "", source=str(path), crop=frames.crop, rotate=frames.rotate,
+        notes=notes,
         shots=shots, **bg,
         # a backend with more than the body (core.worker.backends.holistic: hands, face) gives those arrays here
         **(model.sequence_extras(dets, choice) if hasattr(model, "sequence_extras") else {}),
@@ -360,14 +364,15 @@ def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list
     dets.extend(out)
 
 
-def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0) -> tuple[tuple | None, str]:
+def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0,
+               rotate: int = 0) -> tuple[tuple | None, str]:
     """Sample up to ``max_frames`` frames over the first ``span_s`` seconds of the window and look for a still
     half (``core.crop_help.find_static_half``): ``(crop or None, note)``. A video that cannot be sampled gives
     ``(None, "")`` (the main decode reports the problem)."""
     from . import video
 
     try:
-        frames = video.iter_frames(path, start=start, end=end)
+        frames = video.iter_frames(path, start=start, end=end, rotate=rotate)
     except ValueError:
         return None, ""
     info = frames.info
@@ -471,7 +476,7 @@ def _windows(box, ref, image_size):
 
 
 def _retry(path, start, end, crop, kp, j3, detected, names, image_size, t, shots, progress,
-           backend_options=None, *, max_fraction: float = 1.0, max_run: int = 150):
+           backend_options=None, *, max_fraction: float = 1.0, max_run: int = 150, rotate: int = 0):
     """Re-detect frames the gate does not accept, in place (``kp``, ``j3``, ``detected``), following the dancer.
 
     The frames to retry form runs (consecutive frames of one shot, at most ``max_run`` long: their images are held
@@ -517,7 +522,7 @@ def _retry(path, start, end, crop, kp, j3, detected, names, image_size, t, shots
                model=model, perm=_mirror_perm(tuple(names)), med_ratio=med_ratio, won=0, done=0, total=len(todo),
                progress=progress, usable=g.usable.copy())
     try:
-        frames = video.iter_frames(path, start=start, end=end, crop=crop)
+        frames = video.iter_frames(path, start=start, end=end, crop=crop, rotate=rotate)
         try:
             progress("retry", 0, len(todo))
             run: list = []

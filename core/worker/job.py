@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import filters, gating, pose_io, quality
+from .. import filters, gating, pose_io, quality, upright
 from ..quality import QualityReport
 from ..atomic import OutputSet, remove_stale
 from ..errors import PipelineError, os_error_message
@@ -165,6 +165,26 @@ def _lift_per_shot(lifter, kp: np.ndarray, poses: pose_io.PoseSequence, hfov, wo
                       up=None if any(o.up is None for o in outs) else cat("up"))
 
 
+def _stand_upright(poses: pose_io.PoseSequence, opts: EstimateOptions, kw: dict) -> pose_io.PoseSequence:
+    """``--rotate auto``: where the dancer lies across the frame on most frames (``core.upright``: a video filmed
+    sideways or upside down), detect again on the frames turned upright and say so; with a ``--crop`` (a box in
+    the frames as they are) only say which ``--rotate`` to pass."""
+    from .detect import detect_video
+
+    turn, share = upright.turn_needed(poses.keypoints_canonical_2d(), poses.detected)
+    if not turn:
+        return poses
+    why = (f"the dancer lies across the frame on {share:.0%} of the frames where the torso is seen (a video filmed "
+           f"sideways or upside down)")
+    if opts.crop is not None:
+        return replace(poses, notes=list(poses.notes) + [
+            f"rotate: {why}; pass --rotate {turn} with a --crop in the turned frame to stand the dancer upright"])
+    turned = detect_video(opts.video, rotate=turn, **kw)
+    return replace(turned, notes=list(turned.notes) + [
+        f"rotate: {why}: the frames were turned {turn}° counter-clockwise before the detection (--rotate 0 keeps "
+        f"them as they are)"])
+
+
 def lift_trained(poses: pose_io.PoseSequence, hfov: float | None = None,
                  progress: Progress | None = None) -> pose_io.PoseSequence:
     """Lift with the project's trained temporal lifter (``core.lifting.trained``, numpy): 3D joints, the root's path
@@ -259,9 +279,13 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
         backend = opts.backend
         if backend == "mediapipe" and (getattr(opts, "hands", False) or getattr(opts, "face", False)):
             backend = "holistic"  # the same pose model plus hands and face mesh (core.worker.backends.holistic)
-        poses = detect_video(opts.video, backend=backend, start=opts.start, end=opts.end, crop=opts.crop,
-                             device=opts.device, progress=progress, backend_options=backend_options,
-                             auto_crop=getattr(opts, "auto_crop", True), retry=getattr(opts, "retry", True))
+        kw = dict(backend=backend, start=opts.start, end=opts.end, crop=opts.crop, device=opts.device,
+                  progress=progress, backend_options=backend_options, auto_crop=getattr(opts, "auto_crop", True),
+                  retry=getattr(opts, "retry", True))
+        rotate = str(getattr(opts, "rotate", "auto"))
+        poses = detect_video(opts.video, rotate=0 if rotate == "auto" else int(rotate), **kw)
+        if rotate == "auto":
+            poses = _stand_upright(poses, opts, kw)
     if len(poses) == 0:
         raise PipelineError("no_frames", f"{poses.source or 'the input'} holds no frames in the chosen range")
     report = None

@@ -184,7 +184,7 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
     if len(poses) == 0:
         raise PipelineError("bad_input", "the pose sequence is empty: nothing to draw")
 
-    info = video.probe(src)
+    info = video.rotated(video.probe(src), poses.rotate)    # the frames as they were detected (turned, then cut)
     crop = poses.crop
     if crop is not None:
         try:
@@ -206,7 +206,7 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
     by_index = {int(i): k for k, i in enumerate(poses.frame_indices)}
     first, last = int(poses.frame_indices[0]), int(poses.frame_indices[-1])
     total = last - first + 1
-    frames = _frames_from(video, src, first, info.fps)
+    frames = _frames_from(video, src, first, info.fps, poses.rotate)
 
     codec = _pick_codec()
     w, h = info.width + info.width % 2, info.height + info.height % 2  # yuv420p needs even sizes
@@ -251,13 +251,13 @@ def write_overlay(video_path: str | os.PathLike, poses: PoseSequence, out_path: 
     return out
 
 
-def _frames_from(video, src: Path, first: int, fps: float):
+def _frames_from(video, src: Path, first: int, fps: float, rotate: int = 0):
     """Frames of ``src`` from index ``first`` on: seek a second before it by the nominal rate, and decode from the
     top instead when that lands past it (variable frame rate). Frames are matched by exact index afterwards."""
     start = first / fps - 1.0 if fps > 0 else 0.0
     if start > 0:
         try:
-            it = video.iter_frames(src, start=start)
+            it = video.iter_frames(src, start=start, rotate=rotate)
         except PipelineError:  # "start after the end": the nominal rate is off
             it = iter(())
         head = next(it, None)
@@ -270,7 +270,7 @@ def _frames_from(video, src: Path, first: int, fps: float):
             return
         if hasattr(it, "close"):
             it.close()
-    it = video.iter_frames(src)
+    it = video.iter_frames(src, rotate=rotate)
     try:
         yield from it
     finally:

@@ -182,3 +182,34 @@ def test_a_dancer_at_the_inner_edge_of_an_automatic_crop_is_pointed_out():
     assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == pytest.approx(0.4)
     kp[:4, 15, 0] = 763.0                     # the right edge of the right half is the frame's own edge
     assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == 0.0
+
+
+def test_a_video_filmed_sideways_is_stood_upright(shared_data, tmp_path):
+    """kunkun turned on its side (as a phone video whose rotation flag was lost): ``--rotate auto`` turns the frames
+    back before the detection and says so, so the keypoints are those of the upright clip; ``--rotate 0`` keeps the
+    frames as they are. The turn is kept in the pose file, which the overlay reads to draw on the turned frames."""
+    from core.worker import job
+    from core.worker.overlay import write_overlay
+
+    frames = _frames(shared_data / KUNKUN, 40, size=(432, 240))
+    upright_clip, sideways = tmp_path / "upright.mp4", tmp_path / "sideways.mp4"
+    _write(upright_clip, frames)
+    _write(sideways, [np.ascontiguousarray(np.rot90(f)) for f in frames])   # head to the left: turned 90° ccw
+    ref = job.detect_stage(EstimateOptions(video=str(upright_clip)), None)
+    p = job.detect_stage(EstimateOptions(video=str(sideways)), None)
+    assert p.rotate == 270 and p.image_size == ref.image_size == (432, 240)
+    assert any(n.startswith("rotate: ") and "turned 270°" in n for n in p.notes), p.notes
+    both = ref.detected & p.detected
+    assert both.mean() > 0.9
+    err = np.linalg.norm(p.keypoints_2d[both, :, :2] - ref.keypoints_2d[both, :, :2], axis=-1)
+    assert np.nanmedian(err) < 3.0                          # px: the same detections as on the upright clip
+    kept = job.detect_stage(EstimateOptions(video=str(sideways), rotate="0"), None)
+    assert kept.rotate == 0 and kept.image_size == (240, 432) and not any(n.startswith("rotate:") for n in kept.notes)
+    path = pose_io.save(tmp_path / "p.npz", p)
+    back = pose_io.load(path)
+    assert back.rotate == 270 and pose_io.load(pose_io.save(tmp_path / "k.npz", kept)).rotate == 0
+    out = write_overlay(sideways, back, tmp_path / "overlay.mp4")
+    from core.worker import video
+    assert video.probe(out).width == 432                    # drawn on the turned frames
+    with pytest.raises(PipelineError, match="rotate"):
+        EstimateOptions(video=str(sideways), rotate="45").validate()

@@ -215,3 +215,35 @@ def test_auto_crop_sample_is_that_of_the_full_decode(videos):
     crop, note = _auto_crop(path, None, None)
     assert crop == expect.crop == (768, 0, 768, 768)
     assert note.startswith(expect.note)
+
+
+def test_a_further_turn_follows_the_display_rotation_and_precedes_the_crop(tmp_path):
+    """``rotate``: the frames of a phone-style file (display rotation 270) turned a further 90° counter-clockwise
+    are its displayed frames turned by numpy; the crop and the size are those of the turned frames."""
+    path = tmp_path / "rot.mp4"
+    out = av.open(str(path), "w")
+    s = out.add_stream("mpeg4", rate=25)
+    s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+    s.set_display_rotation(-90)
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:16, :16] = 255
+    for _ in range(3):
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    shown = [f.image for f in video.iter_frames(path)]
+    for rot in (90, 180, 270):
+        it = video.iter_frames(path, rotate=rot)
+        turned = [f.image for f in it]
+        assert all(np.array_equal(t, np.rot90(f, k=rot // 90)) for t, f in zip(turned, shown)) and len(turned) == 3
+        assert (it.info.width, it.info.height) == (turned[0].shape[1], turned[0].shape[0])
+        assert it.info.rotation == (270 + rot) % 360 and it.rotate == rot
+    cut = [f.image for f in video.iter_frames(path, rotate=90, crop=(0, 0, 64, 16))]   # 64x32 once turned
+    assert np.array_equal(cut[0], np.rot90(shown[0])[:16, :64])
+    with pytest.raises(ValueError, match="reaches outside the 64x32 frame"):
+        video.iter_frames(path, rotate=90, crop=(0, 0, 32, 64))
+    for bad in (45, -90, "90", 360):
+        with pytest.raises(ValueError, match="rotate must be 0, 90, 180 or 270"):
+            video.iter_frames(path, rotate=bad)
