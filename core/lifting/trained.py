@@ -40,7 +40,8 @@ import numpy as np
 
 from ..skeletons import CANONICAL, CANONICAL_MIRROR
 
-__all__ = ["Lifter", "LiftOutput", "load_lifter", "normalise_keypoints", "gaussian_smooth", "DEFAULT_WEIGHTS",
+__all__ = ["Lifter", "LiftOutput", "load_lifter", "lift_timed", "TRAINED_FPS", "LIFT_FPS", "normalise_keypoints",
+           "gaussian_smooth", "DEFAULT_WEIGHTS",
            "WEIGHTS_WORLD", "WEIGHTS_2D",
            "DEFAULT_HFOV_DEG", "DEFAULT_SMOOTH_SIGMA", "CONTACT_ORDER", "N_FEATURES", "N_FEATURES_WORLD", "N_OUTPUTS",
            "N_OUTPUTS_UP", "CONTACTS",
@@ -345,6 +346,74 @@ class Lifter:
             up = out[:, N_OUTPUTS:N_OUTPUTS_UP]
             up = up / np.maximum(np.linalg.norm(up, axis=1, keepdims=True), 1e-9)
         return LiftOutput(joints_3d=j, root=root, root_depth=z, contacts=contacts, valid=valid, up=up)
+
+
+#: Frame rates the network saw in training (30 fps clips time-stretched 0.8-1.25x, docs/lifter.md §2); a sequence
+#: outside them is lifted at :data:`LIFT_FPS` (:func:`lift_timed`).
+TRAINED_FPS = (24.0, 37.5)
+LIFT_FPS = 30.0
+
+
+def _resample(x: np.ndarray, t_new: np.ndarray, t_old: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+    """``x (T, ...)`` at times ``t_old`` -> at ``t_new``: linear between two neighbours where both are ``ok`` (and
+    finite), else the nearest sample."""
+    x = np.asarray(x, dtype=np.float64)
+    flat = x.reshape(len(x), -1)
+    j = np.clip(np.searchsorted(t_old, t_new, side="right") - 1, 0, len(t_old) - 1)
+    k = np.minimum(j + 1, len(t_old) - 1)
+    span = t_old[k] - t_old[j]
+    w = np.where(span > 0, (t_new - t_old[j]) / np.where(span > 0, span, 1.0), 0.0)
+    w = np.clip(w, 0.0, 1.0)
+    good = np.isfinite(flat).all(axis=1) if ok is None else (np.asarray(ok, dtype=bool) & np.isfinite(flat).all(1))
+    both = good[j] & good[k]
+    near = np.where(w < 0.5, j, k)
+    out = np.where(both[:, None], (1.0 - w)[:, None] * flat[j] + w[:, None] * flat[k], flat[near])
+    return out.reshape((len(t_new),) + x.shape[1:])
+
+
+def lift_timed(lifter: Lifter, keypoints_2d: np.ndarray, image_size, timestamps, *, hfov_deg: float | None = None,
+               world_3d: np.ndarray | None = None, world_present: np.ndarray | None = None,
+               flip: bool = False) -> LiftOutput:
+    """:meth:`Lifter.lift` of a sequence with its frame times: one whose rate is outside :data:`TRAINED_FPS` (a 50 or
+    60 fps video, a 15 fps one) is resampled to :data:`LIFT_FPS` by time, lifted, and its outputs interpolated back
+    to its own frames (joints, root, contacts, up; ``valid`` from the nearest lifted frame), so the network sees
+    motion at the speeds it learnt and smooths over the time it learnt; within them the frames are lifted as they
+    are. On the closed-loop renders played at 60 fps the network lifts 0-5% worse than at 30 fps
+    (docs/benchmark.md, thirteenth session).
+
+    Args:
+        timestamps: ``(T,)`` seconds, strictly increasing; other arguments as :meth:`Lifter.lift`.
+    Raises:
+        ValueError: as :meth:`Lifter.lift`, or timestamps of another length or not increasing.
+    """
+    kp = np.asarray(keypoints_2d, dtype=np.float64)
+    t = np.asarray(timestamps, dtype=np.float64)
+    if t.shape != (len(kp),) or (len(t) > 1 and np.any(np.diff(t) <= 0)):
+        raise ValueError(f"lift_timed: timestamps must be ({len(kp)},) and strictly increasing, got shape {t.shape}")
+    fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 else LIFT_FPS
+    if TRAINED_FPS[0] <= fps <= TRAINED_FPS[1]:
+        return lifter.lift(kp, image_size, hfov_deg, world_3d=world_3d, world_present=world_present, flip=flip)
+    t30 = t[0] + np.arange(int(np.floor((t[-1] - t[0]) * LIFT_FPS + 1e-6)) + 1) / LIFT_FPS
+    seen = np.nan_to_num(kp[..., 2]) > 0
+    k30 = np.empty((len(t30),) + kp.shape[1:])
+    for j in range(kp.shape[1]):           # each joint between the frames that show it
+        k30[:, j] = _resample(kp[:, j], t30, t, seen[:, j])
+    w30 = p30 = None
+    if world_3d is not None:
+        present = np.ones(len(t), bool) if world_present is None else np.asarray(world_present, dtype=bool)
+        w30 = _resample(world_3d, t30, t, present)
+        p30 = _resample(present.astype(np.float64), t30, t) > 0.5
+    out = lifter.lift(k30, image_size, hfov_deg, world_3d=w30, world_present=p30, flip=flip)
+    back = lambda a: _resample(a, t, t30)   # noqa: E731
+    j3 = back(out.joints_3d)
+    root = back(out.root)
+    up = None
+    if out.up is not None:
+        up = back(out.up)
+        up /= np.maximum(np.linalg.norm(up, axis=1, keepdims=True), 1e-9)
+    valid = out.valid[np.clip(np.rint((t - t30[0]) * LIFT_FPS).astype(np.int64), 0, len(t30) - 1)]
+    return LiftOutput(joints_3d=j3 - j3[:, :1], root=root, root_depth=root[:, 2].copy(),
+                      contacts=np.clip(back(out.contacts), 0.0, 1.0), valid=valid, up=up)
 
 
 def load_lifter(path=None) -> Lifter:

@@ -151,12 +151,14 @@ def _lift_videopose3d(poses: pose_io.PoseSequence, opts, progress: Progress) -> 
 def _lift_per_shot(lifter, kp: np.ndarray, poses: pose_io.PoseSequence, hfov, world):
     """``lifter.lift`` on each shot of ``poses`` on its own (``core.shots.lift_ranges``: the lifter's window must not
     see across a cut). Returns one ``core.lifting.trained.LiftOutput`` for the whole clip."""
-    from ..lifting.trained import LiftOutput
+    from ..lifting.trained import LiftOutput, lift_timed
     from ..shots import lift_ranges
 
     groups = lift_ranges(poses.shots, poses.detected)
-    outs = [lifter.lift(kp[a:b], poses.image_size, hfov, world_3d=None if world is None else world[a:b],
-                        world_present=poses.detected[a:b], flip=world is not None) for a, b in groups]
+    # by the frames' own times: a 50 / 60 fps video is lifted at the 30 fps the network learnt (lift_timed)
+    outs = [lift_timed(lifter, kp[a:b], poses.image_size, poses.timestamps[a:b], hfov_deg=hfov,
+                       world_3d=None if world is None else world[a:b], world_present=poses.detected[a:b],
+                       flip=world is not None) for a, b in groups]
     if len(outs) == 1:
         return outs[0]
     cat = lambda name: np.concatenate([getattr(o, name) for o in outs])   # noqa: E731
