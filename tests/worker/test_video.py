@@ -161,21 +161,26 @@ def test_pmx_is_not_a_video(shared_data):
     assert e.value.code == "bad_input" and "not a video" in e.value.message
 
 
-def test_display_rotation_is_applied(tmp_path):
-    """A phone-style file: 64x32 coded frames with a display matrix saying 'rotate 90 degrees clockwise'."""
-    path = tmp_path / "rot.mp4"
+def _phone_clip(path):
+    """A phone-style file: 3 coded frames of 64x32 with a white block at the coded top-left and a display matrix
+    saying 'rotate 90 degrees clockwise'."""
     out = av.open(str(path), "w")
     s = out.add_stream("mpeg4", rate=25)
     s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
     s.set_display_rotation(-90)  # PyAV/FFmpeg: degrees counter-clockwise
     img = np.zeros((32, 64, 3), np.uint8)
-    img[:16, :16] = 255  # white block at the coded top-left
+    img[:16, :16] = 255
     for _ in range(3):
         for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
             out.mux(p)
     for p in s.encode():
         out.mux(p)
     out.close()
+    return path
+
+
+def test_display_rotation_is_applied(tmp_path):
+    path = _phone_clip(tmp_path / "rot.mp4")
     info = video.probe(path)
     assert (info.width, info.height, info.rotation) == (32, 64, 270)
     frames = [f.image for f in video.iter_frames(path)]
@@ -220,19 +225,7 @@ def test_auto_crop_sample_is_that_of_the_full_decode(videos):
 def test_a_further_turn_follows_the_display_rotation_and_precedes_the_crop(tmp_path):
     """``rotate``: the frames of a phone-style file (display rotation 270) turned a further 90° counter-clockwise
     are its displayed frames turned by numpy; the crop and the size are those of the turned frames."""
-    path = tmp_path / "rot.mp4"
-    out = av.open(str(path), "w")
-    s = out.add_stream("mpeg4", rate=25)
-    s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
-    s.set_display_rotation(-90)
-    img = np.zeros((32, 64, 3), np.uint8)
-    img[:16, :16] = 255
-    for _ in range(3):
-        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            out.mux(p)
-    for p in s.encode():
-        out.mux(p)
-    out.close()
+    path = _phone_clip(tmp_path / "rot.mp4")
     shown = [f.image for f in video.iter_frames(path)]
     for rot in (90, 180, 270):
         it = video.iter_frames(path, rotate=rot)
