@@ -62,6 +62,7 @@ class DetectionSettings:
         device: ``"cpu"`` or ``"cuda"`` (not part of the cache key).
         force: use the detection even when the quality report would refuse it (``--force``; not in the key).
         hands, face: also detect the hands / face with MediaPipe Holistic (``--hands`` / ``--face``; in the key).
+        rotate: ``--rotate`` (``core.options.ROTATIONS``: ``auto`` stands a video filmed sideways upright; in the key).
     """
 
     video: str
@@ -76,6 +77,7 @@ class DetectionSettings:
     force: bool = False
     hands: bool = False
     face: bool = False
+    rotate: str = "auto"
 
     @classmethod
     def from_props(cls, props: Any, device: str = "CPU", abspath: Callable[[str], str] = str) -> "DetectionSettings":
@@ -97,7 +99,7 @@ class DetectionSettings:
                    keypoints=path(props.keypoints_path), lifter=str(props.lifter),
                    checkpoint=path(props.checkpoint_path), device=str(device).lower(),
                    force=bool(getattr(props, "force", False)), hands=bool(getattr(props, "hands", False)),
-                   face=bool(getattr(props, "face", False)))
+                   face=bool(getattr(props, "face", False)), rotate=str(getattr(props, "rotate", "auto")))
 
     def problems(self) -> list[str]:
         """What prevents a run, as sentences for the UI (empty when the settings are usable)."""
@@ -106,6 +108,8 @@ class DetectionSettings:
             out.append(f"Unknown backend {self.backend!r}")
         if self.lifter not in LIFTERS:
             out.append(f"Unknown lifter {self.lifter!r}")
+        if self.rotate not in options.values(options.ROTATIONS):
+            out.append(f"Unknown turn {self.rotate!r}")
         if self.backend == "keypoints":
             if not self.keypoints:
                 out.append("Choose a keypoint file for the keypoints backend")
@@ -141,6 +145,8 @@ class DetectionSettings:
         else:
             opts["video"] = self.video
             opts["backend"] = self.backend
+            if self.rotate != "auto":
+                opts["rotate"] = self.rotate
         if self.lifter == "videopose3d":
             opts["checkpoint"] = self.checkpoint
         if self.force:

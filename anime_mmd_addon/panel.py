@@ -35,6 +35,7 @@ class ANIMEMMD_PT_main(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(props, "start_time")
         row.prop(props, "end_time")
+        col.prop(props, "rotate")
         col.prop(props, "use_crop")
         if props.use_crop:
             sub = col.column(align=True)

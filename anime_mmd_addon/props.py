@@ -17,6 +17,7 @@ _BACKEND_ITEMS = tuple((c.value, c.label, c.description) for c in options.BACKEN
     ("keypoints", "Keypoints File", "Use keypoints made by another tool (detectron2 .npz, OpenPose JSON folder, "
                                     "VideoPose3D export)"),)
 _LIFTER_ITEMS = tuple((c.value, c.label, c.description) for c in options.LIFTERS)
+_ROTATE_ITEMS = tuple((c.value, c.label, c.description) for c in options.ROTATIONS)
 _SMOOTHING = options.declaration(options.MotionOptions, "smoothing")
 _DENSE = options.declaration(options.MotionOptions, "dense")
 _KEY_TOLERANCE = options.declaration(options.MotionOptions, "key_tolerance")
@@ -38,6 +39,9 @@ class AnimeMMDSceneProps(bpy.types.PropertyGroup):
                                       min=0.0, default=0.0, precision=2)
     use_crop: bpy.props.BoolProperty(name="Crop", description="Analyse only a box of the frame (e.g. one half of "
                                                               "a side-by-side video)", default=False)
+    rotate: bpy.props.EnumProperty(
+        name="Turn", description=options.declaration(options.DetectOptions, "rotate")["help"].capitalize(),
+        items=_ROTATE_ITEMS, default=options.default(options.DetectOptions, "rotate"))
     crop_x: bpy.props.IntProperty(name="X", description="Left edge of the crop box, pixels", min=0, default=0)
     crop_y: bpy.props.IntProperty(name="Y", description="Top edge of the crop box, pixels", min=0, default=0)
     crop_w: bpy.props.IntProperty(name="Width", description="Width of the crop box, pixels", min=0, default=0)

@@ -544,6 +544,11 @@ def test_use_poor_detection_reaches_the_worker_but_not_the_cache_key(tmp_path, s
     assert fingers.options()["hands"] is True and fingers.options()["face"] is False
     assert fingers.key() != plain.key()  # a different detector: its own cache entry
     protocol.estimate_request(fingers.options(), tmp_path / "y.npz")
+    turned = cache.DetectionSettings(**base, rotate="90")
+    assert "rotate" not in plain.options() and turned.options()["rotate"] == "90"   # auto: the engine's default
+    assert turned.key() != plain.key() and not turned.problems()
+    protocol.estimate_request(turned.options(), tmp_path / "z.npz")
+    assert cache.DetectionSettings(**base, rotate="45").problems() == ["Unknown turn '45'"]
 
 
 def test_clean_stale_removes_only_old_temporaries(tmp_path):
