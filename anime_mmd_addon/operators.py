@@ -207,6 +207,19 @@ class ANIMEMMD_OT_export_vmd(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+def _estimate_turn(props) -> int:
+    """How the last estimate of this video turned its frames (``--rotate``; its pose file's ``rotate``), else 0."""
+    npz = Path(bpy.path.abspath(props.result_npz)) if props.result_npz else None
+    if npz is None or not npz.is_file():
+        return 0
+    try:
+        poses = pose_io.load(npz)
+    except (OSError, ValueError):
+        return 0
+    same = Path(poses.source).resolve() == Path(bpy.path.abspath(props.video_path)).resolve() if poses.source else False
+    return int(poses.rotate) if same else 0
+
+
 class ANIMEMMD_OT_show_video(bpy.types.Operator):
     """Show the source video next to the model (image plane or camera background), in sync at 30 fps"""
 
@@ -231,7 +244,8 @@ class ANIMEMMD_OT_show_video(bpy.types.Operator):
         props = context.scene.anime_mmd
         try:
             obj = video_reference.show_video(context, bpy.path.abspath(props.video_path), mode=props.video_display,
-                                 start_time=float(props.start_time), armature=target_armature(context))
+                                             start_time=float(props.start_time), armature=target_armature(context),
+                                             turn=_estimate_turn(props))
         except (ValueError, RuntimeError, OSError) as e:
             self.report({"ERROR"}, f"Cannot show the video: {user_message(e)}")
             return {"CANCELLED"}

@@ -64,7 +64,7 @@ def _model_box(armature) -> tuple:
     return float((lo[0] + hi[0]) / 2), float(lo[2]), float(max(hi[2] - lo[2], 0.5)), float((hi[0] - lo[0]) / 2)
 
 
-def show_video(context, video_path, *, mode: str = "PLANE", start_time: float = 0.0, armature=None):
+def show_video(context, video_path, *, mode: str = "PLANE", start_time: float = 0.0, armature=None, turn: int = 0):
     """Show ``video_path`` next to ``armature`` (see the module doc).
 
     Args:
@@ -73,6 +73,9 @@ def show_video(context, video_path, *, mode: str = "PLANE", start_time: float = 
         mode: ``"PLANE"`` or ``"CAMERA"``.
         start_time: seconds into the video where the motion's frame 0 is.
         armature: the model to stand beside (None: the origin).
+        turn: degrees (0, 90, 180, 270) counter-clockwise the estimate turned the frames (``--rotate``: a video
+            filmed sideways, ``core.upright``); the plane shows them turned the same way (``CAMERA`` mode shows
+            the file as it is: Blender turns a camera background only in orthographic views).
 
     Returns:
         The plane object (``PLANE``) or the camera object (``CAMERA``).
@@ -85,16 +88,31 @@ def show_video(context, video_path, *, mode: str = "PLANE", start_time: float = 
         raise ValueError(f"{path}: no such video")
     if mode not in ("PLANE", "CAMERA"):
         raise ValueError(f"unknown mode {mode!r}")
+    if turn not in (0, 90, 180, 270):
+        raise ValueError(f"turn must be 0, 90, 180 or 270 degrees, got {turn!r}")
     clip = _load_clip(path)
     expr = _offset_expression(float(clip.fps), float(start_time))
     if mode == "CAMERA":
         return _show_camera(context, clip, expr, armature)
-    return _show_plane(context, path, clip, expr, armature)
+    return _show_plane(context, path, clip, expr, armature, turn)
 
 
-def _show_plane(context, path, clip, expr, armature):
+def _turned_uv(turn: int) -> list:
+    """UVs of the plane's corners (bottom-left, bottom-right, top-right, top-left) that show the image turned
+    ``turn`` degrees counter-clockwise: each quarter turn takes a shown point (u, v) from the image's (v, 1 - u)."""
+    out = []
+    for u, v in ((0, 0), (1, 0), (1, 1), (0, 1)):
+        for _ in range(turn // 90):
+            u, v = v, 1 - u
+        out += [u, v]
+    return out
+
+
+def _show_plane(context, path, clip, expr, armature, turn: int = 0):
     img = bpy.data.images.load(str(path), check_existing=True)
     w_px, h_px = clip.size
+    if turn % 180:
+        w_px, h_px = h_px, w_px
     cx, z0, height, half = _model_box(armature)
     width = height * w_px / h_px
     name = f"{PLANE_NAME} {path.stem}"
@@ -102,10 +120,10 @@ def _show_plane(context, path, clip, expr, armature):
     if obj is None or obj.type != "MESH":
         me = bpy.data.meshes.new(name)
         me.from_pydata([(-0.5, 0, 0), (0.5, 0, 0), (0.5, 0, 1), (-0.5, 0, 1)], [], [(0, 1, 2, 3)])
-        uv = me.uv_layers.new(name="UVMap")
-        uv.data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+        me.uv_layers.new(name="UVMap")
         obj = bpy.data.objects.new(name, me)
         context.scene.collection.objects.link(obj)
+    obj.data.uv_layers[0].data.foreach_set("uv", _turned_uv(turn))
     # Stand beside the model, facing the viewer (the model faces -Y), on the viewer's left of the model.
     obj.location = (cx - half - 0.3 - width / 2, 0.0, z0)
     obj.scale = (width, 1.0, height)

@@ -59,3 +59,36 @@ def test_unreadable_video_is_an_error(addon, scene, tmp_path):
     scene.anime_mmd.video_path = str(bad)
     with pytest.raises(RuntimeError, match="Cannot show the video"):
         bpy.ops.anime_mmd.show_video()
+
+
+def test_plane_shows_the_frames_turned_as_the_estimate_turned_them(addon, scene, kunkun, tmp_path):
+    """A video the estimate stood upright (``--rotate``, its pose file's ``rotate``) is shown turned the same way:
+    the plane takes the turned aspect and its top-left corner shows the file's top-right (a quarter turn
+    counter-clockwise); without a pose file of that video, the file as it is."""
+    from core import pose_io
+    from core.skeletons import CANONICAL
+
+    props = scene.anime_mmd
+    props.video_path = str(kunkun)
+    props.start_time = 0.0
+    props.video_display = "PLANE"
+    poses = pose_io.PoseSequence(keypoints_2d=np.zeros((2, len(CANONICAL), 3)), timestamps=[0.0, 0.04],
+                                 frame_indices=[0, 1], detected=np.ones(2, bool), fps=25.0, image_size=(480, 864),
+                                 joint_names_2d=CANONICAL, backend="mediapipe", source=str(kunkun), rotate=90)
+    props.result_npz = str(pose_io.save(tmp_path / "turned.npz", poses))
+
+    def shown():
+        plane = next(o for o in bpy.data.objects if o.get("anime_mmd_video"))
+        corners = np.array([tuple(plane.matrix_world @ v.co) for v in plane.data.vertices])
+        uv = np.zeros(8)
+        plane.data.uv_layers[0].data.foreach_get("uv", uv)
+        return np.ptp(corners[:, 0]) / np.ptp(corners[:, 2]), uv.reshape(4, 2)
+
+    assert bpy.ops.anime_mmd.show_video() == {"FINISHED"}
+    aspect, uv = shown()
+    assert aspect == pytest.approx(480 / 864, rel=1e-4)
+    assert uv[3].tolist() == [1.0, 1.0] and uv[0].tolist() == [0.0, 1.0]    # top-left <- top-right, ...
+    props.result_npz = ""
+    assert bpy.ops.anime_mmd.show_video() == {"FINISHED"}
+    aspect, uv = shown()
+    assert aspect == pytest.approx(864 / 480, rel=1e-4) and uv.tolist() == [[0, 0], [1, 0], [1, 1], [0, 1]]
