@@ -189,7 +189,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
         p = pose_io.load(path)
         print(f"{path}: {len(p)} frames at {p.fps:g} fps from {p.source or '?'} ({p.backend} + {p.lifter}), "
-              f"{int((~p.detected).sum())} interpolated, image {p.image_size[0]}x{p.image_size[1]}")
+              f"{int((~p.detected).sum())} interpolated, image {p.image_size[0]}x{p.image_size[1]}"
+              + (f" (the video's frames turned {p.rotate}° counter-clockwise)" if p.rotate else ""))
         if p.quality:
             from .quality import QualityReport
 

@@ -184,7 +184,7 @@ def test_a_dancer_at_the_inner_edge_of_an_automatic_crop_is_pointed_out():
     assert _edge_fraction(kp, det, (768, 768), (768, 0, 768, 768), info) == 0.0
 
 
-def test_a_video_filmed_sideways_is_stood_upright(shared_data, tmp_path):
+def test_a_video_filmed_sideways_is_stood_upright(shared_data, tmp_path, capsys):
     """kunkun turned on its side (as a phone video whose rotation flag was lost): ``--rotate auto`` turns the frames
     back before the detection and says so, so the keypoints are those of the upright clip; ``--rotate 0`` keeps the
     frames as they are. The turn is kept in the pose file, which the overlay reads to draw on the turned frames."""
@@ -208,6 +208,9 @@ def test_a_video_filmed_sideways_is_stood_upright(shared_data, tmp_path):
     path = pose_io.save(tmp_path / "p.npz", p)
     back = pose_io.load(path)
     assert back.rotate == 270 and pose_io.load(pose_io.save(tmp_path / "k.npz", kept)).rotate == 0
+    from core import cli
+    assert cli.main(["inspect", str(path)]) == 0
+    assert "image 432x240 (the video's frames turned 270° counter-clockwise)" in capsys.readouterr().out
     out = write_overlay(sideways, back, tmp_path / "overlay.mp4")
     from core.worker import video
     assert video.probe(out).width == 432                    # drawn on the turned frames
