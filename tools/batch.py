@@ -224,7 +224,8 @@ def build_scene(args, npz: Path) -> dict:
     if args.blend:
         video = args.video or poses.source
         if video and not args.no_video and Path(video).is_file():
-            video_reference.show_video(ctx, video, mode="PLANE", start_time=float(args.start or 0.0), armature=arm)
+            video_reference.show_video(ctx, video, mode="PLANE", start_time=float(args.start or 0.0), armature=arm,
+                                       turn=poses.rotate)
         ctx.scene.frame_set(ctx.scene.frame_start)
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.blend).resolve()), check_existing=False)
     return {"frames": len(motion.frames), "bones": result.bone_count, "keys": result.key_count,

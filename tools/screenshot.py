@@ -84,13 +84,16 @@ def main(argv=None) -> int:
         if not args.npz:
             batch.estimate(bargs, npz)
         batch.build_scene(bargs, npz)
+        from core import pose_io
+        turn = pose_io.load(npz).rotate        # as the estimate turned a sideways video
 
     from anime_mmd_addon import video_reference
 
     ctx = bpy.context
     scene = ctx.scene
     arm = next(o for o in scene.objects if o.type == "ARMATURE")
-    plane = video_reference.show_video(ctx, str(args.video), mode="PLANE", start_time=args.start, armature=arm)
+    plane = video_reference.show_video(ctx, str(args.video), mode="PLANE", start_time=args.start, armature=arm,
+                                       turn=turn)
     arm.show_in_front = False
     arm.hide_render = True
     frame = int(round(args.at * 30))
