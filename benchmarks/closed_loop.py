@@ -2,7 +2,7 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150]
-        [--cases default|all|travel|cuts|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
+        [--cases default|all|travel|cuts|portrait|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
         [--job-args="--smoothing 0.3"] [--true-hfov] [--lift-diagnostic] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``,
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per case (30 fps)")
     ap.add_argument("--cases", default="default",
                     help="'default', 'all' (default and extra), 'travel' (walks and a run), 'cuts' (a camera cut "
-                         "halfway) or comma-separated case names")
+                         "halfway), 'portrait' (9:16 phone framing) or comma-separated case names")
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
@@ -140,7 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-oracle", action="store_true", help="skip the gt->retarget row")
     args = ap.parse_args(argv)
 
-    all_cases = {c.name: c for c in E.DEFAULT_CASES + E.EXTRA_CASES + E.TRAVEL_CASES + E.CUT_CASES}
+    all_cases = {c.name: c for c in E.DEFAULT_CASES + E.EXTRA_CASES + E.TRAVEL_CASES + E.CUT_CASES
+                 + E.PORTRAIT_CASES}
     if args.cases == "default":
         cases = list(E.DEFAULT_CASES)
     elif args.cases == "all":
@@ -149,6 +150,8 @@ def main(argv=None) -> int:
         cases = list(E.TRAVEL_CASES)
     elif args.cases == "cuts":
         cases = list(E.CUT_CASES)
+    elif args.cases == "portrait":
+        cases = list(E.PORTRAIT_CASES)
     else:
         unknown = [n for n in args.cases.split(",") if n not in all_cases]
         if unknown:

@@ -115,6 +115,15 @@ CUT_CASES = (
          shading="flat", cut=(40, -15.0, 45.0, 1.5)),
 )
 
+#: Held-out cases filmed as a phone films a dance upright (``--cases portrait``): 9:16 frames, 39° across the short
+#: side (about 65° across the long one), where a field of view assumed across the width is furthest off.
+PORTRAIT_CASES = (
+    Case("portrait_cmu05_05_mat4", "mat4", "cmu_iclone/005_05", yaw_deg=25.0, hfov_deg=39.0, height_m=1.2,
+         size=(360, 640)),
+    Case("portrait_cmu05_20_yw", "yw", "cmu_iclone/005_20", yaw_deg=-40.0, hfov_deg=39.0, height_m=1.4,
+         size=(360, 640)),
+)
+
 
 def _mocap():
     sys.path.insert(0, str(REPO / "tools"))
