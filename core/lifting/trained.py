@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import filters
 from ..skeletons import CANONICAL, CANONICAL_MIRROR
 
 __all__ = ["Lifter", "LiftOutput", "load_lifter", "lift_timed", "TRAINED_FPS", "LIFT_FPS", "normalise_keypoints",
@@ -354,21 +355,14 @@ TRAINED_FPS = (24.0, 37.5)
 LIFT_FPS = 30.0
 
 
-def _resample(x: np.ndarray, t_new: np.ndarray, t_old: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
-    """``x (T, ...)`` at times ``t_old`` -> at ``t_new``: linear between two neighbours where both are ``ok`` (and
-    finite), else the nearest sample."""
-    x = np.asarray(x, dtype=np.float64)
-    flat = x.reshape(len(x), -1)
-    j = np.clip(np.searchsorted(t_old, t_new, side="right") - 1, 0, len(t_old) - 1)
-    k = np.minimum(j + 1, len(t_old) - 1)
-    span = t_old[k] - t_old[j]
-    w = np.where(span > 0, (t_new - t_old[j]) / np.where(span > 0, span, 1.0), 0.0)
-    w = np.clip(w, 0.0, 1.0)
-    good = np.isfinite(flat).all(axis=1) if ok is None else (np.asarray(ok, dtype=bool) & np.isfinite(flat).all(1))
-    both = good[j] & good[k]
-    near = np.where(w < 0.5, j, k)
-    out = np.where(both[:, None], (1.0 - w)[:, None] * flat[j] + w[:, None] * flat[k], flat[near])
-    return out.reshape((len(t_new),) + x.shape[1:])
+def _resample_seen(x: np.ndarray, t: np.ndarray, t_new: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``x (T, J, C)`` at times ``t`` -> at ``t_new``: linear (``core.filters.resample``) where the joint is ``seen``
+    (``(T, J)``) on both neighbouring frames, else the nearest frame's value (so a missing joint stays missing)."""
+    lin = filters.resample(np.nan_to_num(x), t, t_new)
+    i = np.clip(np.searchsorted(t, t_new, side="right") - 1, 0, len(t) - 1)
+    k = np.minimum(i + 1, len(t) - 1)
+    near = np.where(t_new - t[i] <= t[k] - t_new, i, k)
+    return np.where((seen[i] & seen[k])[..., None], lin, x[near])
 
 
 def lift_timed(lifter: Lifter, keypoints_2d: np.ndarray, image_size, timestamps, *, hfov_deg: float | None = None,
@@ -394,17 +388,15 @@ def lift_timed(lifter: Lifter, keypoints_2d: np.ndarray, image_size, timestamps,
     if TRAINED_FPS[0] <= fps <= TRAINED_FPS[1]:
         return lifter.lift(kp, image_size, hfov_deg, world_3d=world_3d, world_present=world_present, flip=flip)
     t30 = t[0] + np.arange(int(np.floor((t[-1] - t[0]) * LIFT_FPS + 1e-6)) + 1) / LIFT_FPS
-    seen = np.nan_to_num(kp[..., 2]) > 0
-    k30 = np.empty((len(t30),) + kp.shape[1:])
-    for j in range(kp.shape[1]):           # each joint between the frames that show it
-        k30[:, j] = _resample(kp[:, j], t30, t, seen[:, j])
+    k30 = _resample_seen(kp, t, t30, np.nan_to_num(kp[..., 2]) > 0)
     w30 = p30 = None
     if world_3d is not None:
         present = np.ones(len(t), bool) if world_present is None else np.asarray(world_present, dtype=bool)
-        w30 = _resample(world_3d, t30, t, present)
-        p30 = _resample(present.astype(np.float64), t30, t) > 0.5
+        w30 = _resample_seen(np.asarray(world_3d, dtype=np.float64), t, t30,
+                             np.broadcast_to(present[:, None], (len(t), N_JOINTS)))
+        p30 = _resample_seen(present[:, None, None].astype(np.float64), t, t30, present[:, None])[:, 0, 0] > 0.5
     out = lifter.lift(k30, image_size, hfov_deg, world_3d=w30, world_present=p30, flip=flip)
-    back = lambda a: _resample(a, t, t30)   # noqa: E731
+    back = lambda a: filters.resample(a, t30, t)   # noqa: E731  (the outputs are finite on every frame)
     j3 = back(out.joints_3d)
     root = back(out.root)
     up = None
