@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import safe_npz, skeletons
+from . import safe_npz, skeletons, upright
 from .atomic import atomic_output
 from .errors import PipelineError
 
@@ -173,9 +173,9 @@ class PoseSequence:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         if self.crop is not None:
             self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
+        if isinstance(self.rotate, bool) or self.rotate not in upright.TURNS:
+            raise ValueError(f"rotate must be one of {upright.TURNS} degrees, got {self.rotate!r}")
         self.rotate = int(self.rotate)
-        if self.rotate not in (0, 90, 180, 270):
-            raise ValueError(f"rotate must be 0, 90, 180 or 270 degrees, got {self.rotate}")
 
     def __len__(self) -> int:
         return int(self.keypoints_2d.shape[0])

@@ -21,7 +21,11 @@ import numpy as np
 
 from .skeletons import CANONICAL
 
-__all__ = ["turn_needed", "torso_directions", "MIN_SHARE", "MIN_FRAMES", "MIN_CONFIDENCE"]
+__all__ = ["turn_needed", "torso_directions", "TURNS", "MIN_SHARE", "MIN_FRAMES", "MIN_CONFIDENCE"]
+
+#: The turns a video's frames can be given, degrees counter-clockwise (``core.worker.video.iter_frames``'s
+#: ``rotate``, ``core.pose_io.PoseSequence.rotate``).
+TURNS = (0, 90, 180, 270)
 
 #: Share of the frames with a seen torso that must point the same way, not up, for the video to count as turned.
 MIN_SHARE = 0.6
@@ -49,8 +53,7 @@ def torso_directions(keypoints_2d, min_confidence: float = MIN_CONFIDENCE) -> np
         raise ValueError(f"torso_directions expects (T, {len(CANONICAL)}, 3) CANONICAL keypoints, got {kp.shape}")
     idx = [_J["LShoulder"], _J["RShoulder"], _J["LHip"], _J["RHip"]]
     p = kp[:, idx]
-    with np.errstate(invalid="ignore"):
-        seen = np.all(np.isfinite(p[..., :2]), axis=(1, 2)) & np.all(np.nan_to_num(p[..., 2]) >= min_confidence, axis=1)
+    seen = np.all(np.isfinite(p[..., :2]), axis=(1, 2)) & np.all(np.nan_to_num(p[..., 2]) >= min_confidence, axis=1)
     v = 0.5 * (p[:, 0, :2] + p[:, 1, :2]) - 0.5 * (p[:, 2, :2] + p[:, 3, :2])
     # image y points down: "up" is -y; angle counter-clockwise from up as the viewer sees it
     ang = np.degrees(np.arctan2(-np.nan_to_num(v[:, 0]), -np.nan_to_num(v[:, 1])))

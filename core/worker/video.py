@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import upright
 from ..errors import PipelineError
 
 #: Seconds of stream time read past the window start when counting the frames before it (covers B-frame reordering).
@@ -437,14 +438,10 @@ def iter_frames(path: str | os.PathLike, *, start: float | None = None, end: flo
 
 
 def check_rotate(rotate) -> int:
-    """``rotate`` as an int in (0, 90, 180, 270); ValueError otherwise."""
-    try:
-        r = int(rotate)
-    except (TypeError, ValueError):
-        r = -1
-    if r not in (0, 90, 180, 270) or r != rotate:
+    """``rotate`` as an int of ``core.upright.TURNS``; ValueError otherwise."""
+    if isinstance(rotate, bool) or rotate not in upright.TURNS:
         raise ValueError(f"rotate must be 0, 90, 180 or 270 degrees, got {rotate!r}")
-    return r
+    return int(rotate)
 
 
 def rotated(info: VideoInfo, rotate: int) -> VideoInfo:
