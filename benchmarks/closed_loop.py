@@ -2,11 +2,11 @@
 """Closed-loop benchmark: known MMD motion -> headless render -> the main job -> back on the model -> per-joint error.
 
     .venv/bin/python benchmarks/closed_loop.py [--lifters native,<other>] [--frames 150]
-        [--cases default|all|travel|cuts|portrait|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
+        [--cases default|all|travel|cuts|portrait|textured|NAME,...] [--out DIR] [--cache DIR] [--cli-repo DIR]
         [--job-args="--smoothing 0.3"] [--true-hfov] [--lift-diagnostic] [--no-oracle]
 
 For each case (``benchmarks/closed_loop/evaluate.py``: ``DEFAULT_CASES``, ``EXTRA_CASES``, ``TRAVEL_CASES``,
-``CUT_CASES``):
+``CUT_CASES``, ``PORTRAIT_CASES``, ``TEXTURED_CASES``):
 
 1. a held-out mocap clip (``tools/lifter_training/mocap.py`` ``split()["test"]``: CMU subject 5 dance, Bandai
    clips) is retargeted onto a shared PMX model (``../shared/data/pmx``), or the real OpenMMD VMD dance is played
@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per case (30 fps)")
     ap.add_argument("--cases", default="default",
                     help="'default', 'all' (default and extra), 'travel' (walks and a run), 'cuts' (a camera cut "
-                         "halfway), 'portrait' (9:16 phone framing) or comma-separated case names")
+                         "halfway), 'portrait' (9:16 phone framing), 'textured' (the yw dance cases on the textured "
+                         "mat4) or comma-separated case names")
     ap.add_argument("--out", type=Path, default=Path("/work/cache/closed_loop/out"))
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/closed_loop/renders"))
     ap.add_argument("--cli-repo", type=Path, default=REPO, help="checkout whose CLI runs the job (default: this one)")
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     all_cases = {c.name: c for c in E.DEFAULT_CASES + E.EXTRA_CASES + E.TRAVEL_CASES + E.CUT_CASES
-                 + E.PORTRAIT_CASES}
+                 + E.PORTRAIT_CASES + E.TEXTURED_CASES}
     if args.cases == "default":
         cases = list(E.DEFAULT_CASES)
     elif args.cases == "all":
@@ -152,6 +153,8 @@ def main(argv=None) -> int:
         cases = list(E.CUT_CASES)
     elif args.cases == "portrait":
         cases = list(E.PORTRAIT_CASES)
+    elif args.cases == "textured":
+        cases = list(E.TEXTURED_CASES)
     else:
         unknown = [n for n in args.cases.split(",") if n not in all_cases]
         if unknown:

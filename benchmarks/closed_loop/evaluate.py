@@ -124,6 +124,14 @@ PORTRAIT_CASES = (
          size=(360, 640)),
 )
 
+#: The two yw dance cases again, motion and camera unchanged, on the textured mat4 model (``--cases textured``):
+#: the faceless mannequin gives BlazePose no face, hair or clothes to tell a back from a front by, so these say how
+#: much of the yw cases' error is that mannequin rather than the dance or the view.
+TEXTURED_CASES = (
+    Case("cmu05_10_mat4", "mat4", "cmu_iclone/005_10", yaw_deg=-35.0, hfov_deg=60.0, height_m=1.5),
+    Case("cmu05_15_mat4_back", "mat4", "cmu_iclone/005_15", yaw_deg=160.0, hfov_deg=55.0, height_m=1.3),
+)
+
 
 def _mocap():
     sys.path.insert(0, str(REPO / "tools"))
