@@ -31,7 +31,8 @@ from .skeletons import CANONICAL
 
 __all__ = ["CONTACT_POINTS", "NPZ_KEY", "ContactParams", "foot_points", "point_speed", "body_size_2d",
            "contact_scores", "hysteresis", "detect_contacts", "support_contacts", "SUPPORT_MAX_HEIGHT",
-           "SUPPORT_MAX_SPEED", "SUPPORT_MAX_WANDER", "SUPPORT_MIN_KNEE", "SUPPORT_MIN_HIP"]
+           "SUPPORT_MAX_SPEED", "SUPPORT_MAX_WANDER", "SUPPORT_MIN_KNEE", "SUPPORT_MIN_HIP", "flat_feet",
+           "FLAT_MAX_HEIGHT"]
 
 #: Order of the last axis of every contact array (the subject's left/right).
 CONTACT_POINTS: tuple[str, ...] = ("LHeel", "LToe", "RHeel", "RToe")
@@ -362,4 +363,54 @@ def support_contacts(points, t, heights, contacts, *, body_heights=None, shots=N
                     xz = xz[np.isfinite(xz).all(axis=1)]
                     if len(xz) and np.linalg.norm(xz - np.median(xz, axis=0), axis=1).max() > max_wander:
                         added[a + x:a + y, k] = False
+    return c | added, added
+
+
+#: :func:`flat_feet`: the other point of a planted foot is down too where it is at most this high above the floor
+#: (metres): a foot that flat is standing on its whole sole, not rolling over its heel or toe. Set on the closed-loop
+#: renders (docs/benchmark.md, fourteenth session): 2 cm adds too little, 5-8 cm pins the heel of a walk's toe-off.
+FLAT_MAX_HEIGHT = 0.03
+
+
+def flat_feet(contacts, heights, t, *, max_height: float = FLAT_MAX_HEIGHT, min_on_s: float = 0.1,
+              shots=None) -> tuple[np.ndarray, np.ndarray]:
+    """Put the whole foot down where one of its points is in contact and the other lies flat on the floor.
+
+    A contact of the heel alone or the toe alone lets the foot turn about that point (``core.foot_lock``: the
+    point is pinned, the foot keeps its estimated rotation), which is right for a heel strike, a toe-off or a
+    relevé -- the other point is then raised -- but where the other point is within ``max_height`` of the floor
+    the foot stands on its whole sole, and its estimated turning is the lifter's noise: the free point would swing
+    about the pinned one. There both points are in contact (the lock then holds the foot's heading too). Added
+    runs shorter than ``min_on_s`` are dropped (per shot).
+
+    Args:
+        contacts: ``(T, 4)`` bool (order :data:`CONTACT_POINTS`).
+        heights: ``(T, 4)`` metres above the floor (NaN = unknown: never added).
+        t: ``(T,)`` seconds.
+        shots: ``[(start, stop), ...]`` or None (one shot).
+    Returns:
+        ``(contacts | added, added)``, both ``(T, 4)`` bool.
+    Raises:
+        ValueError: mismatched shapes.
+    """
+    c = np.asarray(contacts, dtype=bool)
+    h = np.asarray(heights, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 4 or h.shape != c.shape or t.shape != (c.shape[0],):
+        raise ValueError(f"flat_feet: expected contacts and heights (T, 4), t (T,); got {c.shape}, {h.shape}, "
+                         f"{t.shape}")
+    T = c.shape[0]
+    low = np.isfinite(h) & (h <= max_height)
+    added = np.zeros_like(c)
+    for k in range(4):
+        other = k ^ 1                          # heel <-> toe of the same foot
+        added[:, k] = ~c[:, k] & c[:, other] & low[:, k]
+    ranges = [(0, T)] if shots is None or len(shots) == 0 else [(int(a), int(b)) for a, b in shots]
+    dt = float(np.median(np.diff(t))) if T > 1 else 1.0
+    for a, b in ranges:
+        for k in range(4):
+            col = added[a:b, k]
+            for x, y in zip(*_runs(col)):
+                if (t[a + y - 1] - t[a + x] + dt) < min_on_s:
+                    col[x:y] = False
     return c | added, added

@@ -24,8 +24,9 @@
    knee-limit violations repaired (``core.smoothing.repair_rotation_flips``), the key rotations smoothed on the
    sphere (``core.smoothing.smooth_rotations``), then the feet locked (``core.foot_lock.lock_feet``) at the contacts of
    step 4 plus the supporting foot of the frames where none was found (``core.contact.support_contacts``: the
-   lower, slower foot of a dancer who is neither in the air nor kneeling or sitting; the floor and the camera of
-   steps 4-5 keep to the detected contacts);
+   lower, slower foot of a dancer who is neither in the air nor kneeling or sitting) and the other point of a foot
+   down on one point and flat on the floor (``core.contact.flat_feet``); the floor and the camera of steps 4-5 keep
+   to the detected contacts;
 7. the leg IK keys (足ＩＫ, つま先ＩＫ) set again from the final FK legs (``core.retarget.leg_ik_from_fk``), so that MMD's
    IK-on playback shows the legs that were repaired and measured.
 
@@ -366,6 +367,8 @@ def clean_motion(poses: pose_io.PoseSequence, rest, opts=None, *, shots=None, co
     fp = contact.foot_points(placed)
     body = placed[:, [_J["LKnee"], _J["RKnee"], _J["Hip"]]] @ floor.CAMERA_UP
     used, added = contact.support_contacts(fp, t, fp @ floor.CAMERA_UP, g.contacts, body_heights=body, shots=shots)
+    # a foot down on one point and flat on the floor stands on its whole sole (core.contact.flat_feet)
+    used, _ = contact.flat_feet(used, fp @ floor.CAMERA_UP, t, shots=shots)
     report.contacts = used
     n_added = int(added.any(axis=1).sum())
     if n_added:

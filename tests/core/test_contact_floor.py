@@ -272,3 +272,30 @@ def test_support_needs_a_low_slow_foot_and_keeps_detected_contacts():
         C.support_contacts(pts[:, :3], t, h, con)
     with pytest.raises(ValueError):
         C.support_contacts(pts, t, h, con, body_heights=standing[:, :2])
+
+
+def test_a_flat_foot_down_on_one_point_is_down_on_both():
+    T = 40
+    t = np.arange(T) / 30.0
+    con = np.zeros((T, 4), dtype=bool)
+    h = np.full((T, 4), 0.10)
+    con[:, 1] = True                     # the left toe is planted all along
+    h[:, 1] = 0.0
+    h[10:30, 0] = 0.01                   # its heel flat on the floor for 20 frames, raised before and after
+    con[:, 2] = True                     # the right heel is planted, its toe raised (a heel strike): unchanged
+    h[:, 2] = 0.0
+    h[20:22, 3] = 0.02                   # ... but for 2 frames, shorter than 0.1 s: not added
+    used, added = C.flat_feet(con, h, t)
+    assert added[10:30, 0].all() and not added[:10, 0].any() and not added[30:, 0].any()
+    assert not added[:, 1:].any() and (used == (con | added)).all()
+    # nothing is added without a planted point on the same foot, nor from an unknown height
+    assert not C.flat_feet(np.zeros((T, 4), bool), h, t)[1].any()
+    h2 = h.copy()
+    h2[:, 0] = np.nan
+    assert not C.flat_feet(con, h2, t)[1][:, 0].any()
+    # per shot: a run cut to 2 frames by a shot boundary is dropped in that shot
+    used3, added3 = C.flat_feet(con, h, t, shots=[(0, 12), (12, T)])
+    assert not added3[10:12, 0].any() and added3[12:30, 0].all()
+    with pytest.raises(ValueError):
+        C.flat_feet(con[:, :3], h, t)
+
