@@ -399,18 +399,12 @@ def flat_feet(contacts, heights, t, *, max_height: float = FLAT_MAX_HEIGHT, min_
     if c.ndim != 2 or c.shape[1] != 4 or h.shape != c.shape or t.shape != (c.shape[0],):
         raise ValueError(f"flat_feet: expected contacts and heights (T, 4), t (T,); got {c.shape}, {h.shape}, "
                          f"{t.shape}")
-    T = c.shape[0]
     low = np.isfinite(h) & (h <= max_height)
-    added = np.zeros_like(c)
-    for k in range(4):
-        other = k ^ 1                          # heel <-> toe of the same foot
-        added[:, k] = ~c[:, k] & c[:, other] & low[:, k]
+    added = ~c & c[:, [1, 0, 3, 2]] & low          # the other point of the same foot (heel <-> toe) is planted
+    T = c.shape[0]
     ranges = [(0, T)] if shots is None or len(shots) == 0 else [(int(a), int(b)) for a, b in shots]
-    dt = float(np.median(np.diff(t))) if T > 1 else 1.0
-    for a, b in ranges:
-        for k in range(4):
-            col = added[a:b, k]
-            for x, y in zip(*_runs(col)):
-                if (t[a + y - 1] - t[a + x] + dt) < min_on_s:
-                    col[x:y] = False
+    for a, b in ranges:                            # too short to stand on: the minimum duration of hysteresis
+        if b > a:
+            added[a:b] = hysteresis(added[a:b].astype(np.float64), t[a:b], on=0.5, off=0.5, min_on_s=min_on_s,
+                                    min_off_s=0.0)
     return c | added, added

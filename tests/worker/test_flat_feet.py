@@ -11,10 +11,7 @@ from core.formats import pmx, vmd
 from core.motion import BoneMotion
 from core.rest_skeleton import RestSkeleton
 from core.retarget import joints_from_pose
-from core.skeletons import CANONICAL
 from core.worker import job
-
-POINTS = [CANONICAL.index(n) for n in ("LHeel", "LFootIndex", "RHeel", "RFootIndex")]   # contact.CONTACT_POINTS
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def _run(out, model, rest, name):
     written = vmd.read(r.vmd_path)
     m = BoneMotion.from_vmd(written)
     pos, rot = ik.evaluate_motion(rest, m, ik_enabled=vmd_sample.ik_switches(written, m.frames))
-    return pose_io.load(r.npz_path), joints_from_pose(rest, pos, rot)[:, POINTS] * METRES_PER_UNIT
+    return pose_io.load(r.npz_path), contact.foot_points(joints_from_pose(rest, pos, rot)) * METRES_PER_UNIT
 
 
 def test_the_other_point_of_a_flat_planted_foot_stands_still(kunkun, monkeypatch):
