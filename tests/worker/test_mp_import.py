@@ -64,3 +64,25 @@ b.close()
 print('people', [len(x) for x in d], 'matplotlib' in sys.modules)
 """)
     assert "people [1, 1] False" in out
+
+
+def test_two_threads_importing_at_once():
+    """core.worker.parallel builds a detector per part on threads: first imports at once all get mediapipe and
+    leave no stand-in behind (the import is serialized: one closed-loop job on parts once failed with "cannot
+    import name 'pyplot' from 'matplotlib' (unknown location)"; this test did not reproduce that race)."""
+    out = _run("""
+import threading
+from core.worker.backends.mp_import import import_mediapipe, _Deferred
+got, errors = [], []
+def one():
+    try:
+        got.append(import_mediapipe().solutions.pose.Pose.__name__)
+    except BaseException as e:
+        errors.append(repr(e))
+ts = [threading.Thread(target=one) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print('got', got, 'errors', errors)
+print('standins left', any(isinstance(m, _Deferred) for m in sys.modules.values()))
+""")
+    assert "got ['Pose', 'Pose', 'Pose', 'Pose'] errors []" in out
+    assert "standins left False" in out

@@ -21,6 +21,9 @@ import types
 DEFERRED = ("matplotlib", "matplotlib.pyplot", "sounddevice")
 
 _lock = threading.Lock()
+#: Held for the whole of :func:`import_mediapipe`: two threads importing at once (``core.worker.parallel`` builds a
+#: detector per part) would each place stand-ins and take the other's out mid-import.
+_import_lock = threading.Lock()
 
 
 class _Deferred(types.ModuleType):
@@ -56,6 +59,11 @@ def import_mediapipe():
     Raises:
         ImportError: mediapipe is not installed.
     """
+    with _import_lock:
+        return _import()
+
+
+def _import():
     if "mediapipe" in sys.modules:  # already in (or marked missing with None: then this raises ImportError)
         import mediapipe
 
