@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WIDTH", "BackgroundTrack", "BackgroundTracker"]
+__all__ = ["WIDTH", "BackgroundTrack", "BackgroundTracker", "joined"]
 
 #: Width (px) of the grey frames the tracker works on.
 WIDTH = 320
@@ -198,6 +198,48 @@ class BackgroundTracker:
             d = M[:2, :2] @ c + M[:2, 2] - c
             motion[i] = (d[0] / self._scale, d[1] / self._scale, float(np.log(np.sqrt(abs(np.linalg.det(M[:2, :2]))))))
         return BackgroundTrack(motion, measured, np.array([0] + self._inliers, dtype=np.int64)[:T])
+
+
+def joined(parts) -> BackgroundTracker:
+    """One tracker for a clip whose consecutive parts were each tracked by a tracker of their own
+    (``core.worker.parallel``): its :meth:`~BackgroundTracker.result` is the track of the whole clip.
+
+    Args:
+        parts: ``(tracker, warmup)`` pairs in time order. Tracker k was fed ``warmup`` frames before its part's
+            first frame (the last frames of the part before), then its part's frames. The step into a part's
+            first frame is the one its tracker measured from the warm-up frame just before it (so with a warm-up
+            the joined track equals one tracker fed every frame, up to the people's boxes the detectors gave); a
+            later part without a warm-up frame has that step unmeasured.
+    Raises:
+        ValueError: parts of different frame sizes or analysis settings, or more warm-up frames than frames.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("joined: no parts")
+    first = parts[0][0]
+    out = BackgroundTracker(first.width, first.max_corners, first.min_inliers, first.pad)
+    for tracker, warmup in parts:
+        if (tracker.width, tracker.max_corners, tracker.min_inliers, tracker.pad) != \
+                (out.width, out.max_corners, out.min_inliers, out.pad):
+            raise ValueError("joined: the parts were tracked with different settings")
+        n = len(tracker._steps) + (1 if tracker._prev is not None else 0)
+        warmup = int(warmup)
+        if not 0 <= warmup <= n:
+            raise ValueError(f"joined: {warmup} warm-up frames of a part of {n} frames")
+        if n == warmup:
+            continue
+        if out._size is not None and tracker._size != out._size:
+            raise ValueError(f"joined: frame size {tracker._size} after {out._size}")
+        if out._prev is None:               # the joined track's frame 0: no step into it
+            steps, inliers = tracker._steps[warmup:], tracker._inliers[warmup:]
+        elif warmup:
+            steps, inliers = tracker._steps[warmup - 1:], tracker._inliers[warmup - 1:]
+        else:
+            steps, inliers = [None] + tracker._steps, [0] + tracker._inliers
+        out._steps += list(steps)
+        out._inliers += list(inliers)
+        out._prev, out._scale, out._size = tracker._prev, tracker._scale, tracker._size
+    return out
 
 
 def _params(S: np.ndarray, shape) -> np.ndarray:

@@ -122,3 +122,34 @@ def test_on_its_own_thread_the_track_is_the_same_and_errors_reach_the_caller():
     with pytest.raises(ValueError, match="frame size changed"):
         bad.result()
     bad.close()
+
+
+def test_parts_tracked_apart_join_into_the_whole_track():
+    """core.worker.parallel tracks each part of a clip on its own tracker, the part after the first fed a few frames
+    before its own: joined, the track is the one tracker fed every frame gives; without a warm-up frame the step
+    into a part is unmeasured and takes its neighbours' motion."""
+    from core.worker.background import joined
+
+    T = 40
+    frames, boxes = _frames(np.linspace(0.0, -60.0, T), np.linspace(1.0, 1.1, T))
+    whole = BackgroundTracker()
+    for f, b in zip(frames, boxes):
+        whole.add(f, b)
+    a, b = BackgroundTracker(), BackgroundTracker()
+    for i in range(0, 20):
+        a.add(frames[i], boxes[i])
+    for i in range(16, T):                          # 4 warm-up frames before frame 20
+        b.add(frames[i], boxes[i])
+    ref, got = whole.result(), joined([(a, 0), (b, 4)]).result()
+    np.testing.assert_array_equal(got.measured, ref.measured)
+    np.testing.assert_array_equal(got.inliers, ref.inliers)
+    np.testing.assert_allclose(got.motion, ref.motion, atol=1e-9)
+    assert abs(got.motion[-1, 0]) > 50                # it did follow the pan
+    c = BackgroundTracker()
+    for i in range(20, T):
+        c.add(frames[i], boxes[i])
+    cold = joined([(a, 0), (c, 0)]).result()
+    assert len(cold.measured) == T and not cold.measured[20] and cold.measured[21:].all()
+    np.testing.assert_allclose(cold.motion, ref.motion, atol=0.5)   # the missing step interpolated
+    with pytest.raises(ValueError, match="warm-up"):
+        joined([(a, 0), (c, 21)])
