@@ -93,6 +93,14 @@ ROTATIONS: tuple[Choice, ...] = (
     Choice("180", "180°", "turn every frame upside down"),
     Choice("270", "90° right", "turn every frame 90 degrees clockwise"),
 )
+DETECT_PARTS: tuple[Choice, ...] = (
+    Choice("auto", "Auto", "split the clip by its length alone: 1 part under 180 frames (6 s at 30 fps), 2 under 360, 4 under "
+                           "720, else 8; the parts are detected at once, one per CPU core (core.worker.parallel)"),
+    Choice("1", "1", "one pass over the whole clip (the only way before 6 December 2026)"),
+    Choice("2", "2", "two parts of equal length, detected at once"),
+    Choice("4", "4", "four parts of equal length, detected at once"),
+    Choice("8", "8", "eight parts of equal length, detected at once"),
+)
 DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
     Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
 
@@ -154,6 +162,10 @@ class DetectOptions:
                                     kind="str", flag="--detectron2-model", choices=DETECTRON2_MODELS)
     weights_dir: str | None = _option(None, "folder of downloaded weights (default ~/.cache/anime_mmd/weights)",
                                       kind="path", flag="--weights-dir")
+    detect_parts: str = _option("auto", "split the clip into parts detected at once, one per CPU core: auto (by the "
+                                        "clip's length alone, so the result does not depend on the machine), or 1 "
+                                        "(one pass), 2, 4, 8; MediaPipe only", kind="str", flag="--detect-parts",
+                                choices=DETECT_PARTS)
     auto_crop: bool = _option(True, "look for a still half beside the dancer (a side-by-side video) and analyse only "
                                     "the moving half when no --crop is given (on by default; --no-auto-crop keeps "
                                     "the whole frame)", kind="bool", flag="--no-auto-crop")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -53,7 +54,8 @@ def _expected_frames(info, start: float | None, end: float | None) -> int | None
 def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "mediapipe", start: float | None = None,
                  end: float | None = None, crop=None, device: str = "cpu", progress: Progress | None = None,
                  backend_options: dict | None = None, batch_size: int = 8, auto_crop: bool = True,
-                 retry: bool = True, background: bool = True, rotate: int = 0) -> PoseSequence:
+                 retry: bool = True, background: bool = True, rotate: int = 0, detect_parts: str = "auto",
+                 threads: int | None = None) -> PoseSequence:
     """Detect the dancer's 2D keypoints (and the backend's 3D joints) on every frame of a video.
 
     Args:
@@ -76,6 +78,11 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         rotate: turn every frame 0, 90, 180 or 270 degrees counter-clockwise before anything else sees it (after
             the display rotation; ``core.worker.video.iter_frames``): the crop, keypoints and image size are those
             of the turned frames (``rotate`` of the result).
+        detect_parts: ``"auto"`` or ``"1"``, ``"2"``, ``"4"``, ``"8"``: into how many parts of the window the
+            detection is split, each part detected by a detector of its own, the parts at once on ``threads``
+            threads (``core.worker.parallel``; a backend given by name in :data:`PARALLEL_BACKENDS` only). ``"auto"``
+            chooses by the window's length alone, so the result does not depend on the machine; ``"1"`` is one pass.
+        threads: parts detected at once (None: one per CPU core, at most the parts); the result does not depend on it.
 
     Returns:
         :class:`~core.pose_io.PoseSequence` with ``T`` = decoded frames in the window:
@@ -108,57 +115,33 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         raise PipelineError("bad_input", f"{path}: {e}") from e
     info = frames.info
     total = _expected_frames(info, frames.start, frames.end)
-
-    # Decode on a background thread so that decoding and colour conversion (PyAV releases the GIL) overlap with the
-    # detector instead of adding to it; the first frames decode while the model is being built.
-    stream = _Prefetch(frames, each=frame_signature)
     own_backend = isinstance(backend, str)
-    if own_backend:
-        from .backends import get_backend
+
+    parts = [None]
+    if own_backend and backend in PARALLEL_BACKENDS:
+        from . import parallel
 
         try:
-            model = get_backend(backend, device=device, **(backend_options or {}))
-        except BaseException:
-            stream.close()
+            parts = parallel.plan_parts(info, frames.start, frames.end, parts=detect_parts)
+        except ValueError as e:
             frames.close()
-            raise
-    else:
-        model = backend
-    indices: list[int] = []
-    times: list[float] = []
-    dets: list[FrameDetections] = []
-    tracker = None
-    if background:
-        from .background import BackgroundTracker
-
-        tracker = _OnThread(BackgroundTracker())
-    image_size: tuple[int, int] | None = None
-    signatures: list = []
-    try:
-        progress("detect", 0, total)
-        batch: list = []
-        for frame, signature in stream:
-            signatures.append(signature)
-            batch.append(frame)
-            if len(batch) >= batch_size:
-                _run(model, batch, indices, times, dets, tracker)
-                progress("detect", len(dets), total)
-                batch = []
-            if image_size is None:
-                image_size = (frame.image.shape[1], frame.image.shape[0])
-        if batch:
-            _run(model, batch, indices, times, dets, tracker)
-        progress("detect", len(dets), len(dets))
-        track = tracker.result() if tracker is not None else None
-    finally:
-        stream.close()
+            raise PipelineError("bad_input", str(e)) from e
+    span = model = None
+    if len(parts) > 1:
         frames.close()
-        if tracker is not None:
-            tracker.close()
-        if own_backend:
-            model.close()
+        span, model = parallel.detect_parts(
+            path, parts, crop=frames.crop, rotate=frames.rotate, backend=backend, device=device,
+            backend_options=backend_options, background=background, batch_size=batch_size, progress=progress,
+            total=total, threads=threads, windowed=frames.report.windowed)
+        if span is None:      # the parts did not join up (a damaged or oddly timed file): one pass, as before
+            frames = video.iter_frames(path, start=start, end=end, crop=crop, rotate=rotate)
+    if span is None:
+        span, model = _detect_whole(frames, backend, own_backend, device, backend_options, background, batch_size,
+                                    progress, total)
+    dets, indices, times, signatures, image_size = span.dets, span.indices, span.times, span.signatures, span.image_size
+    track = span.track
 
-    report = frames.report
+    report = span.report
     if not dets:
         window = "" if start is None and end is None else f" between {start or 0:.2f} s and " \
                                                           f"{'the end' if end is None else f'{end:.2f} s'}"
@@ -192,6 +175,8 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
     t = np.asarray(times, dtype=np.float64)
     shots = detect_shots(np.asarray(signatures), t)
     notes = [crop_note] if crop_note else []
+    if span.parts > 1:
+        notes.append(f"detected in {span.parts} parts of the clip at once (--detect-parts)")
     if retry and own_backend and backend in ("mediapipe", "holistic") and n >= 3:
         n_try, n_won = _retry(path, start, end, frames.crop, kp, j3, detected, names, image_size, t, shots,
                               progress, backend_options, rotate=frames.rotate)
@@ -234,6 +219,111 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
         # a backend with more than the body (core.worker.backends.holistic: hands, face) gives those arrays here
         **(model.sequence_extras(dets, choice) if hasattr(model, "sequence_extras") else {}),
     )
+
+
+#: Backends (by registry name) whose detection may run in parts at once (``core.worker.parallel``): MediaPipe's
+#: graphs run on the CPU, one core each, and are cheap to build; detectron2 keeps one model on its device.
+PARALLEL_BACKENDS = ("mediapipe", "holistic")
+
+
+@dataclass
+class _Span:
+    """What one pass of the detector over consecutive frames found: per kept frame its index, time (s), detections
+    and shot signature; the background tracker fed every frame (or None); the decode report; the frame size."""
+
+    indices: list
+    times: list
+    dets: list
+    signatures: list
+    tracker: object
+    report: object
+    image_size: tuple | None
+    warmup: int = 0          # frames before ``own_from``: detected and tracked, not kept
+    parts: int = 1           # parts of the window joined into this span (``core.worker.parallel``)
+
+    @property
+    def track(self):
+        """The camera's :class:`~core.worker.background.BackgroundTrack` of the kept frames, or None."""
+        return None if self.tracker is None else self.tracker.result()
+
+
+class _Stopped(Exception):
+    """A pass stopped early because another part failed or the run was cancelled."""
+
+
+def _detect_span(stream, model: PoseBackend, *, background: bool, batch_size: int, on_batch=None, stop=None,
+                 own_from: float | None = None) -> _Span:
+    """Run ``model`` over the ``(frame, signature)`` pairs of ``stream`` (a :class:`_Prefetch`) in batches.
+
+    Frames before ``own_from`` (seconds, ``VideoFrame.time``) warm the detector's tracking and the background
+    tracker up but are not kept (``_Span.warmup`` counts them). ``on_batch(kept)`` is called after every batch;
+    ``stop`` (a ``threading.Event``), once set, ends the pass with :class:`_Stopped`. The background tracker runs on
+    a thread of its own (:class:`_OnThread`); the caller closes ``stream`` and ``model``.
+    """
+    tracker = None
+    if background:
+        from .background import BackgroundTracker
+
+        tracker = _OnThread(BackgroundTracker())
+    span = _Span([], [], [], [], None, None, None)
+    try:
+        batch: list = []
+        for frame, signature in stream:
+            if stop is not None and stop.is_set():
+                raise _Stopped()
+            keep = own_from is None or frame.time >= own_from - 1e-9
+            if keep:
+                span.signatures.append(signature)
+            else:
+                span.warmup += 1
+            batch.append((frame, keep))
+            if len(batch) >= batch_size:
+                _run(model, batch, span, tracker)
+                batch = []
+                if on_batch is not None:
+                    on_batch(len(span.dets))
+            if span.image_size is None:
+                span.image_size = (frame.image.shape[1], frame.image.shape[0])
+        if batch:
+            _run(model, batch, span, tracker)
+        if on_batch is not None:
+            on_batch(len(span.dets))
+        span.tracker = tracker.finish() if tracker is not None else None
+    finally:
+        if tracker is not None:
+            tracker.close()
+    return span
+
+
+def _detect_whole(frames, backend, own_backend: bool, device, backend_options, background: bool, batch_size: int,
+                  progress, total):
+    """One pass over the whole window (the detector built here when ``backend`` is a name): ``(_Span, model)``."""
+    # Decode on a background thread so that decoding and colour conversion (PyAV releases the GIL) overlap with the
+    # detector instead of adding to it; the first frames decode while the model is being built.
+    stream = _Prefetch(frames, each=frame_signature)
+    if own_backend:
+        from .backends import get_backend
+
+        try:
+            model = get_backend(backend, device=device, **(backend_options or {}))
+        except BaseException:
+            stream.close()
+            frames.close()
+            raise
+    else:
+        model = backend
+    try:
+        progress("detect", 0, total)
+        span = _detect_span(stream, model, background=background, batch_size=batch_size,
+                            on_batch=lambda n: progress("detect", n, total))
+        progress("detect", len(span.dets), len(span.dets))
+    finally:
+        stream.close()
+        frames.close()
+        if own_backend:
+            model.close()
+    span.report = frames.report
+    return span, model
 
 
 class _Prefetch:
@@ -334,12 +424,16 @@ class _OnThread:
             except queue.Full:
                 continue
 
-    def result(self):
+    def finish(self):
+        """Wait for every queued frame and return the tracker (re-raising what it raised)."""
         self._queue.put(self._END)
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._tracker.result()
+        return self._tracker
+
+    def result(self):
+        return self.finish().result()
 
     def close(self) -> None:
         import queue
@@ -352,16 +446,18 @@ class _OnThread:
         self._thread.join(timeout=10)
 
 
-def _run(model: PoseBackend, batch: list, indices: list, times: list, dets: list, tracker=None) -> None:
-    out = model.process_batch([f.image for f in batch])
+def _run(model: PoseBackend, batch: list, span: _Span, tracker=None) -> None:
+    """Detect ``batch`` (``(frame, keep)`` pairs), feed the background tracker, keep the frames marked ``keep``."""
+    out = model.process_batch([f.image for f, _ in batch])
     if len(out) != len(batch):
         raise PipelineError("internal", f"backend {model.name!r} returned {len(out)} results for {len(batch)} frames")
-    if tracker is not None:   # the people just found are masked out of the background
-        for f, d in zip(batch, out):
+    for (f, keep), d in zip(batch, out):
+        if tracker is not None:   # the people just found are masked out of the background
             tracker.add(f.image, d.boxes)
-    indices.extend(f.index for f in batch)
-    times.extend(f.time for f in batch)
-    dets.extend(out)
+        if keep:
+            span.indices.append(f.index)
+            span.times.append(f.time)
+            span.dets.append(d)
 
 
 def _auto_crop(path, start, end, *, max_frames: int = 24, span_s: float = 10.0,

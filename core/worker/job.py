@@ -283,7 +283,7 @@ def detect_stage(opts, progress: Progress | None = None) -> pose_io.PoseSequence
             backend = "holistic"  # the same pose model plus hands and face mesh (core.worker.backends.holistic)
         kw = dict(backend=backend, start=opts.start, end=opts.end, crop=opts.crop, device=opts.device,
                   progress=progress, backend_options=backend_options, auto_crop=getattr(opts, "auto_crop", True),
-                  retry=getattr(opts, "retry", True))
+                  retry=getattr(opts, "retry", True), detect_parts=str(getattr(opts, "detect_parts", "auto")))
         rotate = str(getattr(opts, "rotate", "auto"))
         poses = detect_video(opts.video, rotate=0 if rotate == "auto" else int(rotate), **kw)
         if rotate == "auto":

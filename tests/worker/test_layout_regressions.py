@@ -30,10 +30,11 @@ BEFORE_LAYOUT = "8782ca9"
 #: Options that pin the job to what the main command did at 8782ca9, since later work changed the defaults on
 #: purpose: MediaPipe's own 3D, the former motion stage (--cleanup none), a key on every frame (--dense; Bézier key
 #: reduction is the default), the arm twist on ひじ (--no-twist-bones), no plausibility gate, auto-crop or
-#: re-detection, and --force because the quality report now refuses a motion with as many rotation pops as the
+#: re-detection, one detection pass (--detect-parts 1; the clip is detected in two parts at once by default since the
+#: fifteenth session) and --force because the quality report now refuses a motion with as many rotation pops as the
 #: former stage wrote.
 PINNED = ("--lifter", "native", "--smoothing", "0.5", "--hfov", "60", "--cleanup", "none", "--dense",
-          "--no-twist-bones", "--no-gate", "--no-auto-crop", "--no-retry", "--force")
+          "--no-twist-bones", "--no-gate", "--no-auto-crop", "--no-retry", "--detect-parts", "1", "--force")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
