@@ -1,7 +1,8 @@
 """Detection stage (worker side): decode a video, run a pose backend on every frame, keep one dancer.
 
 :func:`detect_video` streams frames from :func:`core.video.iter_frames` into a backend of :mod:`core.backends` in
-small batches, keeps every detection of every frame, then follows one person with
+small batches (a longer clip in parts at once, one detector per CPU core: ``core.worker.parallel``), keeps every
+detection of every frame, then follows one person with
 :func:`core.tracking.select_track` when some frame holds several people. Frames without the dancer get NaN
 positions, confidence 0 and ``detected = False``; they are NOT gap-filled here (``core.worker.job`` does that).
 

@@ -43,6 +43,7 @@ class FrameOnlyBackend:
         self.fail_after = fail_first_after if not FrameOnlyBackend.built else None
         self.delay = delay
         self.closed = False
+        self.resets = 0
         FrameOnlyBackend.built.append(self)
 
     def process_batch(self, images):
@@ -66,6 +67,9 @@ class FrameOnlyBackend:
     @staticmethod
     def sequence_extras(dets, choice):
         return {}
+
+    def reset(self):
+        self.resets += 1
 
     def close(self):
         self.closed = True
@@ -105,7 +109,9 @@ def test_a_frame_only_detector_gives_one_pass_exactly(kunkun, frame_only):
     FrameOnlyBackend.built = []
     seen = []
     four = detect.detect_video(kunkun, detect_parts="4", threads=2, progress=lambda s, d, t: seen.append((d, t)), **kw)
-    assert len(FrameOnlyBackend.built) == 4 and all(b.closed for b in FrameOnlyBackend.built)
+    # one detector per thread, reset before each further part, all closed at the end
+    assert len(FrameOnlyBackend.built) == 2 and all(b.closed for b in FrameOnlyBackend.built)
+    assert sum(b.resets for b in FrameOnlyBackend.built) == 2
     # three warm-ups of 0.5 s (13 frames at 25 fps) detected and not kept
     assert sum(b.calls for b in FrameOnlyBackend.built) == calls_one + 3 * 13
     n = len(one)
