@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .. import gating, skeletons
-from .backends.base import FrameDetections, PoseBackend
+from .backends.base import PoseBackend
 from ..crop_help import find_static_half
 from ..errors import PipelineError
 from ..pose_io import PoseSequence
@@ -83,7 +83,8 @@ def detect_video(path: str | os.PathLike, *, backend: str | PoseBackend = "media
             detection is split, each part detected by a detector of its own, the parts at once on ``threads``
             threads (``core.worker.parallel``; a backend given by name in :data:`PARALLEL_BACKENDS` only). ``"auto"``
             chooses by the window's length alone, so the result does not depend on the machine; ``"1"`` is one pass.
-        threads: parts detected at once (None: one per CPU core, at most the parts); the result does not depend on it.
+        threads: parts detected at once (None: one per CPU core, at most the parts and 4); the result does not
+            depend on it.
 
     Returns:
         :class:`~core.pose_io.PoseSequence` with ``T`` = decoded frames in the window:
