@@ -50,7 +50,9 @@ def main() -> int:
     ap.add_argument("video", nargs="?", default=str(DATA / "videos" / "kunkun_dance_864x480_25fps.mp4"))
     ap.add_argument("--model", default=str(DATA / "pmx" / "mat4_trace_model" / "mat4_v4_trace_model.pmx"))
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--detect-parts", default="auto", choices=("auto", "1", "2", "4", "8"),
+    from core.options import DETECT_PARTS, values
+
+    ap.add_argument("--detect-parts", default="auto", choices=values(DETECT_PARTS),
                     help="the run's --detect-parts (default auto: the job's default)")
     args = ap.parse_args()
 

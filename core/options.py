@@ -97,10 +97,7 @@ DETECT_PARTS: tuple[Choice, ...] = (
     Choice("auto", "Auto", "split the clip by its length alone: 1 part under 180 frames (6 s at 30 fps), 2 under 360, 4 under "
                            "720, else 8; the parts are detected at once, one per CPU core (core.worker.parallel)"),
     Choice("1", "1", "one pass over the whole clip (the only way before 6 December 2026)"),
-    Choice("2", "2", "two parts of equal length, detected at once"),
-    Choice("4", "4", "four parts of equal length, detected at once"),
-    Choice("8", "8", "eight parts of equal length, detected at once"),
-)
+) + tuple(Choice(v, v, f"{v} parts of equal length, detected at once") for v in ("2", "4", "8"))
 DETECTRON2_MODELS: tuple[Choice, ...] = tuple(
     Choice(v, v, f"Keypoint R-CNN {v}-FPN 3x") for v in ("R50", "R101", "X101"))
 

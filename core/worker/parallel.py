@@ -26,6 +26,8 @@ import os
 import threading
 from dataclasses import dataclass
 
+from .. import options
+
 __all__ = ["MIN_PART_FRAMES", "MAX_PARTS", "MAX_THREADS", "WARMUP_S", "PART_CHOICES", "Part", "plan_parts", "default_threads",
            "detect_parts"]
 
@@ -40,7 +42,7 @@ MAX_THREADS = 4
 #: Seconds decoded and detected before a part's first frame, not kept (the module docstring).
 WARMUP_S = 0.5
 #: Values of ``detect_parts`` (``core.options.DetectOptions.detect_parts``).
-PART_CHOICES = ("auto", "1", "2", "4", "8")
+PART_CHOICES = options.values(options.DETECT_PARTS)
 
 
 _BUILD_LOCK = threading.Lock()
@@ -139,8 +141,8 @@ def detect_parts(path, parts: list[Part], *, crop, rotate: int, backend: str, de
     built: list = []          # every detector built (one per thread), closed at the end
 
     def detector():
-        """This thread's detector, reset to its just-built state (a new part is a new clip to it): building one
-        per part instead left the process 2x the memory on a 54 s clip (freed graphs are not given back)."""
+        """This thread's detector, reset to its just-built state (a new part is a new clip to it): the same
+        detections as a detector built per part, one graph per thread instead of per part."""
         model = getattr(local, "model", None)
         if model is not None:
             model.reset()
@@ -205,7 +207,7 @@ def detect_parts(path, parts: list[Part], *, crop, rotate: int, backend: str, de
 def _trim_heap() -> None:
     """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; nothing where there is none). A
     part's frames are allocated on its decode thread and freed on the detector's and the tracker's, and glibc keeps
-    what they leave behind: on a 54 s clip in 8 parts on 2 threads the process peaked at 813 MB without this, 535 MB
+    what they leave behind: on a 54 s clip in 8 parts on 2 threads the process peaked at 813 MB without this, 519 MB
     with it (430 MB in one pass)."""
     global _MALLOC_TRIM
     if _MALLOC_TRIM is None:
